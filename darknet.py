@@ -1,0 +1,411 @@
+"""
+Darknet building blocks, the YOLOv1 / YOLOv2 backbones, and darknet's .weights file format.
+
+Papers: YOLOv1 (Redmon et al., arXiv:1506.02640), YOLOv2 (Redmon & Farhadi, "YOLO9000", arXiv:1612.08242).
+Darknet: github.com/pjreddie/darknet, src/*.c, and the cfg files named below.
+
+Paper -> code
+  YOLOv1 §2.2  leaky ReLU, slope 0.1 (eq. 2) ............................... LEAKY_SLOPE, ConvBlock
+  YOLOv1 §2.1  Fig. 3, the first 20 conv layers (+ 4 max-pools) ............. extraction_trunk()
+  YOLOv1 §2.2  ImageNet pre-training: 20 convs + average pool + connected .... Extraction
+  YOLOv2 §2    "Batch Normalization" on every conv ............................ ConvBlock(batch_norm=True)
+  YOLOv2 §3    "Faster": Darknet-19, Table 6 (224 and 448 inputs) ............ darknet19_trunk(), Darknet19
+  YOLOv2 §2    "Fine-Grained Features": the passthrough's reorg .............. reorg()
+  darknet only tiny-YOLOv2 trunk (yolov2-tiny-voc.cfg, yolov2-tiny.cfg) ....... tiny_yolov2_trunk()
+  darknet only max-pool padding (maxpool_layer.c) ............................ maxpool()
+  darknet only .weights files (parser.c) ..... darknet_layers(), load_darknet_weights(), save_darknet_weights()
+
+Shapes: N images, C channels, H x W feature map. Every module takes (N, C, H, W) float tensors.
+Nothing here reads a cfg file: the cfgs were read once and their layer lists are written out below.
+"""
+import os
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# -----------------------------------------------------------------------------
+# Building blocks: convolution + batch norm + leaky ReLU, max-pool, reorg
+
+# YOLOv1 §2.2, eq. 2: φ(x) = x if x > 0, else 0.1·x (darknet activations.h: leaky_activate).
+LEAKY_SLOPE = 0.1
+
+# Darknet batch norm (batchnorm_layer.c), as nn.BatchNorm2d(eps=BN_EPS, momentum=BN_MOMENTUM):
+#   running = 0.99·running + 0.01·batch  (scal .99, axpy .01; cuDNN exponentialAverageFactor .01)
+#   -> torch momentum 0.01 (torch's momentum is the weight of the new batch).
+# The normalisation itself differs between darknet's code paths:
+#   GPU with cuDNN, and the GPU kernel normalize_kernel:  (x - mean) / sqrt(var + 1e-5)   <- what we use
+#   CPU normalize_cpu (blas.c):                           (x - mean) / (sqrt(var) + 1e-6)
+# and when training, the CPU and non-cuDNN GPU paths normalise with the unbiased batch variance (1/(n-1),
+# variance_cpu / fast_variance_kernel), while cuDNN, like torch, normalises with the biased one and
+# keeps the unbiased one in the running average. We follow the cuDNN path, darknet's usual build.
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.01
+
+
+class ConvBlock(nn.Module):
+    """Darknet's [convolutional] layer: conv -> batch norm (optional) -> leaky ReLU or linear.
+
+    Padding is size // 2 (cfg pad=1, parser.c), so a stride-1 conv keeps H x W. With batch norm the
+    conv has no bias: darknet's `biases` are then the batch norm's shift β (convolutional_layer.c
+    calls forward_batchnorm_layer instead of add_bias).
+    (N, c_in, H, W) -> (N, c_out, ceil(H / stride), ceil(W / stride)) for odd sizes.
+    """
+
+    def __init__(self, c_in, c_out, size, stride=1, batch_norm=True, activation="leaky"):
+        super().__init__()
+        if activation not in ("leaky", "linear"):
+            raise ValueError(f"activation must be 'leaky' or 'linear', got {activation!r}")
+        self.conv = nn.Conv2d(c_in, c_out, size, stride, padding=size // 2, bias=not batch_norm)
+        self.bn = nn.BatchNorm2d(c_out, eps=BN_EPS, momentum=BN_MOMENTUM) if batch_norm else None
+        self.activation = activation
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        if self.activation == "leaky":
+            x = F.leaky_relu(x, LEAKY_SLOPE)
+        return x
+
+    def extra_repr(self):
+        return f"activation={self.activation!r}"
+
+
+def maxpool(size=2, stride=2):
+    """Darknet's [maxpool] (maxpool_layer.c) as an nn.Module.
+
+    Darknet pads by `padding = size - 1` in all (parser.c default), placed as size_before = padding / 2
+    (C integer division), the rest after: for size 2 that is 0 rows/columns before and 1 after.
+    Out-of-image positions read as -FLT_MAX, so they never win the max; padding with -inf here
+    gives the same numbers, because every window holds at least one real pixel. Hence
+      out = (H + padding - size) // stride + 1:
+      size 2, stride 2: ceil(H / 2), e.g. 13 -> 7 (torch's default MaxPool2d gives floor, 6);
+      size 2, stride 1 (tiny-YOLOv2): H -> H; the last row/column pools over itself alone.
+    """
+    padding = size - 1
+    before, after = padding // 2, padding - padding // 2
+    if before == 0 and size == stride:
+        # Windows do not overlap and only the last, partial one reaches the padding: that is torch's
+        # ceil_mode, without a padded copy of the input (a few % of the Darknet-19 forward on CPU).
+        return nn.MaxPool2d(size, stride, ceil_mode=True)
+    return nn.Sequential(
+        nn.ConstantPad2d((before, after, before, after), float("-inf")),   # (left, right, top, bottom)
+        nn.MaxPool2d(size, stride),
+    )
+
+
+def reorg(x, stride=2):
+    """Darknet's [reorg] layer (reorg_layer.c, blas.c reorg_cpu): (N, C, H, W) -> (N, C·s², H/s, W/s).
+
+    YOLOv2 §2 "Fine-Grained Features": the passthrough concatenates features "by stacking adjacent
+    features into different channels". Darknet's order of those channels is not pixel_unshuffle's.
+    forward_reorg_layer (reverse=0) calls reorg_cpu(input, w, h, c, batch, stride, forward=0, output),
+    and with forward=0 reorg_cpu does out[in_index] = x[out_index]:
+      1. view the (C, H, W) input buffer as X' of shape (C/s², s·H, s·W);
+      2. fill a (C, H, W) buffer: out[k, j, i] = X'[k mod C', s·j + (k div C') div s, s·i + (k div C') mod s],
+         C' = C/s²;
+      3. read that buffer back as the layer's output shape (C·s², H/s, W/s).
+    The official yolov2 weights were trained with this order, so the conv after the concat expects it.
+    (pixel_unshuffle instead gives out[c·s² + dy·s + dx, j, i] = x[c, s·j + dy, s·i + dx].)
+    """
+    N, C, H, W = x.shape
+    s = stride
+    if C % (s * s) or H % s or W % s:
+        raise ValueError(f"reorg stride {s} needs C divisible by {s * s} and H, W by {s}; got {tuple(x.shape)}")
+    x = x.reshape(N, C // (s * s), H, s, W, s)     # X'[c', s·j + dy, s·i + dx] as (N, C', H, dy, W, dx)
+    x = x.permute(0, 3, 5, 1, 2, 4)                # (N, dy, dx, C', H, W): channel k = (dy·s + dx)·C' + c'
+    return x.reshape(N, C * s * s, H // s, W // s)  # same buffer, read as (N, C·s², H/s, W/s)
+
+
+def _layers(spec, c_in, batch_norm):
+    """Build an nn.Sequential from a cfg-like list: (filters, size[, stride]) is a leaky ConvBlock,
+    "M" a 2x2/2 max-pool, "M1" darknet's 2x2/1 max-pool. The result has .out_channels."""
+    layers = []
+    for item in spec:
+        if item == "M":
+            layers.append(maxpool(2, 2))
+        elif item == "M1":
+            layers.append(maxpool(2, 1))
+        else:
+            c_out, size, *stride = item
+            layers.append(ConvBlock(c_in, c_out, size, *stride, batch_norm=batch_norm))
+            c_in = c_out
+    seq = nn.Sequential(*layers)
+    seq.out_channels = c_in
+    return seq
+
+
+def _global_avgpool(x):
+    return x.mean(dim=(2, 3))                       # darknet [avgpool]: (N, C, H, W) -> (N, C)
+
+
+# -----------------------------------------------------------------------------
+# YOLOv1 §2.1 / §2.2: the first 20 conv layers of Fig. 3 and the ImageNet classifier built on them
+
+# Fig. 3, layer by layer (= darknet extraction.conv.cfg); stride 32 in all: 448 -> 14, 224 -> 7.
+EXTRACTION_LAYERS = [
+    (64, 7, 2), "M",
+    (192, 3), "M",
+    (128, 1), (256, 3), (256, 1), (512, 3), "M",
+    *[(256, 1), (512, 3)] * 4, (512, 1), (1024, 3), "M",
+    *[(512, 1), (1024, 3)] * 2,
+]
+
+
+def extraction_trunk(batch_norm=False):
+    """YOLOv1's first 20 conv layers and 4 max-pools: (N, 3, 448, 448) -> (N, 1024, 14, 14).
+
+    batch_norm=False is the paper (and extraction.conv.cfg); True is darknet's later extraction.cfg
+    and yolov1.cfg, which put batch norm in every conv."""
+    return _layers(EXTRACTION_LAYERS, 3, batch_norm)
+
+
+class Extraction(nn.Module):
+    """YOLOv1 §2.2 ImageNet pre-training: "the first 20 convolutional layers ... followed by a
+    average-pooling layer and a fully connected layer", at 224 x 224. forward -> (N, num_classes) logits.
+
+    Darknet's cfgs differ from this, and from each other:
+      extraction.conv.cfg: as here, but its [connected] output=1000 has activation=leaky before the
+        softmax; ours is linear (logits). The file that goes with it, extraction.conv.weights, holds
+        the 20 convs only: load it into .trunk, or into this model with prefix_ok=True.
+      extraction.cfg (the full extraction.weights): batch norm in every conv, and no connected layer:
+        a 1x1 conv to 1000 (leaky), then the average pool.
+    """
+
+    def __init__(self, num_classes=1000, batch_norm=False):
+        super().__init__()
+        self.trunk = extraction_trunk(batch_norm)
+        self.fc = nn.Linear(1024, num_classes)
+
+    def forward(self, x):
+        x = self.trunk(x)                           # (N, 1024, H/32, W/32)
+        return self.fc(_global_avgpool(x))          # (N, num_classes)
+
+
+# -----------------------------------------------------------------------------
+# YOLOv2 §3 "Faster": Darknet-19 (Table 6), and the tiny-YOLOv2 trunk
+
+# Table 6 = darknet19.cfg = darknet19_448.cfg (same layers; the 448 file is the same net fine-tuned at
+# 448, §3 "Training for classification") = the first 23 layers of yolov2-voc.cfg / yolov2.cfg.
+DARKNET19_STAGE_A = [                               # convs 1..13, stride 16: 416 -> 26
+    (32, 3), "M",
+    (64, 3), "M",
+    (128, 3), (64, 1), (128, 3), "M",
+    (256, 3), (128, 1), (256, 3), "M",
+    (512, 3), (256, 1), (512, 3), (256, 1), (512, 3),
+]
+DARKNET19_STAGE_B = [                               # max-pool + convs 14..18, stride 32: 416 -> 13
+    "M", (1024, 3), (512, 1), (1024, 3), (512, 1), (1024, 3),
+]
+
+
+def darknet19_trunk(batch_norm=True):
+    """Darknet-19 without its classifier, split where YOLOv2's passthrough branches off.
+
+    stage_a: (N, 3, H, W) -> (N, 512, H/16, W/16)   convs 1..13 (yolov2-voc.cfg layer 16, `route -9`)
+    stage_b: (N, 512, H/16, W/16) -> (N, 1024, H/32, W/32)   max-pool + convs 14..18
+    The 18 convs are what darknet19_448.conv.23 holds (darknet `partial` cut-off 23 = cfg layers 0..22).
+    """
+    return _layers(DARKNET19_STAGE_A, 3, batch_norm), _layers(DARKNET19_STAGE_B, 512, batch_norm)
+
+
+class Darknet19(nn.Module):
+    """Darknet-19 classifier (YOLOv2 Table 6): 18 convs, a 1x1 conv to num_classes (linear, no batch
+    norm, as darknet19.cfg), global average pool. 224 or 448 input -> (N, num_classes) logits."""
+
+    def __init__(self, num_classes=1000, batch_norm=True):
+        super().__init__()
+        self.stage_a, self.stage_b = darknet19_trunk(batch_norm)
+        self.classifier = ConvBlock(1024, num_classes, 1, batch_norm=False, activation="linear")
+
+    def forward(self, x):
+        x = self.stage_b(self.stage_a(x))           # (N, 1024, H/32, W/32)
+        return _global_avgpool(self.classifier(x))  # (N, num_classes)
+
+
+# yolov2-tiny-voc.cfg and yolov2-tiny.cfg (darknet only; the YOLOv2 paper gives no layer list).
+# The 6th max-pool is 2x2 with stride 1, so the output stays at stride 32: 416 -> 13.
+TINY_YOLOV2_LAYERS = [
+    (16, 3), "M", (32, 3), "M", (64, 3), "M", (128, 3), "M", (256, 3), "M", (512, 3), "M1", (1024, 3),
+]
+TINY_YOLOV2_LAST_CONV = {"voc": 1024, "coco": 512}   # the conv before the 1x1 prediction conv
+
+
+def tiny_yolov2_trunk(variant="voc"):
+    """tiny-YOLOv2 up to, not including, the final 1x1 prediction conv; batch norm in all 8 convs.
+
+    (N, 3, H, W) -> (N, c, H/32, W/32), c = .out_channels = 1024 ("voc", yolov2-tiny-voc.cfg) or 512
+    ("coco", yolov2-tiny.cfg). The detector appends ConvBlock(c, A*(5+C), 1, batch_norm=False,
+    activation="linear") to reach darknet's layer list; that conv and its [region] are yolov2.py's.
+    """
+    if variant not in TINY_YOLOV2_LAST_CONV:
+        raise ValueError(f"variant must be one of {sorted(TINY_YOLOV2_LAST_CONV)}, got {variant!r}")
+    return _layers(TINY_YOLOV2_LAYERS + [(TINY_YOLOV2_LAST_CONV[variant], 3)], 3, batch_norm=True)
+
+
+# -----------------------------------------------------------------------------
+# Darknet .weights files (parser.c: load_weights_upto, save_weights_upto)
+#
+# File = header, then float32 values of each layer with weights, in cfg order, nothing between them:
+#   header: int32 major, minor, revision; then `seen` (images trained on) as uint64 when
+#           major*10 + minor >= 2 and major < 1000 and minor < 1000 (20 bytes), else int32 (16 bytes).
+#           Darknet reads major or minor > 1000 as an old format with transposed connected weights;
+#           we refuse those files rather than guess.
+#   [convolutional]: biases (n), then if batch_normalize: scales γ (n), rolling mean (n), rolling
+#           variance (n); then weights (n, c, size, size) row-major = torch's Conv2d.weight layout.
+#   [connected]: biases (out), weights (out, in) row-major = torch's Linear.weight layout
+#           (forward_connected_layer: gemm(0, 1, ...) = input · Wᵀ); then the batch norm values if any
+#           (connected layers with batch norm have no counterpart here; no cfg of ours uses one).
+# All little-endian, as darknet writes them on x86.
+#
+# Output permutation hook. A connected layer whose output order differs between darknet and this
+# project sets `linear.darknet_permutation`: a sequence p of length out_features meaning
+#   our_output[o] = darknet_output[p[o]].
+# Loading then takes rows p of darknet's weights and biases; saving writes them back in darknet's order.
+# YOLOv1's detection layer needs it: darknet lays its output out as all S·S·C class probabilities,
+# then all S·S·B confidences, then all S·S·B·4 coordinates (detection_layer.c), while our layout is
+# per cell (S, S, B*5+C). yolov1.py builds p from that description and sets it on its last nn.Linear.
+
+
+def darknet_layers(model):
+    """Layers in darknet file order: every ConvBlock and nn.Linear in model.modules() order, so a model
+    must register its layers in cfg order. A bare nn.Conv2d would have no place in the file: refused."""
+    layers, in_blocks = [], set()
+    for module in model.modules():
+        if isinstance(module, ConvBlock):
+            layers.append(module)
+            in_blocks.add(id(module.conv))
+        elif isinstance(module, nn.Linear):
+            layers.append(module)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and id(module) not in in_blocks:
+            raise ValueError(f"{name} is a bare nn.Conv2d; wrap it in darknet.ConvBlock so that its "
+                             "place and layout in a darknet .weights file are defined")
+    return layers
+
+
+def _tensors_in_file_order(layer):
+    """The tensors of one layer in the order darknet stores them."""
+    if isinstance(layer, ConvBlock):
+        if layer.bn is not None:
+            bn = layer.bn
+            return [bn.bias, bn.weight, bn.running_mean, bn.running_var, layer.conv.weight]
+        return [layer.conv.bias, layer.conv.weight]
+    if layer.bias is None:
+        raise ValueError("a darknet [connected] layer always has biases; this nn.Linear has bias=False")
+    return [layer.bias, layer.weight]
+
+
+def _permutation(layer):
+    """The layer's darknet_permutation as a LongTensor, checked, or None."""
+    p = getattr(layer, "darknet_permutation", None)
+    if p is None:
+        return None
+    p = torch.as_tensor(p, dtype=torch.long)
+    if not torch.equal(torch.sort(p).values, torch.arange(layer.out_features)):
+        raise ValueError(f"darknet_permutation of {layer} is not a permutation of 0..{layer.out_features - 1}")
+    return p
+
+
+def _layer_floats(layer):
+    return sum(t.numel() for t in _tensors_in_file_order(layer))
+
+
+def _header_bytes(major, minor):
+    seen_is_uint64 = major * 10 + minor >= 2 and major < 1000 and minor < 1000
+    return 12 + (8 if seen_is_uint64 else 4)
+
+
+def darknet_file_bytes(model, version=(0, 2, 0), num_layers=None):
+    """Size in bytes of the darknet file for the first num_layers (default all) darknet_layers(model)."""
+    layers = darknet_layers(model)[:num_layers]
+    return _header_bytes(version[0], version[1]) + 4 * sum(_layer_floats(layer) for layer in layers)
+
+
+def _read_header(f, path):
+    """-> (major, minor, revision), seen, header length in bytes. Refuses anything not darknet's."""
+    head = f.read(20)
+    if head.startswith(b"PK\x03\x04"):
+        raise ValueError(f"{path} is a zip archive (what torch.save writes), not a darknet .weights file; "
+                         "load a project checkpoint with torch.load(path, weights_only=True)")
+    if head[:1] == b"\x80":
+        raise ValueError(f"{path} looks like a Python pickle (an old-style torch.save file), "
+                         "not a darknet .weights file")
+    if len(head) < 16:
+        raise ValueError(f"{path} has {len(head)} bytes, shorter than a darknet header (16 or 20 bytes)")
+    major, minor, revision = (int(v) for v in np.frombuffer(head[:12], "<i4"))
+    if not (0 <= major < 1000 and 0 <= minor < 1000 and 0 <= revision < 1000):
+        raise ValueError(f"{path} does not start with a darknet header: version {major}.{minor}.{revision} "
+                         "(darknet's files say 0.1.0 or 0.2.0; major or minor > 1000 is darknet's "
+                         "old transposed format, not supported here)")
+    header_bytes = _header_bytes(major, minor)
+    if len(head) < header_bytes:
+        raise ValueError(f"{path} ends inside its {header_bytes}-byte darknet header")
+    seen = int(np.frombuffer(head[12:header_bytes], "<u8" if header_bytes == 20 else "<i4")[0])
+    return (major, minor, revision), seen, header_bytes
+
+
+def load_darknet_weights(model, path, prefix_ok=False):
+    """Load a darknet .weights file into model (layers as darknet_layers(model) lists them).
+
+    The file must hold exactly the model's values. With prefix_ok=True it may instead stop exactly at
+    the end of a layer (a partial backbone such as extraction.conv.weights or darknet19_448.conv.23):
+    those first layers are loaded, the rest keep their values. Anything else raises ValueError naming
+    the file, the expected and the actual byte counts; sizes are checked before any value is copied,
+    so the model is never loaded in part by mistake.
+    Returns dict(version=(major, minor, revision), seen=int, layers_loaded=int, layers_total=int).
+    """
+    layers = darknet_layers(model)
+    permutations = [_permutation(layer) if isinstance(layer, nn.Linear) else None for layer in layers]
+    actual = os.path.getsize(path)
+    with open(path, "rb") as f:
+        version, seen, header_bytes = _read_header(f, path)
+    ends = np.cumsum([0] + [_layer_floats(layer) for layer in layers])       # float offsets of layer ends
+    expected = header_bytes + 4 * int(ends[-1])
+    num_loaded = len(layers) if actual == expected else None
+    if num_loaded is None and prefix_ok:
+        matches = np.flatnonzero(header_bytes + 4 * ends[1:] == actual)
+        num_loaded = int(matches[0]) + 1 if len(matches) else None
+    if num_loaded is None:
+        hint = ("No layer of the model ends there either." if prefix_ok
+                else "A partial backbone needs prefix_ok=True.")
+        raise ValueError(
+            f"{path}: {actual:,} bytes, but {type(model).__name__} needs {expected:,} bytes "
+            f"({header_bytes}-byte header of version {'.'.join(map(str, version))} + "
+            f"{int(ends[-1]):,} float32 values in {len(layers)} layers); "
+            f"difference {actual - expected:+,} bytes. {hint} Nothing was loaded.")
+
+    values = torch.from_numpy(np.fromfile(path, dtype="<f4", count=int(ends[num_loaded]), offset=header_bytes))
+    with torch.no_grad():
+        for layer, p, start in zip(layers[:num_loaded], permutations, ends):
+            offset = int(start)
+            for t in _tensors_in_file_order(layer):
+                chunk = values[offset: offset + t.numel()].view(t.shape)
+                offset += t.numel()
+                t.copy_(chunk if p is None else chunk[p])   # bias (out,) or weight (out, in): rows p
+    return dict(version=version, seen=seen, layers_loaded=num_loaded, layers_total=len(layers))
+
+
+def save_darknet_weights(model, path, seen=0, version=(0, 2, 0)):
+    """Write model in darknet's .weights format (the inverse of load_darknet_weights).
+
+    version (major, minor, revision) decides the header: `seen` is written as uint64 for 0.2.x and
+    later (darknet's save_weights_upto always writes 0.2.0), as int32 for 0.1.x. The file is written
+    to path + ".tmp" and renamed, so an interrupted save leaves no half file under path."""
+    major, minor, revision = version
+    if not (0 <= major < 1000 and 0 <= minor < 1000):
+        raise ValueError(f"version {version}: darknet reads major or minor > 1000 as a transposed format")
+    seen_dtype = "<u8" if _header_bytes(major, minor) == 20 else "<i4"
+    tmp = str(path) + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(np.array([major, minor, revision], "<i4").tobytes() + np.array([seen], seen_dtype).tobytes())
+        for layer in darknet_layers(model):
+            p = _permutation(layer) if isinstance(layer, nn.Linear) else None
+            for t in _tensors_in_file_order(layer):
+                t = t.detach().to("cpu", torch.float32)
+                if p is not None:
+                    t = t[torch.argsort(p)]         # darknet row q holds our row o where p[o] = q
+                f.write(t.numpy().astype("<f4").tobytes())
+    os.replace(tmp, path)

@@ -1,0 +1,297 @@
+"""Tests for darknet.py: blocks, backbones, reorg, max-pool padding, .weights I/O and file sizes."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from darknet import (BN_EPS, BN_MOMENTUM, ConvBlock, Darknet19, Extraction, darknet19_trunk, darknet_file_bytes,
+                     darknet_layers, extraction_trunk, load_darknet_weights, maxpool, reorg,
+                     save_darknet_weights, tiny_yolov2_trunk)
+
+
+# -----------------------------------------------------------------------------
+# Blocks
+
+def test_conv_block_has_bias_only_without_batch_norm():
+    with_bn = ConvBlock(3, 8, 3)
+    assert with_bn.conv.bias is None and with_bn.bn.eps == BN_EPS == 1e-5 and with_bn.bn.momentum == BN_MOMENTUM == 0.01
+    without = ConvBlock(3, 8, 3, batch_norm=False)
+    assert without.conv.bias is not None and without.bn is None
+    with pytest.raises(ValueError, match="activation"):
+        ConvBlock(3, 8, 3, activation="relu")
+
+
+def test_conv_block_padding_and_leaky_slope():
+    block = ConvBlock(1, 1, 1, batch_norm=False)
+    with torch.no_grad():
+        block.conv.weight.fill_(1.0)
+        block.conv.bias.zero_()
+    x = torch.tensor([-2.0, 3.0]).view(1, 1, 1, 2)
+    assert torch.allclose(block(x), torch.tensor([-2.0 * 0.1, 3.0]).view(1, 1, 1, 2))   # eq. 2
+    # padding size // 2: 3x3 stride 1 keeps 5x5; 7x7 stride 2 gives ceil(5 / 2) = 3
+    assert ConvBlock(1, 2, 3)(torch.zeros(1, 1, 5, 5)).shape == (1, 2, 5, 5)
+    assert ConvBlock(1, 2, 7, 2)(torch.zeros(1, 1, 5, 5)).shape == (1, 2, 3, 3)
+
+
+def test_maxpool_2_stride_1_pads_bottom_right_with_minus_infinity():
+    x = -torch.arange(9.0).view(1, 1, 3, 3)        # [[0, -1, -2], [-3, -4, -5], [-6, -7, -8]]
+    # out[i, j] = max over rows i..i+1, cols j..j+1 that exist (darknet's padding 1 after, none before);
+    # the last column/row sees only itself: -2 in the corner where zero padding would give 0
+    expected = torch.tensor([[0.0, -1.0, -2.0],
+                             [-3.0, -4.0, -5.0],
+                             [-6.0, -7.0, -8.0]])
+    assert torch.equal(maxpool(2, 1)(x)[0, 0], expected)
+    y = torch.arange(9.0).view(1, 1, 3, 3)          # [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert torch.equal(maxpool(2, 1)(y)[0, 0], torch.tensor([[4.0, 5.0, 5.0], [7.0, 8.0, 8.0], [7.0, 8.0, 8.0]]))
+
+
+def test_maxpool_2_stride_2_rounds_up_on_odd_sizes():
+    y = torch.arange(9.0).view(1, 1, 3, 3)
+    # darknet: (3 + 1 - 2) // 2 + 1 = 2; windows {0,1,3,4}, {2,5}, {6,7}, {8}
+    assert torch.equal(maxpool(2, 2)(y)[0, 0], torch.tensor([[4.0, 5.0], [7.0, 8.0]]))
+    assert maxpool(2, 2)(torch.zeros(1, 1, 13, 13)).shape == (1, 1, 7, 7)   # torch's MaxPool2d(2): 6
+
+
+# -----------------------------------------------------------------------------
+# reorg
+
+def test_reorg_hand_written():
+    x = torch.arange(32.0).view(1, 8, 2, 2)
+    # darknet views the buffer as X' (C/4 = 2, 4, 4): X'[0] = [[0..3], [4..7], [8..11], [12..15]], X'[1] = 16 + X'[0]
+    # out[k, j, i] = X'[k mod 2, 2j + (k div 2) div 2, 2i + (k div 2) mod 2], read back as (32, 1, 1)
+    expected = torch.tensor([0, 2, 8, 10,        # k=0: X'[0], rows 0, 2, cols 0, 2
+                             16, 18, 24, 26,     # k=1: X'[1], same offsets
+                             1, 3, 9, 11,        # k=2: X'[0], column offset 1
+                             17, 19, 25, 27,     # k=3
+                             4, 6, 12, 14,       # k=4: X'[0], row offset 1
+                             20, 22, 28, 30,     # k=5
+                             5, 7, 13, 15,       # k=6: row and column offset 1
+                             21, 23, 29, 31],    # k=7
+                            dtype=torch.float32).view(1, 32, 1, 1)
+    out = reorg(x)
+    assert out.shape == (1, 32, 1, 1)            # (N, 4C, H/2, W/2)
+    assert torch.equal(out, expected)
+    # pixel_unshuffle keeps each channel's 2x2 block together: channels 0..3 come from x[0] = 0, 1, 2, 3
+    assert F.pixel_unshuffle(x, 2).flatten()[:4].tolist() == [0, 1, 2, 3]
+    assert not torch.equal(F.pixel_unshuffle(x, 2), out)
+
+
+def _reorg_cpu(x, stride):
+    """Line-by-line port of darknet's blas.c reorg_cpu(x, w, h, c, batch, stride, forward=0, out)."""
+    N, C, H, W = x.shape
+    flat, out = x.flatten().tolist(), [0.0] * x.numel()
+    out_c = C // (stride * stride)
+    for b in range(N):
+        for k in range(C):
+            for j in range(H):
+                for i in range(W):
+                    in_index = i + W * (j + H * (k + C * b))
+                    c2, offset = k % out_c, k // out_c
+                    w2, h2 = i * stride + offset % stride, j * stride + offset // stride
+                    out[in_index] = flat[w2 + W * stride * (h2 + H * stride * (c2 + out_c * b))]
+    return torch.tensor(out).view(N, C * stride * stride, H // stride, W // stride)
+
+
+def test_reorg_equals_darknet_loop_with_batch():
+    x = torch.randn(2, 8, 4, 6)
+    assert torch.equal(reorg(x), _reorg_cpu(x, 2))
+
+
+# -----------------------------------------------------------------------------
+# Backbones: shapes (small inputs; every trunk has stride 32)
+
+@torch.no_grad()
+def test_backbone_shapes():
+    x = torch.zeros(1, 3, 64, 64)
+    assert extraction_trunk()(x).shape == (1, 1024, 2, 2)           # 64 / 32
+    stage_a, stage_b = darknet19_trunk()
+    a = stage_a(x)
+    assert a.shape == (1, 512, 4, 4)                                # 64 / 16
+    assert stage_b(a).shape == (1, 1024, 2, 2)                      # 64 / 32
+    assert Extraction(num_classes=5)(x).shape == (1, 5)
+    assert Darknet19(num_classes=5)(x).shape == (1, 5)
+    x96 = torch.zeros(1, 3, 96, 96)                                 # 96 / 32 = 3; the 2x2/1 pool keeps 3
+    assert tiny_yolov2_trunk("voc")(x96).shape == (1, 1024, 3, 3)
+    assert tiny_yolov2_trunk("coco")(x96).shape == (1, 512, 3, 3)
+
+
+def test_extraction_trunk_matches_extraction_conv_cfg():
+    # extraction.conv.cfg, its 20 [convolutional] sections: filters, size (stride 2 only for the first)
+    filters = [64, 192, 128, 256, 256, 512, 256, 512, 256, 512, 256, 512, 256, 512, 512, 1024, 512, 1024, 512, 1024]
+    sizes = [7, 3, 1, 3, 1, 3, 1, 3, 1, 3, 1, 3, 1, 3, 1, 3, 1, 3, 1, 3]
+    convs = [layer.conv for layer in darknet_layers(extraction_trunk())]
+    assert [c.out_channels for c in convs] == filters
+    assert [c.kernel_size[0] for c in convs] == sizes
+    assert [c.stride[0] for c in convs] == [2] + [1] * 19
+    assert [c.in_channels for c in convs] == [3] + filters[:-1]
+    assert all(c.bias is not None for c in convs)                   # no batch_normalize in that cfg
+    # each conv: c_out biases + c_in·c_out·k² weights
+    floats = sum(o + i * o * k * k for i, o, k in zip([3] + filters[:-1], filters, sizes))
+    assert floats == 22_403_136
+    assert darknet_file_bytes(extraction_trunk(), version=(0, 1, 0)) == 16 + 4 * 22_403_136 == 89_612_560
+
+
+def test_darknet19_448_conv_23_size():
+    # darknet19_448.conv.23 = the 18 convs of Darknet-19 with batch norm: 79,327,120 bytes.
+    # 18 convs: Σ (4·c_out + c_in·c_out·k²) = 19,831,776 floats = 79,327,104 bytes, so the header is
+    # 16 bytes: version 0.1.x (major*10 + minor < 2), `seen` as int32.
+    stage_a, stage_b = darknet19_trunk()
+    model = nn.Sequential(stage_a, stage_b)
+    assert len(darknet_layers(model)) == 18
+    assert darknet_file_bytes(model, version=(0, 1, 0)) == 16 + 4 * 19_831_776 == 79_327_120
+    assert darknet_file_bytes(model, version=(0, 2, 0)) == 20 + 4 * 19_831_776
+    # the whole classifier adds the 1x1 conv to 1000: 1000 biases + 1024·1000 weights
+    assert darknet_file_bytes(Darknet19(), (0, 1, 0)) == 79_327_120 + 4 * (1000 + 1024 * 1000)
+
+
+def test_tiny_yolov2_sizes_match_issue_3():
+    # trunk + the detector's 1x1 prediction conv (A = 5 anchors): sizes given in issue 3 (16-byte header)
+    for variant, c, num_classes, size in [("voc", 1024, 20, 63_471_556), ("coco", 512, 80, 44_948_596)]:
+        model = nn.Sequential(tiny_yolov2_trunk(variant),
+                              ConvBlock(c, 5 * (5 + num_classes), 1, batch_norm=False, activation="linear"))
+        assert darknet_file_bytes(model, version=(0, 1, 0)) == size
+
+
+# -----------------------------------------------------------------------------
+# .weights I/O
+
+class Small(nn.Module):
+    """A tiny model with every kind of darknet layer we support, registered in file order."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv_bn = ConvBlock(3, 4, 3)
+        self.conv_plain = ConvBlock(4, 6, 1, stride=2, batch_norm=False, activation="linear")
+        self.fc = nn.Linear(6 * 2 * 2, 5)
+        self.fc.darknet_permutation = [3, 0, 4, 1, 2]
+
+    def forward(self, x):
+        return self.fc(self.conv_plain(self.conv_bn(x)).flatten(1))
+
+
+def _randomize(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.is_floating_point():
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)   # positive, so running_var is valid
+
+
+@torch.no_grad()
+def test_save_load_round_trip_gives_identical_outputs(tmp_path):
+    a, b = Small().eval(), Small().eval()
+    _randomize(a, 0)
+    _randomize(b, 1)
+    x = torch.rand(2, 3, 4, 4)
+    for version, header in [((0, 2, 0), 20), ((0, 1, 0), 16)]:
+        path = tmp_path / "small.weights"
+        save_darknet_weights(a, path, seen=12345, version=version)
+        # floats: conv_bn 4 + 3·4·9 = 124; conv_plain 6 + 4·6 = 30; fc 5 + 24·5 = 125
+        assert path.stat().st_size == header + 4 * (4 * 4 + 3 * 4 * 9 + 6 + 4 * 6 + 5 + 24 * 5)
+        info = load_darknet_weights(b, path)
+        assert info == dict(version=version, seen=12345, layers_loaded=3, layers_total=3)
+        assert torch.equal(a(x), b(x))
+        assert torch.equal(a.conv_bn.bn.running_var, b.conv_bn.bn.running_var)
+
+
+def test_permutation_hook_writes_darknet_order(tmp_path):
+    model = nn.Sequential(nn.Linear(1, 3))
+    model[0].darknet_permutation = [2, 0, 1]        # our output o = darknet output p[o]
+    with torch.no_grad():
+        model[0].bias.copy_(torch.tensor([10.0, 11.0, 12.0]))
+        model[0].weight.copy_(torch.tensor([[20.0], [21.0], [22.0]]))
+    path = tmp_path / "fc.weights"
+    save_darknet_weights(model, path)
+    values = np.fromfile(path, dtype="<f4", offset=20)
+    # darknet[p[o]] = ours[o]: darknet[2] = 10, darknet[0] = 11, darknet[1] = 12
+    assert values.tolist() == [11.0, 12.0, 10.0, 21.0, 22.0, 20.0]
+    fresh = nn.Sequential(nn.Linear(1, 3))
+    fresh[0].darknet_permutation = [2, 0, 1]
+    load_darknet_weights(fresh, path)
+    assert fresh[0].bias.tolist() == [10.0, 11.0, 12.0]
+    fresh[0].darknet_permutation = [0, 0, 1]
+    with pytest.raises(ValueError, match="not a permutation"):
+        load_darknet_weights(fresh, path)
+
+
+def test_file_one_float_short_is_refused_and_nothing_loaded(tmp_path):
+    a, b = Small(), Small()
+    _randomize(a, 0)
+    path = tmp_path / "short.weights"
+    save_darknet_weights(a, path)
+    full = path.stat().st_size
+    path.write_bytes(path.read_bytes()[:-4])
+    before = {k: v.clone() for k, v in b.state_dict().items()}
+    with pytest.raises(ValueError) as error:
+        load_darknet_weights(b, path)
+    message = str(error.value)
+    assert str(path) in message and f"{full:,} bytes" in message and f"{full - 4:,} bytes" in message
+    assert all(torch.equal(before[k], v) for k, v in b.state_dict().items())
+
+
+def test_header_that_is_not_darknet_is_refused(tmp_path):
+    model = Small()
+    checkpoint = tmp_path / "model.pt"
+    torch.save(model.state_dict(), checkpoint)
+    with pytest.raises(ValueError, match="zip archive"):
+        load_darknet_weights(model, checkpoint)
+    garbage = tmp_path / "garbage.weights"
+    garbage.write_bytes(b"this is plain text, not weights\n" * 10)
+    with pytest.raises(ValueError, match="darknet header"):
+        load_darknet_weights(model, garbage)
+    tiny = tmp_path / "tiny.weights"
+    tiny.write_bytes(b"\0" * 10)
+    with pytest.raises(ValueError, match="shorter than a darknet header"):
+        load_darknet_weights(model, tiny)
+
+
+def test_prefix_loading_counts_layers(tmp_path):
+    full, prefix = Small(), Small()
+    _randomize(prefix, 0)
+    _randomize(full, 1)
+    path = tmp_path / "backbone.weights"
+    save_darknet_weights(nn.Sequential(prefix.conv_bn, prefix.conv_plain), path, version=(0, 1, 0))
+    with pytest.raises(ValueError, match="prefix_ok=True"):
+        load_darknet_weights(full, path)
+    fc_before = full.fc.weight.clone()
+    info = load_darknet_weights(full, path, prefix_ok=True)
+    assert (info["layers_loaded"], info["layers_total"]) == (2, 3)
+    assert torch.equal(full.conv_plain.conv.weight, prefix.conv_plain.conv.weight)
+    assert torch.equal(full.fc.weight, fc_before)
+    # a file ending inside a layer is refused even with prefix_ok
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(ValueError, match="No layer of the model ends there"):
+        load_darknet_weights(full, path, prefix_ok=True)
+
+
+def test_bare_conv2d_is_refused():
+    with pytest.raises(ValueError, match="bare nn.Conv2d"):
+        darknet_layers(nn.Sequential(ConvBlock(3, 4, 3), nn.Conv2d(4, 4, 1)))
+
+
+def _forward_maxpool_layer(x, size, stride):
+    """Line-by-line port of darknet's maxpool_layer.c forward (padding = size - 1, parser.c default)."""
+    N, C, H, W = x.shape
+    pad = size - 1
+    offset = -(pad // 2)                            # C's -l.pad/2 truncates toward zero
+    out_h, out_w = (H + pad - size) // stride + 1, (W + pad - size) // stride + 1
+    out = torch.empty(N, C, out_h, out_w)
+    for b in range(N):
+        for k in range(C):
+            for i in range(out_h):
+                for j in range(out_w):
+                    best = -3.4028234663852886e38   # -FLT_MAX
+                    for n in range(size):
+                        for m in range(size):
+                            h, w = offset + i * stride + n, offset + j * stride + m
+                            if 0 <= h < H and 0 <= w < W:
+                                best = max(best, x[b, k, h, w].item())
+                    out[b, k, i, j] = best
+    return out
+
+
+@pytest.mark.parametrize("size, stride", [(2, 2), (2, 1), (3, 2), (3, 1)])
+def test_maxpool_equals_darknet_loop(size, stride):
+    x = torch.randn(1, 2, 5, 6)
+    assert torch.equal(maxpool(size, stride)(x), _forward_maxpool_layer(x, size, stride))
