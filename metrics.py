@@ -1,0 +1,499 @@
+"""
+Detection metrics: box geometry, non-maximum suppression, average precision, and the Pascal VOC and
+MS COCO evaluation protocols, computing what the official tools compute. All of it is in this file.
+
+Paper / official tool -> code
+  Boxes: centre-size (YOLO's output) <-> corners (everything else) ...... xywh_to_xyxy, xyxy_to_xywh
+  YOLOv1 §2.2/§2.3, YOLOv2 §2: IoU of boxes ................................ box_iou, box_iou_aligned
+  YOLOv1 §2.3 "Non-maximal suppression" (semantics of torchvision.ops.nms) . nms, batched_nms
+  VOC devkit AP (py-faster-rcnn voc_eval.py: voc_ap) ...................... average_precision("voc07"/"voc12")
+  COCO AP, 101 recall points (pycocotools cocoeval.py COCOeval.accumulate) average_precision("coco")
+  VOC2007 test protocol, the one in both papers' VOC tables ............... evaluate(protocol="voc07")
+  VOC2010+ protocol ........................................................ evaluate(protocol="voc12")
+  COCO bbox protocol (pycocotools 2.0: evaluateImg, accumulate, summarize) . evaluate(protocol="coco")
+  Reporting .......................................................... save_pr_curves_png, format_ap_table
+
+"The official tools": for VOC, voc_eval.py from py-faster-rcnn (the devkit's Python port, also what
+darknet's scripts/reval_voc.py runs); for COCO, pycocotools 2.0's COCOeval with iouType "bbox".
+evaluate() equals them to 1e-6 (tests/test_metrics.py and bench/bench_metrics.py check it).
+
+Why evaluate() must get ALL detections, not those above a confidence threshold:
+AP is the area under the precision-recall curve that appears when the confidence threshold sweeps
+from the highest score down to the lowest. Cutting the detections at a fixed threshold first (0.25
+or 0.5, as a demo does) ends that curve at the recall this threshold reaches; the devkits count the
+recall range beyond it as precision 0, so the AP drops, by a different amount for each threshold,
+and the result is no longer the number the papers report. The official evaluations therefore keep
+every detection down to a tiny score (darknet's detector.c validate_detector: thresh = .005); NMS
+belongs to the detector and comes before. The only cut that belongs to a protocol is COCO's 100
+detections per image and class.
+
+Boxes are xyxy float pixels, 0-based continuous coordinates (see INTERFACES.md).
+"""
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+# -----------------------------------------------------------------------------
+# Box formats and IoU
+
+def xywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    """(..., 4) centre x, centre y, width, height -> (..., 4) x1, y1, x2, y2."""
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+def xyxy_to_xywh(boxes: torch.Tensor) -> torch.Tensor:
+    """(..., 4) x1, y1, x2, y2 -> (..., 4) centre x, centre y, width, height."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
+
+
+def _iou_from_corners(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a, b broadcastable (..., 4) xyxy -> (...). Inverted boxes count as empty.
+    IoU = area(a ∩ b) / (area(a) + area(b) - area(a ∩ b)); 0 where the union is 0 (two empty boxes),
+    written so that neither the value nor the gradient is ever NaN."""
+    area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
+    area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
+    w = (torch.min(a[..., 2], b[..., 2]) - torch.max(a[..., 0], b[..., 0])).clamp(min=0)
+    h = (torch.min(a[..., 3], b[..., 3]) - torch.max(a[..., 1], b[..., 1])).clamp(min=0)
+    inter = w * h
+    union = area_a + area_b - inter
+    # union == 0 implies inter == 0: divide by 1 there, giving 0 (a where() after the division
+    # would still send NaN into the backward pass)
+    return inter / torch.where(union > 0, union, torch.ones_like(union))
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of each box in a (N, 4) with each box in b (M, 4) -> (N, M). xyxy, continuous coordinates
+    (the VOC devkit's "+1 pixel" rule belongs to the VOC protocol in evaluate(), not here)."""
+    return _iou_from_corners(a[:, None, :], b[None, :, :])
+
+
+def box_iou_aligned(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Elementwise IoU of a (..., 4) and b (..., 4), broadcasting -> (...). Used by the losses."""
+    return _iou_from_corners(a, b)
+
+# -----------------------------------------------------------------------------
+# YOLOv1 §2.3: non-maximal suppression, with torchvision.ops.nms semantics
+#
+# torchvision csrc/ops/cpu/nms_kernel.cpp: order = scores.sort(stable=True, descending=True);
+# areas = (x2 - x1) * (y2 - y1); walking the order, each box not yet suppressed is kept and suppresses
+# every later box j with inter / (area_i + area_j - inter) > iou_threshold, all in the boxes' dtype,
+# the comparison in double. We do the same arithmetic in numpy, vectorized: each pass takes the next
+# NMS_CHUNK boxes still alive (the "head"), computes their IoU with every alive box at once, runs the
+# greedy rule inside the head (a head box is kept unless a kept head box above it suppresses it),
+# and drops every alive box that a kept head box suppresses. A loop per box would cost ~30 µs of
+# Python per kept box; a head of 16 rows amortizes that and still wastes little work when most of
+# the head is suppressed (clustered boxes).
+NMS_CHUNK = 16
+
+
+def _greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    order = np.argsort(-scores, kind="stable")                  # decreasing score, ties in input order
+    x1, y1, x2, y2 = (np.ascontiguousarray(c) for c in boxes[order].T)
+    area = (x2 - x1) * (y2 - y1)
+    keep = []
+    alive = np.arange(len(order))                               # positions in `order` not yet suppressed
+    with np.errstate(invalid="ignore", divide="ignore"):       # 0/0 -> NaN, and NaN > t is False: kept
+        while alive.size:
+            head = alive[:NMS_CHUNK, None]                       # (h, 1) against alive (m,)
+            w = np.maximum(np.minimum(x2[head], x2[alive]) - np.maximum(x1[head], x1[alive]), 0)
+            h = np.maximum(np.minimum(y2[head], y2[alive]) - np.maximum(y1[head], y1[alive]), 0)
+            inter = w * h
+            over = (inter / (area[head] + area[alive] - inter)).astype(np.float64) > iou_threshold  # (h, m)
+            suppressed = np.zeros(alive.size, bool)
+            for r in range(len(head)):                           # greedy inside the head, in score order
+                if not suppressed[r]:
+                    keep.append(alive[r])
+                    suppressed |= over[r]
+            alive = alive[len(head):][~suppressed[len(head):]]
+    return order[np.array(keep, dtype=np.int64)]
+
+
+def _nms_arrays(boxes: torch.Tensor, scores: torch.Tensor):
+    dtype = np.float64 if boxes.dtype == torch.float64 else np.float32
+    return (boxes.detach().cpu().numpy().astype(dtype, copy=False).reshape(-1, 4),
+            scores.detach().cpu().numpy().astype(dtype, copy=False).reshape(-1))
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """boxes (N, 4) xyxy, scores (N,) -> int64 indices of the kept boxes, in decreasing score
+    (ties: input order). A box is suppressed by a kept, higher-ranked box when IoU > iou_threshold
+    (strictly), so iou_threshold >= 1 keeps everything. Same indices, same order as torchvision."""
+    b, s = _nms_arrays(boxes, scores)
+    return torch.from_numpy(_greedy_nms(b, s, iou_threshold)).to(boxes.device)
+
+
+def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
+                iou_threshold: float) -> torch.Tensor:
+    """NMS inside each class separately (boxes of different labels never suppress each other).
+    Returns kept indices in decreasing score, ties in input order.
+    Note: torchvision.ops.batched_nms gives the same set; it shifts the boxes of each class apart
+    (its "coordinate trick", which can change an IoU in the last bit) or, for large inputs, sorts
+    the result with an unstable sort. We run the exact per-class NMS and a stable sort."""
+    b, s = _nms_arrays(boxes, scores)
+    lab = labels.detach().cpu().numpy().reshape(-1)
+    kept = [np.flatnonzero(lab == c)[_greedy_nms(b[lab == c], s[lab == c], iou_threshold)]
+            for c in np.unique(lab)]
+    kept = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
+    kept = kept[np.lexsort((kept, -s[kept]))]                   # by decreasing score, then index
+    return torch.from_numpy(kept.astype(np.int64)).to(boxes.device)
+
+# -----------------------------------------------------------------------------
+# Average precision from one precision/recall curve
+
+# pycocotools cocoeval.py Params.setDetParams (linspace, because "np.arange causes trouble")
+COCO_IOU_THRESHOLDS = np.linspace(.5, 0.95, int(np.round((0.95 - .5) / .05)) + 1, endpoint=True)
+COCO_RECALL_THRESHOLDS = np.linspace(.0, 1.00, int(np.round((1.00 - .0) / .01)) + 1, endpoint=True)
+COCO_AREA_RANGES = {"all": (0 ** 2, 1e5 ** 2), "small": (0 ** 2, 32 ** 2),
+                    "medium": (32 ** 2, 96 ** 2), "large": (96 ** 2, 1e5 ** 2)}
+COCO_MAX_DETECTIONS = 100                                       # maxDets[-1], per image and class
+VOC_IOU_THRESHOLD = 0.5
+
+
+def _coco_interpolate(recall: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """COCOeval.accumulate, rows = IoU thresholds: recall, precision (T, n) -> (T, 101).
+    Precision envelope from the right ("pr[i-1] = pr[i] if pr[i] > pr[i-1]"), read at the first point
+    whose recall is >= each threshold (np.searchsorted side='left'); 0 past the last point."""
+    T, n = recall.shape
+    q = np.zeros((T, len(COCO_RECALL_THRESHOLDS)))
+    if n == 0:
+        return q
+    envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+    for t in range(T):
+        i = np.searchsorted(recall[t], COCO_RECALL_THRESHOLDS, side="left")
+        q[t] = np.where(i < n, envelope[t, np.minimum(i, n - 1)], 0.0)
+    return q
+
+
+def average_precision(recall, precision, method: str = "voc07") -> float:
+    """AP of one curve (points in decreasing score order).
+    'voc07': 11-point interpolation, the VOC2007 devkit's metric (voc_ap(use_07_metric=True));
+    'voc12': area under the precision envelope, VOC2010+ (voc_ap(use_07_metric=False));
+    'coco':  mean precision envelope at recall 0, .01, ..., 1 (COCOeval.accumulate)."""
+    rec = np.asarray(recall, dtype=np.float64).reshape(-1)
+    prec = np.asarray(precision, dtype=np.float64).reshape(-1)
+    if method == "voc07":
+        # voc_eval.py voc_ap: the thresholds are np.arange(0., 1.1, 0.1) exactly (0.30000000000000004...),
+        # p = max precision at recall >= t (0 if none), summed as ap = ap + p / 11.
+        ap = 0.0
+        for t in np.arange(0., 1.1, 0.1):
+            p = prec[rec >= t].max() if np.any(rec >= t) else 0.0
+            ap = ap + p / 11.
+        return float(ap)
+    if method == "voc12":
+        # voc_eval.py voc_ap: sentinels (0, 0) and (1, 0), envelope from the right, then
+        # sum of (Δ recall) * precision where recall changes.
+        mrec = np.concatenate(([0.], rec, [1.]))
+        mpre = np.maximum.accumulate(np.concatenate(([0.], prec, [0.]))[::-1])[::-1]
+        i = np.where(mrec[1:] != mrec[:-1])[0]
+        return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
+    if method == "coco":
+        return float(np.mean(_coco_interpolate(rec[None], prec[None])))
+    raise ValueError(f"unknown AP method {method!r}: use 'voc07', 'voc12' or 'coco'")
+
+# -----------------------------------------------------------------------------
+# Gathering per-image inputs into flat arrays
+
+def _flat(dicts, key, dtype, fill=None, cols=None) -> np.ndarray:
+    """Concatenate d[key] (numpy array or torch tensor) over the images; `fill` where the key is absent."""
+    parts = []
+    for d in dicts:
+        x = d[key] if key in d else np.full(len(d["labels"]), fill)
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+        parts.append(np.asarray(x, dtype=dtype).reshape((-1, cols) if cols else -1))
+    return np.concatenate(parts) if parts else np.zeros((0, cols) if cols else 0, dtype)
+
+
+def _gather(detections, ground_truths):
+    """Lists of per-image dicts -> one dict of flat arrays each for detections and ground truths, with
+    "image" = the index of the image in the list (the image order breaks ties, as in pycocotools)."""
+    if len(detections) != len(ground_truths):
+        raise ValueError(f"{len(detections)} detection entries for {len(ground_truths)} images")
+    det = {"boxes": _flat(detections, "boxes", np.float64, cols=4),
+           "scores": _flat(detections, "scores", np.float64),
+           "labels": _flat(detections, "labels", np.int64)}
+    gt = {"boxes": _flat(ground_truths, "boxes", np.float64, cols=4),
+          "labels": _flat(ground_truths, "labels", np.int64),
+          "difficult": _flat(ground_truths, "difficult", bool, False),
+          "iscrowd": _flat(ground_truths, "iscrowd", bool, False),
+          "area": _flat(ground_truths, "area", np.float64, np.nan)}    # nan: use the box area
+    for flat, dicts in ((det, detections), (gt, ground_truths)):
+        flat["image"] = np.repeat(np.arange(len(dicts)), [len(d["labels"]) for d in dicts])
+    return det, gt
+
+
+def _pairs(det_key: np.ndarray, gt_key: np.ndarray):
+    """Every (detection, ground truth) with the same key (image, class) -> two index arrays, grouped by
+    detection, ground truths of a detection in their input order. Vectorized with repeat/searchsorted."""
+    gt_order = np.argsort(gt_key, kind="stable")
+    start = np.searchsorted(gt_key[gt_order], det_key, side="left")
+    count = np.searchsorted(gt_key[gt_order], det_key, side="right") - start
+    pair_det = np.repeat(np.arange(len(det_key)), count)
+    within = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    return pair_det, gt_order[np.repeat(start, count) + within]
+
+
+def _group_starts(sorted_ids: np.ndarray) -> np.ndarray:
+    """Start index of each run of equal values in a grouped array (for ufunc.reduceat)."""
+    return np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]) if len(sorted_ids) else \
+        np.zeros(0, dtype=np.int64)
+
+# -----------------------------------------------------------------------------
+# Pascal VOC protocols (py-faster-rcnn lib/datasets/voc_eval.py, rule by rule)
+
+def _evaluate_voc(det, gt, num_classes, method):
+    # voc_eval.py: a crowd box has no VOC meaning; by our convention it counts as difficult.
+    difficult = gt["difficult"] | gt["iscrowd"]
+    pair_det, pair_gt = _pairs(det["image"] * num_classes + det["labels"],
+                               gt["image"] * num_classes + gt["labels"])
+    # voc_eval.py overlaps, with the devkit's inclusive pixels (+1 on widths and heights), float64,
+    # in the same order of operations so that the IoUs are bit for bit the same.
+    bb, g = det["boxes"][pair_det], gt["boxes"][pair_gt]
+    iw = np.maximum(np.minimum(g[:, 2], bb[:, 2]) - np.maximum(g[:, 0], bb[:, 0]) + 1., 0.)
+    ih = np.maximum(np.minimum(g[:, 3], bb[:, 3]) - np.maximum(g[:, 1], bb[:, 1]) + 1., 0.)
+    inters = iw * ih
+    uni = ((bb[:, 2] - bb[:, 0] + 1.) * (bb[:, 3] - bb[:, 1] + 1.) +
+           (g[:, 2] - g[:, 0] + 1.) * (g[:, 3] - g[:, 1] + 1.) - inters)
+    iou = inters / uni
+    # voc_eval.py: each detection goes to the ground truth of its class in its image with the highest
+    # IoU (np.argmax: the first one on ties), whether that object is already matched or not.
+    ovmax = np.full(len(det["scores"]), -np.inf)
+    jmax = np.full(len(det["scores"]), -1)
+    if len(iou):
+        starts = _group_starts(pair_det)
+        best = np.maximum.reduceat(iou, starts)
+        at_best = np.flatnonzero(iou == np.repeat(best, np.diff(np.r_[starts, len(iou)])))
+        _, first = np.unique(pair_det[at_best], return_index=True)
+        chosen = at_best[first]
+        ovmax[pair_det[chosen]], jmax[pair_det[chosen]] = iou[chosen], pair_gt[chosen]
+    # voc_eval.py: `if ovmax > ovthresh`, strictly. The MATLAB devkit (VOCevaldet.m) tests ov >= 0.5;
+    # the two differ only for an IoU of exactly 0.5. We follow voc_eval.py, what darknet's reval_voc.py runs.
+    hit = ovmax > VOC_IOU_THRESHOLD
+    hit_difficult = np.zeros_like(hit)                           # neither TP nor FP
+    hit_difficult[hit] = difficult[jmax[hit]]
+    # Detections ranked by score over the whole class. voc_eval.py uses np.argsort(-confidence), a
+    # quicksort that leaves ties in no promised order; we keep ties in input order (a stable sort),
+    # as pycocotools does (mergesort).
+    order = np.lexsort((-det["scores"], det["labels"]))         # class, then decreasing score
+    # The first detection (in that order) of a non-difficult object is a TP; any later one is a FP
+    # ("R['det'][jmax]" already set), as is every detection with no IoU > 0.5.
+    tp = np.zeros(len(order))
+    claims = np.flatnonzero((hit & ~hit_difficult)[order])
+    _, first = np.unique(jmax[order][claims], return_index=True)
+    tp[claims[first]] = 1.
+    fp = 1. - tp - hit_difficult[order]
+    class_bounds = np.searchsorted(det["labels"][order], np.arange(num_classes + 1))
+    npos = np.bincount(gt["labels"][~difficult], minlength=num_classes)
+    ap, curves = {}, {}
+    for c in range(num_classes):
+        lo, hi = class_bounds[c], class_bounds[c + 1]
+        if npos[c] == 0:                                         # voc_eval.py would divide by 0
+            ap[c], curves[c] = float("nan"), (np.zeros(0), np.zeros(0))
+            continue
+        tp_c, fp_c = np.cumsum(tp[lo:hi]), np.cumsum(fp[lo:hi])
+        rec = tp_c / float(npos[c])
+        # voc_eval.py (current version): "avoid divide by zero in case the first detection matches
+        # a difficult ground truth"
+        prec = tp_c / np.maximum(tp_c + fp_c, np.finfo(np.float64).eps)
+        ap[c], curves[c] = average_precision(rec, prec, method), (rec, prec)
+    valid = [v for v in ap.values() if not np.isnan(v)]
+    return {"protocol": method, "map": float(np.mean(valid)) if valid else float("nan"), "ap": ap,
+            "curves": curves, "num_gt": {c: int(npos[c]) for c in range(num_classes)}}
+
+# -----------------------------------------------------------------------------
+# COCO protocol (pycocotools 2.0 PythonAPI/pycocotools/cocoeval.py, rule by rule)
+
+def _coco_match(rank, pair_det, pair_gt, pair_iou, gt_ignore, gt_crowd, num_dets):
+    """COCOeval.evaluateImg's greedy matching for all area ranges A and IoU thresholds T at once.
+    Returns the matched ground truth of each detection, (A, T, D), -1 if none. Within an image and
+    class a detection's match depends on the matches of the higher-scored ones, so we loop over the
+    rank r = 0..99 of a detection in its image and class (at most maxDets steps), each step
+    vectorized over every image, class, area range and threshold."""
+    A, T, G = gt_ignore.shape[0], len(COCO_IOU_THRESHOLDS), gt_ignore.shape[1]
+    match = np.full((A, T, num_dets), -1)
+    taken = np.zeros((A, T, G), bool)                            # gtm > 0
+    thresholds = np.minimum(COCO_IOU_THRESHOLDS, 1 - 1e-10)[None, :, None]  # iou = min([t, 1-1e-10])
+    pair_rank = rank[pair_det]
+    by_rank = np.argsort(pair_rank, kind="stable")               # keeps pairs grouped by detection
+    bounds = np.searchsorted(pair_rank[by_rank], np.arange(COCO_MAX_DETECTIONS + 1))
+    for r in range(COCO_MAX_DETECTIONS):
+        p = by_rank[bounds[r]:bounds[r + 1]]
+        if len(p) == 0:
+            continue
+        det, g, iou = pair_det[p], pair_gt[p], pair_iou[p]
+        starts = _group_starts(det)
+        counts = np.diff(np.r_[starts, len(p)])
+        # "if this gt already matched, and not a crowd, continue"; "if ious[d,g] < iou: continue"
+        ok = (~taken[:, :, g] | gt_crowd[g]) & (iou >= thresholds)             # (A, T, n)
+        regular = ok & ~gt_ignore[:, None, g]
+        # ground truths are sorted "ignore last", and "if dt matched to reg gt, and on ignore gt, stop":
+        # a detection takes a regular object when one qualifies, an ignored one (crowd, out of the
+        # area range) only otherwise.
+        has_regular = np.logical_or.reduceat(regular, starts, axis=2)
+        candidate = np.where(np.repeat(has_regular, counts, axis=2), regular, ok)
+        # best IoU wins; on equal IoU the later ground truth (m is updated when ious[d,g] == iou)
+        score = np.where(candidate, iou, -1.0)
+        best = np.maximum.reduceat(score, starts, axis=2)
+        is_best = candidate & (score == np.repeat(best, counts, axis=2))
+        last = np.maximum.reduceat(np.where(is_best, np.arange(len(p)), -1), starts, axis=2)
+        a, t, j = np.nonzero(last >= 0)
+        matched_gt = g[last[a, t, j]]
+        match[a, t, det[starts[j]]] = matched_gt
+        taken[a, t, matched_gt] = True
+    return match
+
+
+def _evaluate_coco(det, gt, num_classes):
+    K, A, T = num_classes, len(COCO_AREA_RANGES), len(COCO_IOU_THRESHOLDS)
+    # COCO boxes are [x, y, w, h] in float64; the IoU (maskApi.c bbIou) and the areas are computed
+    # from them, so we convert first and repeat that arithmetic: the IoUs are bit for bit the same.
+    def xywh(b):
+        return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
+    # evaluateImg / computeIoU: per image and class, detections sorted by score (mergesort: stable),
+    # only the first maxDets = 100 kept.
+    order = np.lexsort((-det["scores"], det["labels"], det["image"]))
+    key = (det["image"] * K + det["labels"])[order]
+    rank_sorted = np.arange(len(order)) - np.searchsorted(key, key, side="left")
+    sel = order[rank_sorted < COCO_MAX_DETECTIONS]
+    image, label, score = det["image"][sel], det["labels"][sel], det["scores"][sel]
+    rank = rank_sorted[rank_sorted < COCO_MAX_DETECTIONS]
+    d, g = xywh(det["boxes"][sel]), xywh(gt["boxes"])           # (D, 4), (G, 4)
+    d_area = d[:, 2] * d[:, 3]                                   # loadRes: ann['area'] = bb[2]*bb[3]
+    # _prepare: gt['ignore'] = iscrowd; by our convention a difficult box counts as a crowd region.
+    crowd = gt["iscrowd"] | gt["difficult"]
+    # the ground truth's "area" field decides its size class (annotation area, not box area, in COCO
+    # json); without one we use the box area
+    g_area = np.where(np.isnan(gt["area"]), g[:, 2] * g[:, 3], gt["area"])
+    ranges = np.array(list(COCO_AREA_RANGES.values()))          # (A, 2)
+    # evaluateImg: "if g['ignore'] or (g['area']<aRng[0] or g['area']>aRng[1])" -> ignored
+    gt_ignore = crowd[None] | (g_area[None] < ranges[:, :1]) | (g_area[None] > ranges[:, 1:])   # (A, G)
+    pair_det, pair_gt = _pairs(image * K + label, gt["image"] * K + gt["labels"])
+    # maskApi.c bbIou: w = fmin(D[2]+D[0], G[2]+G[0]) - fmax(D[0], G[0]), IoU 0 unless w > 0 and h > 0;
+    # u = da + ga - i, but for a crowd region u = da: a detection inside a crowd has IoU 1.
+    D, G = d[pair_det], g[pair_gt]                               # (P, 4) each
+    w = np.minimum(D[:, 2] + D[:, 0], G[:, 2] + G[:, 0]) - np.maximum(D[:, 0], G[:, 0])
+    h = np.minimum(D[:, 3] + D[:, 1], G[:, 3] + G[:, 1]) - np.maximum(D[:, 1], G[:, 1])
+    overlap = (w > 0) & (h > 0)
+    i = w * h
+    u = np.where(crowd[pair_gt], D[:, 2] * D[:, 3], D[:, 2] * D[:, 3] + G[:, 2] * G[:, 3] - i)
+    iou = np.where(overlap, i / np.where(overlap, u, 1.0), 0.0)
+    useful = iou >= COCO_IOU_THRESHOLDS[0]                       # a pair below .5 can never match
+    match = _coco_match(rank, pair_det[useful], pair_gt[useful], iou[useful], gt_ignore, crowd, len(sel))
+    matched = match >= 0
+    # evaluateImg: a matched detection inherits the ignore flag of its ground truth; an unmatched one
+    # is ignored when its own area is outside the range ("set unmatched detections outside of area
+    # range to ignore").
+    det_out = (d_area[None] < ranges[:, :1]) | (d_area[None] > ranges[:, 1:])    # (A, D)
+    if len(g_area):
+        dt_ignore = np.where(matched, gt_ignore[np.arange(A)[:, None, None], np.maximum(match, 0)],
+                             det_out[:, None, :])                                 # (A, T, D)
+    else:
+        dt_ignore = np.repeat(det_out[:, None, :], T, axis=1)
+    # accumulate: per class and area range, the kept detections of all images concatenated in image
+    # order, then sorted by score with mergesort. Our detections are already in (image, rank) order,
+    # so a stable sort by (class, -score) gives the same order, ties included.
+    by_class = np.lexsort((-score, label))
+    class_bounds = np.searchsorted(label[by_class], np.arange(K + 1))
+    matched, dt_ignore = matched[:, :, by_class], dt_ignore[:, :, by_class]   # classes now contiguous
+    npig = np.stack([np.bincount(gt["labels"][~gt_ignore[a]], minlength=K) for a in range(A)])  # (A, K)
+    precision = -np.ones((T, len(COCO_RECALL_THRESHOLDS), K, A))  # -1: no ground truth (as accumulate)
+    curves = {}
+    for k in range(K):
+        a = np.flatnonzero(npig[:, k])                           # "if npig == 0: continue"
+        if len(a) == 0:
+            curves[k] = (np.zeros(0), np.zeros(0))
+            continue
+        lo, hi = class_bounds[k], class_bounds[k + 1]
+        m, ig = matched[a, :, lo:hi], dt_ignore[a, :, lo:hi]     # (len(a), T, n)
+        # tps = dtm & ~dtIg, fps = ~dtm & ~dtIg; cumulative counts (exact in float64)
+        tp = np.cumsum(m & ~ig, axis=2, dtype=np.float64)
+        fp = np.cumsum(~m & ~ig, axis=2, dtype=np.float64)
+        rc = tp / npig[a, k][:, None, None]
+        pr = tp / (fp + tp + np.spacing(1))
+        q = _coco_interpolate(rc.reshape(len(a) * T, hi - lo), pr.reshape(len(a) * T, hi - lo))
+        precision[:, :, k, a] = q.reshape(len(a), T, -1).transpose(1, 2, 0)
+        curves[k] = (rc[0, 0], pr[0, 0]) if npig[0, k] else (np.zeros(0), np.zeros(0))  # IoU .50, all areas
+    # summarize: mean over all entries > -1 of the selected slice (maxDets = 100 throughout)
+    def mean_valid(s):
+        return float(np.mean(s[s > -1])) if np.any(s > -1) else float("nan")
+    ap = {k: mean_valid(precision[:, :, k, 0]) for k in range(K)}
+    return {"protocol": "coco", "map": mean_valid(precision[..., 0]), "ap": ap,
+            "ap50": {k: mean_valid(precision[0, :, k, 0]) for k in range(K)},
+            "map50": mean_valid(precision[0, :, :, 0]), "map75": mean_valid(precision[5, :, :, 0]),
+            "map_small": mean_valid(precision[..., 1]), "map_medium": mean_valid(precision[..., 2]),
+            "map_large": mean_valid(precision[..., 3]), "curves": curves,
+            "num_gt": {k: int(npig[0, k]) for k in range(K)}}
+
+
+def evaluate(detections, ground_truths, protocol: str = "voc07", num_classes: int | None = None) -> dict:
+    """Mean average precision of a detector on a set of images, as the official tools compute it.
+
+    detections[i]    = {"boxes": (N, 4) xyxy pixels, "scores": (N,), "labels": (N,)} for image i
+    ground_truths[i] = {"boxes": (M, 4), "labels": (M,), optional "difficult", "iscrowd" (M,) bool,
+                        optional "area" (M,) (COCO's annotation area; box area when absent)}
+    numpy arrays or torch tensors. Give ALL detections (see the module docstring), after NMS.
+    protocol: "voc07" (11-point, VOC2007 devkit), "voc12" (area, VOC2010+), "coco" (pycocotools).
+
+    Returns {"protocol", "map", "ap": {class: AP or nan}, "curves": {class: (recall, precision)},
+    "num_gt": {class: count}} and for "coco" also "ap50" (per class), "map50", "map75", "map_small",
+    "map_medium", "map_large". A class with no (non-difficult, non-crowd) ground truth gets AP nan
+    and is left out of the mean. COCO "map" is AP@[.50:.05:.95]; its curves are at IoU .50.
+    Ties in score keep input order: within an image the list order, across images the image order."""
+    det, gt = _gather(detections, ground_truths)
+    if num_classes is None:
+        num_classes = int(max(det["labels"].max(initial=-1), gt["labels"].max(initial=-1))) + 1
+    for name, labels in (("detection", det["labels"]), ("ground truth", gt["labels"])):
+        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"{name} labels must be in [0, {num_classes}), "
+                             f"got {labels.min()}..{labels.max()}")
+    if protocol in ("voc07", "voc12"):
+        return _evaluate_voc(det, gt, num_classes, protocol)
+    if protocol == "coco":
+        return _evaluate_coco(det, gt, num_classes)
+    raise ValueError(f"unknown protocol {protocol!r}: use 'voc07', 'voc12' or 'coco'")
+
+# -----------------------------------------------------------------------------
+# Reporting: PR curves as a PNG (Pillow only) and a per-class AP table
+
+def save_pr_curves_png(result: dict, class_names, path, columns: int = 5, panel=(220, 180)) -> None:
+    """One small recall (x) / precision (y) plot per class, titled with its AP, in a grid."""
+    n = len(class_names)
+    cols, (pw, ph), m = max(1, min(columns, n)), panel, 28      # m: margin around each plot area
+    rows = max(1, -(-n // cols))
+    image = Image.new("RGB", (cols * pw, rows * ph), "white")
+    draw = ImageDraw.Draw(image)
+    for c, name in enumerate(class_names):
+        x0, y0 = (c % cols) * pw, (c // cols) * ph
+        left, top, right, bottom = x0 + m, y0 + 20, x0 + pw - 10, y0 + ph - m
+        draw.rectangle([left, top, right, bottom], outline="black")
+        for v in (0.5, 1.0):                                      # axis ticks at 0.5 and 1
+            draw.text((left + v * (right - left) - 8, bottom + 2), f"{v:.1f}", fill="gray")
+            draw.text((x0 + 2, bottom - v * (bottom - top) - 5), f"{v:.1f}", fill="gray")
+        ap = result["ap"].get(c, float("nan"))
+        title = f"{name}: AP {ap:.3f}" if not np.isnan(ap) else f"{name}: no ground truth"
+        draw.text((left, y0 + 4), title, fill="black")
+        rec, prec = result["curves"].get(c, (np.zeros(0), np.zeros(0)))
+        if len(rec):
+            xy = [(left + r * (right - left), bottom - p * (bottom - top)) for r, p in zip(rec, prec)]
+            draw.line(xy if len(xy) > 1 else xy * 2, fill=(200, 30, 30), width=2)
+    image.save(path)
+
+
+def format_ap_table(results_by_protocol: dict, class_names) -> str:
+    """{"voc07": evaluate(...), "coco": ...} -> text table, one row per class and a mean row.
+    A class without ground truth shows "-" and is not in the mean."""
+    protocols = list(results_by_protocol)
+    width = max([len("class")] + [len(str(n)) for n in class_names])
+    fmt = lambda v: f"{v:8.4f}" if not np.isnan(v) else f"{'-':>8}"
+    lines = [f"{'class':<{width}} " + " ".join(f"{p:>8}" for p in protocols)]
+    for c, name in enumerate(class_names):
+        lines.append(f"{name:<{width}} " + " ".join(
+            fmt(results_by_protocol[p]["ap"].get(c, float("nan"))) for p in protocols))
+    lines.append(f"{'mAP':<{width}} " + " ".join(fmt(results_by_protocol[p]["map"]) for p in protocols))
+    for p, r in results_by_protocol.items():
+        keys = ("map50", "map75", "map_small", "map_medium", "map_large")
+        extra = [f"{k} {r[k]:.4f}" for k in keys if k in r]
+        if extra:
+            lines.append(f"{p}: " + ", ".join(extra))
+    return "\n".join(lines)
