@@ -1,0 +1,200 @@
+"""
+Forward throughput of every preset (yolov1.PRESETS, yolov2.PRESETS) at its native input size, eval mode,
+batch 1 and 16: images/s, peak memory, FLOPs per image counted from the layers, and the fraction of this
+machine's measured fp32 matmul peak that the forward reaches. Three ways to run each model:
+  eager      the model as built
+  fused      fuse(model): every batch norm folded into the conv before it (inference only)
+  fused+cl   fused, weights and input in channels-last memory format
+Each (preset, batch, mode) runs in its own process so that its peak resident memory (VmHWM) is its own.
+The outputs of the fused model are checked against the eager ones (batch 1, batch-norm statistics
+calibrated on one random image so that activations have realistic scales): max |diff| <= 1e-4 * max |out|
+(float32 sums in another order: the absolute difference grows with the output's scale, so it is relative).
+
+Run:  python bench/bench_model.py                       (all presets; several minutes on 2 cores)
+      python bench/bench_model.py --presets yolov2-voc --batch-sizes 1 16 --min-time 3
+"""
+import argparse
+import copy
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import darknet  # noqa: E402
+import yolov1  # noqa: E402
+import yolov2  # noqa: E402
+
+MODES = ("eager", "fused", "fused+cl")
+
+
+def build(name):
+    return (yolov1 if name in yolov1.PRESETS else yolov2).build(name).eval()
+
+
+def fuse(model):
+    """A copy of model with each ConvBlock's batch norm folded into its conv (eval-mode arithmetic):
+    y = γ (W x - μ) / sqrt(σ² + eps) + β  =  (s W) x + (β - s μ),  s = γ / sqrt(σ² + eps).
+    PROPOSAL for darknet.py (it applies to every model built from ConvBlocks); kept here until the lead decides."""
+    model = copy.deepcopy(model)
+    for block in model.modules():
+        if isinstance(block, darknet.ConvBlock) and block.bn is not None:
+            conv, bn = block.conv, block.bn
+            s = bn.weight / torch.sqrt(bn.running_var + bn.eps)                       # (c_out,)
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                              conv.padding, bias=True)
+            with torch.no_grad():
+                fused.weight.copy_(conv.weight * s.view(-1, 1, 1, 1))
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                fused.bias.copy_(bn.bias + s * (bias - bn.running_mean))
+            block.conv, block.bn = fused, None
+    return model
+
+
+def count_flops(model, images):
+    """FLOPs of one forward (2 per multiply-add) of conv and linear layers, from their output shapes;
+    batch norm, activations and pooling (under 1% here) are left out."""
+    total = 0
+
+    def hook(module, args, out):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total += 2 * out.numel() * k
+        else:
+            total += 2 * out.numel() * module.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model(images)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def matmul_peak(n=2048, repeats=5):
+    """GFLOP/s of the best of a few n x n fp32 matmuls (2 n³ FLOPs each)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def calibrate(model, size):
+    """Set batch-norm running statistics to those of one random image, so that activations keep a
+    realistic scale through the layers (a fresh model's mean 0 / var 1 lets them blow up or vanish)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None                                  # cumulative average: one batch = its stats
+        m.weight.data.uniform_(0.5, 1.5)
+        m.bias.data.uniform_(-0.1, 0.1)
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(1, 3, size, size))
+    model.eval()
+
+
+def check_fuse(name):
+    torch.manual_seed(0)
+    model = build(name)
+    calibrate(model, model.img_size)
+    x = torch.rand(1, 3, model.img_size, model.img_size)
+    with torch.no_grad():
+        ref = model(x)
+        out = fuse(model)(x)
+        out_cl = fuse(model).to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
+    diff = max((out - ref).abs().max().item(), (out_cl - ref).abs().max().item())
+    return diff, diff / ref.abs().max().item()
+
+
+def run_one(name, batch, mode, min_time):
+    """Child process: time one (preset, batch, mode); print a JSON line."""
+    torch.manual_seed(0)
+    model = build(name)
+    if mode != "eager":
+        model = fuse(model)
+    x = torch.rand(batch, 3, model.img_size, model.img_size)
+    if mode == "fused+cl":
+        model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+    flops = count_flops(model, x[:1])
+    rss_model = peak_rss_mb()
+    times = []
+    with torch.no_grad():
+        model(x)                                           # warm-up
+        while sum(times) < min_time or len(times) < 2:
+            t = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t)
+    best = min(times)
+    print(json.dumps(dict(images_per_s=batch / best, ms=1000 * best, gflops=flops / 1e9,
+                          gflops_per_s=flops * batch / best / 1e9, peak_mb=peak_rss_mb(), model_mb=rss_model)))
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process in MB: Linux VmHWM (ru_maxrss survives exec, so a child
+    would report its parent's peak), else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(args):
+    torch.set_num_threads(args.threads)
+    peak = matmul_peak()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 matmul peak (2048^3, best of 5): "
+          f"{peak:.0f} GFLOP/s")
+    print(f"{'preset':16s} {'size':>4s} {'batch':>5s} {'mode':9s} {'img/s':>7s} {'ms/batch':>9s} "
+          f"{'GFLOP/img':>9s} {'GFLOP/s':>8s} {'%peak':>6s} {'peak MB':>8s}")
+    for name in args.presets:
+        diff, rel = check_fuse(name)
+        for batch in args.batch_sizes:
+            for mode in args.modes:
+                cmd = [sys.executable, __file__, "--one", name, str(batch), mode, "--min-time", str(args.min_time),
+                       "--threads", str(args.threads)]
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode:
+                    print(f"{name} {batch} {mode}: failed\n{done.stderr[-2000:]}")
+                    continue
+                r = json.loads(done.stdout.strip().splitlines()[-1])
+                size = build_size(name)
+                print(f"{name:16s} {size:4d} {batch:5d} {mode:9s} {r['images_per_s']:7.2f} {r['ms']:9.0f} "
+                      f"{r['gflops']:9.2f} {r['gflops_per_s']:8.1f} {100 * r['gflops_per_s'] / peak:5.0f}% "
+                      f"{r['peak_mb']:8.0f}")
+        print(f"{name:16s} fuse(): max |fused - eager| = {diff:.1e}, / max |eager| = {rel:.1e} "
+              f"({'ok' if rel <= 1e-4 else 'ABOVE 1e-4'})")
+
+
+def build_size(name):
+    return (yolov1.PRESETS[name] if name in yolov1.PRESETS else yolov2.PRESETS[name])["img_size"]
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", nargs="+", default=list(yolov1.PRESETS) + list(yolov2.PRESETS))
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 16])
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    p.add_argument("--min-time", type=float, default=2.0, help="seconds of timed forwards per case (min 2 runs)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--one", nargs=3, metavar=("PRESET", "BATCH", "MODE"), help=argparse.SUPPRESS)
+    return p
+
+
+if __name__ == "__main__":
+    args = get_args_parser().parse_args()
+    if args.one:
+        torch.set_num_threads(args.threads)
+        run_one(args.one[0], int(args.one[1]), args.one[2], args.min_time)
+    else:
+        main(args)

@@ -1,0 +1,835 @@
+"""
+Data for YOLOv1 and YOLOv2: images, datasets, darknet's preprocessing and augmentation, dataset checks.
+
+Paper / darknet -> code
+  darknet image.c resize_image: two-pass bilinear, corners aligned, float32 ......... resize_darknet()
+  darknet image.c letterbox_image, region_layer.c correct_region_boxes ............... letterbox_darknet(),
+                                                                                       boxes_to_original()
+  YOLOv1 §2.2 "random scaling and translations of up to 20% of the original image size"
+    and "exposure and saturation of the image by up to a factor of 1.5 in the HSV" ... augment_yolov1()
+  darknet data.c load_data_detection as released with YOLOv2 (Dec. 2016; = load_data_region):
+    jitter crop, flip, image.c random_distort_image ................................ augment_yolov2()
+  darknet image.c rgb_to_hsv / distort_image / hsv_to_rgb ............................ distort_hsv()
+  darknet scripts/voc_label.py: 1-based XML, difficult objects left out of training .. VOCDataset
+  YOLOv2 §2 "Multi-Scale Training" (a new size every 10 batches): train.py resizes whole batches; the datasets
+    always produce img_size x img_size.
+
+Datasets: ShapesDataset (synthetic, the default: no download), VOCDataset, COCODataset, YoloTxtDataset.
+dataset[i] -> (image (3, H, W) float in [0, 1], target); dataset.annotation(i) -> ground truth in pixels of the
+original image, without decoding it. Augmentation draws from numpy Generator((seed, epoch, index)): call
+dataset.set_epoch(epoch) before each epoch; a run resumed at an epoch sees the images it would have seen.
+
+Run:  python data.py --check DIR      every problem of a VOCdevkit tree / COCO json / darknet txt dataset
+      python data.py --download DEST  VOC2007 trainval + test and VOC2012 trainval (about 2.9 GB)
+"""
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import tarfile
+import urllib.request
+import xml.etree.ElementTree as ET
+from collections import Counter
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageOps
+
+VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+               "tvmonitor"]                                    # darknet data/voc.names order
+SHAPE_CLASSES = ["circle", "rectangle", "triangle"]
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MIN_BOX_SIDE = 0.005       # data.c fill_truth_detection (2016): boxes with w or h < .005 dropped after augmenting
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used. The message starts with the file's path."""
+
+
+# -----------------------------------------------------------------------------
+# Images as people have them: decoding, modes, EXIF
+
+def _to_rgb(img):
+    """Any Pillow mode -> 8-bit RGB. Alpha is dropped, as darknet's stb loader does (3 channels requested)."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit PNGs: convert("RGB") clips at 255 (nearly all white); scale instead, 65535 / 257 = 255
+        return Image.fromarray(np.clip(np.rint(np.asarray(img, np.float64) / 257), 0, 255).astype(np.uint8)
+                               ).convert("RGB")
+    if img.mode == "CMYK":
+        # (255 - c)(255 - k) / 255, by hand: Pillow before 10 used 255 - min(255, c + k)
+        cmyk = np.asarray(img, np.float64)
+        return Image.fromarray(np.rint((255 - cmyk[..., :3]) * (255 - cmyk[..., 3:]) / 255).astype(np.uint8))
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _orientation(img):
+    try:
+        return int(img.getexif().get(0x0112, 1))             # EXIF Orientation; 5..8 swap width and height
+    except Exception:                                        # broken EXIF blocks are common: ignore them
+        return 1
+
+
+def load_image(path, exif=True, expected_size=None):
+    """Decode a file to a PIL RGB image. exif=True applies the EXIF orientation (photos, detect.py). Given
+    expected_size=(w, h) (the size a dataset's annotation records), the EXIF rotation is applied only when it
+    turns the stored size into expected_size (issue 6). Raises ImageError / FileNotFoundError naming the file."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such image file")
+    if os.path.getsize(path) == 0:
+        raise ImageError(f"{path}: file is empty (0 bytes)")
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            img.load()                                       # decode now: truncation shows up here
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: {e} Pillow's limit stays on; if you trust this file, raise "
+                         f"PIL.Image.MAX_IMAGE_PIXELS before loading it") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image (Pillow cannot identify its format)") from None
+    except Exception as e:                                   # Pillow raises many types on corrupt data
+        raise ImageError(f"{path}: cannot decode, truncated or corrupt ({type(e).__name__}: {e})") from None
+    orientation = _orientation(img)
+    if orientation != 1 and (exif or expected_size is not None):
+        rotated = img.size[::-1] if orientation >= 5 else img.size
+        if expected_size is None or (img.size != tuple(expected_size) and rotated == tuple(expected_size)):
+            img = ImageOps.exif_transpose(img)
+    return _to_rgb(img)
+
+
+def image_to_tensor(img):
+    """PIL RGB image -> (3, H, W) float32 in [0, 1]: darknet divides by 255, no mean or std."""
+    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous().float().div_(255)
+
+
+# -----------------------------------------------------------------------------
+# Darknet's preprocessing: resize_image, letterbox_image, and boxes back to the original image
+
+def _taps(n_in, n_out):
+    """Source positions of one resize_image pass, float32 as in C: s = i·(float)(n_in-1)/(n_out-1),
+    index (int) s, weight s - index. For n_out == 1 darknet divides by zero; we sample position 0."""
+    scale = np.float32(n_in - 1) / np.float32(n_out - 1) if n_out > 1 else np.float32(0)
+    s = np.arange(n_out, dtype=np.float32) * scale
+    index = s.astype(np.int64)
+    return index, s - index.astype(np.float32)
+
+
+def resize_darknet(image, size):
+    """darknet image.c resize_image: (C, H0, W0) float -> (C, h, w) for size=(w, h). Bilinear with aligned
+    corners (output column c samples source x = c·(W0-1)/(w-1)), first horizontally, then vertically, in float32
+    as the C code, edges included: the last column copies the source's last column; on the last row the second
+    tap is skipped, so that row is (1 - dy)·part[iy]. Equal to the C loops bit for bit (tests/test_data.py)."""
+    C, H0, W0 = image.shape
+    w, h = size
+    if (w, h) == (W0, H0):
+        return image                                         # scale 1, dx = dy = 0: exactly the identity
+    # pass 1, columns: part[k, r, c] = (1 - dx)·im[k, r, ix] + dx·im[k, r, ix+1]
+    ix, dx = _taps(W0, w)
+    ix[-1], dx[-1] = W0 - 1, 0                               # "if(c == w-1 || im.w == 1)": last column copied
+    dx = torch.from_numpy(dx).to(image.dtype)
+    cols = [torch.from_numpy(i).expand(C, H0, w) for i in (ix, np.minimum(ix + 1, W0 - 1))]
+    part = image.gather(2, cols[0]).mul_(1 - dx).add_(image.gather(2, cols[1]).mul_(dx))      # (C, H0, w)
+    # pass 2, rows: out[k, r, c] = (1 - dy)·part[k, iy, c] + dy·part[k, iy+1, c]
+    iy, dy = _taps(H0, h)
+    dy_next = dy.copy()
+    dy_next[-1] = 0                                          # "if(r == h-1 || im.h == 1) continue;"
+    dy, dy_next = (torch.from_numpy(d).to(image.dtype).view(h, 1) for d in (dy, dy_next))
+    rows = [torch.from_numpy(i) for i in (iy, np.minimum(iy + 1, H0 - 1))]
+    # in-place arithmetic: on CPU, allocating large tensors costs more than the arithmetic here
+    return part.index_select(1, rows[0]).mul_(1 - dy).add_(part.index_select(1, rows[1]).mul_(dy_next))
+
+
+def letterbox_size(image_size, net_size):
+    """(new_w, new_h) of the image inside the letterbox: image.c letterbox_image's integer arithmetic."""
+    (iw, ih), (w, h) = image_size, net_size
+    if np.float32(w) / np.float32(iw) < np.float32(h) / np.float32(ih):
+        return w, (ih * w) // iw
+    return (iw * h) // ih, h
+
+
+def letterbox_darknet(image, size):
+    """darknet image.c letterbox_image: keep the aspect ratio, resize_image to fit, centre on gray 0.5.
+    image (C, H, W) -> (C, h, w) for size=(w, h)."""
+    C, H, W = image.shape
+    (w, h), (new_w, new_h) = size, letterbox_size((W, H), size)
+    boxed = torch.full((C, h, w), 0.5, dtype=image.dtype)
+    top, left = (h - new_h) // 2, (w - new_w) // 2           # embed_image at integer offsets
+    boxed[:, top:top + new_h, left:left + new_w] = resize_darknet(image, (new_w, new_h))
+    return boxed
+
+
+def boxes_to_original(boxes, image_size, net_size=None, letterbox=False):
+    """(..., 4) normalized xyxy in the network input -> pixel xyxy in the original image of image_size=(w, h).
+    Plain resize: x·w, y·h. Letterbox: region_layer.c correct_region_boxes, x' = (x - (netw-new_w)/2/netw) /
+    (new_w/netw), a float half-pixel offset where the image was embedded at an integer one (darknet's, kept)."""
+    W, H = image_size
+    if letterbox:
+        (netw, neth), (new_w, new_h) = net_size, letterbox_size(image_size, net_size)
+        offset = boxes.new_tensor([(netw - new_w) / 2 / netw, (neth - new_h) / 2 / neth] * 2)
+        boxes = (boxes - offset) / boxes.new_tensor([new_w / netw, new_h / neth] * 2)
+    return boxes * boxes.new_tensor([W, H, W, H])
+
+
+# -----------------------------------------------------------------------------
+# Augmentation: YOLOv1 §2.2 and darknet data.c, boxes moving with the pixels
+
+def rand_scale(rng, s):
+    """darknet utils.c rand_scale: a factor in [1, s], inverted with probability 1/2."""
+    scale = rng.uniform(1, s)
+    return scale if rng.integers(2) else 1 / scale
+
+
+_CHANNEL_OFFSETS = torch.tensor([5.0, 3.0, 1.0]).view(3, 1, 1)   # n of r, g, b in hsv_to_rgb's formula
+
+
+def distort_hsv(image, hue, saturation, exposure):
+    """darknet image.c distort_image on (3, H, W) RGB in [0, 1]: to HSV, s *= saturation, v *= exposure,
+    h += hue (in turns, |hue| <= 1/6) wrapped into [0, 1], back to RGB, clamp to [0, 1]. Vectorized; equal to
+    darknet's per-pixel rgb_to_hsv / hsv_to_rgb up to float rounding (the test has the loop)."""
+    if abs(hue) > 1 / 6:
+        raise ValueError(f"hue shift {hue} outside [-1/6, 1/6]")
+    if hue != 0 and image.shape[1] > 128:    # bands of 128 rows stay in cache: twice as fast on this CPU
+        return torch.cat([distort_hsv(band, hue, saturation, exposure) for band in image.split(128, 1)], 1)
+    r, g, b = image
+    v = torch.maximum(torch.maximum(r, g), b)                                   # (H, W)
+    if hue == 0:
+        # Each channel is v·(1 - s·φ), φ depending on h only. Scaling s by a and v by e with h kept gives
+        #   c' = e·v·(1 - a·s·φ) = e·(v + a·(c - v)):  no HSV round trip needed.
+        return (image - v).mul_(saturation).add_(v).mul_(exposure).clamp_(0, 1)
+    delta = v - torch.minimum(torch.minimum(r, g), b)                           # = v·s
+    # rgb_to_hsv: 6h from the channel holding the maximum, tested in darknet's order r, g, b (6h in [-1, 5])
+    safe = torch.where(delta > 0, delta, 1.0)
+    h6 = torch.where(r == v, (g - b).div_(safe),
+                     torch.where(g == v, (b - r).div_(safe).add_(2), (r - g).div_(safe).add_(4)))
+    # hsv_to_rgb: channel n (5, 3, 1 for r, g, b) = v - v·s·T(n + 6h), T the trapezoid of period 6 (0 -> 1 on
+    # [0, 1], 1 on [1, 3], 1 -> 0 on [3, 4], 0 on [4, 6]): darknet's six-case table as one formula.
+    # n + 6h + 6·hue lies in [-1, 11], where the copies of T at 2 and 8 suffice: no wrap of h needed.
+    k = h6.add_(6 * hue) + _CHANNEL_OFFSETS.to(image.dtype)                    # (3, H, W)
+    T = (k - 2).abs_().neg_().add_(2).clamp_(0, 1).add_(k.sub_(8).abs_().neg_().add_(2).clamp_(0, 1))
+    # v' - v'·s'·T with v' = exposure·v and v'·s' = saturation·exposure·delta
+    return T.mul_(delta.mul_(saturation * exposure)).neg_().add_(v.mul_(exposure)).clamp_(0, 1)
+
+
+def _crop_resize(image, boxes, window, out_size, flip=False, fill=None):
+    """Crop window=(left, top, right, bottom) (integer pixels, may reach outside the image; there fill=None
+    repeats the edge as image.c crop_image's clamped coordinates do, else the constant fill), resize_darknet to
+    out_size, mirror if flip. boxes (M, 4) pixel xyxy -> (normalized xyxy in the output clipped to [0, 1], kept
+    indices): a box with clipped width or height under MIN_BOX_SIDE is dropped (data.c correct_boxes and
+    fill_truth_detection)."""
+    _, H, W = image.shape
+    left, top, right, bottom = window
+    pad = (max(-left, 0), max(right - W, 0), max(-top, 0), max(bottom - H, 0))      # left, right, top, bottom
+    if any(pad):
+        mode = dict(mode="replicate") if fill is None else dict(mode="constant", value=fill)
+        image = F.pad(image[None], pad, **mode)[0]
+    out = resize_darknet(image[:, top + pad[2]:bottom + pad[2], left + pad[0]:right + pad[0]], out_size)
+    # correct_boxes: left·sx - dx = (left - pleft) / swidth, likewise for the other sides
+    boxes = (boxes - boxes.new_tensor([left, top] * 2)) / boxes.new_tensor([right - left, bottom - top] * 2)
+    if flip:
+        out = out.flip(-1)
+        boxes = torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], 1)
+    boxes = boxes.clamp(0, 1)
+    keep = torch.nonzero((boxes[:, 2:] - boxes[:, :2] >= MIN_BOX_SIDE).all(1)).flatten()
+    return out, boxes[keep], keep
+
+
+def augment_yolov1(image, boxes, rng, out_size, scale=0.2, translate=0.2, saturation=1.5, exposure=1.5):
+    """YOLOv1 §2.2: random scaling and translation of up to 20% of the image size, exposure and saturation by up
+    to a factor 1.5 in HSV (darknet's rand_scale). image: PIL or (3, H, W) float; boxes (M, 4) pixel xyxy;
+    out_size (w, h). Returns (image (3, h, w), boxes (K, 4) normalized xyxy, kept indices (K,)).
+    Our reading: the output shows a window of size/s, s in [0.8, 1.2], moved by up to 20% of the size; outside
+    the image is gray 0.5. (The paper says no more; darknet's yolov1.cfg trains with augment_yolov2's crop.)"""
+    image = image_to_tensor(image) if isinstance(image, Image.Image) else image
+    _, H, W = image.shape
+    s = rng.uniform(1 - scale, 1 + scale)
+    tx, ty = rng.uniform(-translate, translate, size=2) * (W, H)
+    sw, sh = max(1, round(W / s)), max(1, round(H / s))
+    left, top = round((W - sw) / 2 - tx), round((H - sh) / 2 - ty)
+    out, boxes, keep = _crop_resize(image, boxes, (left, top, left + sw, top + sh), out_size, fill=0.5)
+    return distort_hsv(out, 0.0, rand_scale(rng, saturation), rand_scale(rng, exposure)), boxes, keep
+
+
+def augment_yolov2(image, boxes, rng, out_size, jitter=0.3, hue=0.1, saturation=1.5, exposure=1.5):
+    """darknet data.c load_data_detection as released with YOLOv2: each side of the crop moves by an integer in
+    (-jitter·side, jitter·side) (edges repeated outside the image), resize_image to out_size, mirror with
+    probability 1/2, random_distort_image (hue shift in (-hue, hue) turns, rand_scale saturation and exposure).
+    jitter is .3 in yolov2-voc.cfg and yolov2.cfg, .2 in the tiny cfgs. Arguments and returns as augment_yolov1."""
+    image = image_to_tensor(image) if isinstance(image, Image.Image) else image
+    _, oh, ow = image.shape
+    dw, dh = int(ow * jitter), int(oh * jitter)
+    # int pleft = rand_uniform(-dw, dw): C's conversion truncates toward zero, as int() does
+    pleft, pright = int(rng.uniform(-dw, dw)), int(rng.uniform(-dw, dw))
+    ptop, pbot = int(rng.uniform(-dh, dh)), int(rng.uniform(-dh, dh))
+    flip = bool(rng.integers(2))
+    out, boxes, keep = _crop_resize(image, boxes, (pleft, ptop, ow - pright, oh - pbot), out_size, flip=flip)
+    out = distort_hsv(out, rng.uniform(-hue, hue), rand_scale(rng, saturation), rand_scale(rng, exposure))
+    return out, boxes, keep
+
+
+AUGMENTATIONS = {"yolov1": augment_yolov1, "yolov2": augment_yolov2}
+
+
+# -----------------------------------------------------------------------------
+# Datasets: one record per image {path, image_id, size, boxes (M, 4) pixel xyxy, labels, difficult, iscrowd}
+
+def _record(path, image_id, size, objects, with_area=False, **extra):
+    """objects: list of (box, (label, difficult, iscrowd[, area]))."""
+    boxes = np.array([b for b, _ in objects], dtype=np.float32).reshape(-1, 4)
+    fields = list(zip(*[f for _, f in objects])) or [(), (), ()]
+    rec = {"path": str(path), "image_id": str(image_id), "size": tuple(int(s) for s in size), "boxes": boxes,
+           "labels": np.array(fields[0], dtype=np.int64), "difficult": np.array(fields[1], dtype=bool),
+           "iscrowd": np.array(fields[2], dtype=bool), **extra}
+    if with_area:
+        rec["area"] = np.array(fields[3] if len(fields) > 3 else (), dtype=np.float32)
+    return rec
+
+
+_reported_unreadable = set()
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """What the datasets share. Subclasses fill self.records and self.class_names, and report every problem met
+    in the annotations with self.problem(kind, "file:line: message") (kept in self.problems, counted by kind in
+    self.counts). keep_difficult / keep_crowd: whether difficult / crowd objects appear in training targets;
+    annotation() always has them, flagged, for evaluation."""
+
+    def __init__(self, img_size=448, augment=None, seed=0, keep_difficult=False, keep_crowd=False):
+        if augment not in (None, *AUGMENTATIONS):
+            raise ValueError(f"augment must be None, 'yolov1' or 'yolov2', got {augment!r}")
+        self.img_size, self.augment, self.seed, self.epoch = img_size, augment, seed, 0
+        self.keep_difficult, self.keep_crowd = keep_difficult, keep_crowd
+        self.records, self.class_names, self.problems, self.counts = [], [], [], Counter()
+
+    def problem(self, kind, message):
+        self.problems.append(message)
+        self.counts[kind] += 1
+
+    def clean_boxes(self, objects, size):
+        """objects: list of (where, [x1, y1, x2, y2] pixels, fields). Inverted or zero-area boxes are dropped,
+        boxes reaching outside the image clipped, each reported. Returns [(box, fields)] for _record."""
+        W, H = size
+        kept = []
+        for where, (x1, y1, x2, y2), fields in objects:
+            text = f"{where}: box [{x1:g}, {y1:g}, {x2:g}, {y2:g}]"
+            if not (x2 > x1 and y2 > y1):                    # also catches NaN
+                self.problem("boxes dropped (inverted or zero-area)", f"{where}: inverted or zero-area box "
+                             f"[{x1:g}, {y1:g}, {x2:g}, {y2:g}], dropped")
+                continue
+            c = (min(max(x1, 0), W), min(max(y1, 0), H), min(max(x2, 0), W), min(max(y2, 0), H))
+            if c != (x1, y1, x2, y2) and not (c[2] > c[0] and c[3] > c[1]):
+                self.problem("boxes dropped (outside the image)", f"{text} outside the {W}x{H} image, dropped")
+                continue
+            if c != (x1, y1, x2, y2):
+                self.problem("boxes clipped", f"{text} outside the {W}x{H} image, clipped")
+            kept.append((c, fields))
+        return kept
+
+    def set_epoch(self, epoch):
+        """The augmentation of image i in epoch e depends on (seed, e, i) only: call before each epoch."""
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.records)
+
+    def record(self, i):
+        return self.records[i]
+
+    def annotation(self, i):
+        """Ground truth of image i: all objects, boxes in pixels of the original image (0-based xyxy)."""
+        rec = self.record(i)
+        return {**{k: torch.from_numpy(rec[k]) for k in ("boxes", "labels", "difficult", "iscrowd", "area")
+                   if k in rec}, "size": rec["size"], "path": rec["path"], "image_id": rec["image_id"]}
+
+    def load(self, i):
+        rec = self.record(i)
+        return load_image(rec["path"], exif=False, expected_size=rec["size"])
+
+    def __getitem__(self, i):
+        # An image that fails to decode is reported once (per process) and replaced by the next readable one.
+        for j in (np.arange(len(self)) + i) % len(self):
+            try:
+                return self._sample(self.load(int(j)), int(j))
+            except (ImageError, OSError) as e:
+                if self.record(int(j))["path"] not in _reported_unreadable:
+                    _reported_unreadable.add(self.record(int(j))["path"])
+                    print(f"warning: skipping unreadable image: {e}", file=sys.stderr)
+        raise ImageError(f"no readable image in this dataset of {len(self)}")
+
+    def _sample(self, img, i):
+        rec = self.record(i)
+        keep = (self.keep_difficult | ~rec["difficult"]) & (self.keep_crowd | ~rec["iscrowd"])
+        (W, H), (aw, ah) = img.size, rec["size"]
+        # normalize by the annotation's size: a file resized since then keeps its boxes right
+        boxes = torch.from_numpy(rec["boxes"][keep]) / torch.tensor([aw, ah, aw, ah], dtype=torch.float32)
+        image, out_size = image_to_tensor(img), (self.img_size, self.img_size)
+        if self.augment is None:
+            image, boxes, index = resize_darknet(image, out_size), boxes.clamp(0, 1), torch.arange(len(boxes))
+        else:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            boxes = boxes * torch.tensor([W, H, W, H], dtype=torch.float32)
+            image, boxes, index = AUGMENTATIONS[self.augment](image, boxes, rng, out_size)
+        target = {k: torch.from_numpy(rec[k][keep])[index] for k in ("labels", "difficult", "iscrowd")}
+        return image, {"boxes": boxes, **target, "image_id": rec["image_id"], "path": rec["path"],
+                       "size": rec["size"]}
+
+
+def collate(batch):
+    """[(image (3, H, W), target)] -> (images (N, 3, H, W), list of N targets)."""
+    images, targets = zip(*batch)
+    return torch.stack(images), list(targets)
+
+
+# -----------------------------------------------------------------------------
+# The synthetic default: coloured shapes on textured backgrounds
+
+class ShapesDataset(DetectionDataset):
+    """Deterministic synthetic detection set: image i depends on (seed, i) only, drawn with PIL at img_size.
+    1-4 objects of 3 classes (circle, rectangle, triangle), longer side 10%-50% of the image, aspect 0.6-1.6,
+    colours at RGB distance >= 0.5 (of 1.73) from the background's mean, on a gradient, stripes or blotches.
+    Occlusion rule: a new object, drawn on top, may cover at most max_cover = 30% of the box of each earlier object
+    (else it is placed again, up to 20 tries, then left out), so every object stays mostly visible."""
+
+    def __init__(self, num_images=1000, img_size=448, seed=0, augment=None, max_cover=0.3):
+        super().__init__(img_size, augment, seed, keep_difficult=True, keep_crowd=True)
+        self.num_images, self.max_cover, self.class_names = num_images, max_cover, list(SHAPE_CLASSES)
+
+    def __len__(self):
+        return self.num_images
+
+    def _layout(self, i):
+        rng, S = np.random.default_rng((self.seed, i, 1)), self.img_size
+        background = (int(rng.integers(3)), rng.uniform(0, 1, 3), rng.uniform(-0.35, 0.35, 3), rng.uniform(0, 1, 2))
+        mean, shapes = np.clip(background[1] + background[2] / 2, 0, 1), []
+        for _ in range(int(rng.integers(1, 5))):
+            for _ in range(20):
+                side, aspect = rng.uniform(0.1, 0.5) * S, rng.uniform(0.6, 1.6)      # aspect = width / height
+                w, h = (side, side / aspect) if aspect >= 1 else (side * aspect, side)
+                w, h = max(int(w), 4), max(int(h), 4)
+                x0, y0 = int(rng.integers(0, S - w + 1)), int(rng.integers(0, S - h + 1))
+                box = [x0, y0, x0 + w, y0 + h]
+                if all(_covered(earlier, box) <= self.max_cover for earlier, *_ in shapes):
+                    break
+            else:
+                continue
+            colour = rng.uniform(0, 1, 3)
+            while np.linalg.norm(colour - mean) < 0.5:
+                colour = rng.uniform(0, 1, 3)
+            shapes.append((box, int(rng.integers(3)), colour, int(rng.integers(4))))
+        return background, shapes
+
+    def record(self, i):
+        if not 0 <= i < self.num_images:
+            raise IndexError(i)
+        objects = [(box, (label, False, False)) for box, label, *_ in self._layout(i)[1]]
+        return _record(f"shapes://{self.seed}/{i}", f"{i:06d}", (self.img_size, self.img_size), objects)
+
+    def load(self, i):
+        (kind, c1, dc, p), shapes = self._layout(i)
+        S, rng = self.img_size, np.random.default_rng((self.seed, i, 2))
+        x, y = np.arange(S, dtype=np.float32) / S, np.arange(S, dtype=np.float32)[:, None] / S
+        along = np.cos(p[0] * np.pi) * x + np.sin(p[0] * np.pi) * y         # (S, S), a random direction
+        if kind == 0:                                        # linear gradient
+            weight = along / 2 + 0.5
+        elif kind == 1:                                      # stripes, period 4%-20% of the image
+            weight = (np.sin(along * 2 * np.pi / (0.04 + 0.16 * p[1])) > 0).astype(np.float32)
+        else:                                                # blotches: an 8x8 noise grid upsampled
+            weight = resize_darknet(torch.from_numpy(rng.random((1, 8, 8), np.float32)), (S, S))[0].numpy()
+        weight = weight + 0.15 * rng.random((S, S), np.float32)                 # fine grain everywhere
+        pixels = c1.astype(np.float32) + weight[..., None] * dc.astype(np.float32)
+        img = Image.fromarray(np.clip(pixels * 255, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(img)
+        for (x0, y0, x1, y1), label, colour, orientation in shapes:
+            fill = tuple(int(c * 255) for c in colour)
+            x1, y1 = x1 - 1, y1 - 1                          # PIL draws the last pixel: the box is [x0, x1 + 1)
+            if label == 0:
+                draw.ellipse([x0, y0, x1, y1], fill=fill)
+            elif label == 1:
+                draw.rectangle([x0, y0, x1, y1], fill=fill)
+            else:                                            # apex up, right, down or left
+                xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
+                draw.polygon([[(x0, y1), (x1, y1), (xm, y0)], [(x0, y0), (x0, y1), (x1, ym)],
+                              [(x0, y0), (x1, y0), (xm, y1)], [(x1, y0), (x1, y1), (x0, ym)]][orientation],
+                             fill=fill)
+        return img
+
+
+def _covered(earlier, new):
+    """Fraction of box `earlier` covered by box `new` (both xyxy)."""
+    iw = min(earlier[2], new[2]) - max(earlier[0], new[0])
+    ih = min(earlier[3], new[3]) - max(earlier[1], new[1])
+    return max(iw, 0) * max(ih, 0) / ((earlier[2] - earlier[0]) * (earlier[3] - earlier[1]))
+
+
+# -----------------------------------------------------------------------------
+# Pascal VOC: VOCdevkit/VOC<year>/{Annotations, JPEGImages, ImageSets/Main/<split>.txt}
+
+def _listdir(d):
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def _find_devkit(root):
+    for d in (root, os.path.join(root, "VOCdevkit")):
+        if any(n.startswith("VOC") and os.path.isdir(os.path.join(d, n, "Annotations")) for n in _listdir(d)):
+            return d
+    if os.path.isdir(os.path.join(root, "Annotations")):     # root is VOCdevkit/VOC2007 itself
+        return os.path.dirname(os.path.abspath(root))
+    raise FileNotFoundError(f"{root}: no VOCdevkit/VOC<year>/Annotations under it")
+
+
+def parse_voc_xml(path, class_names, problem):
+    """One VOC XML -> (size, [(where, box, fields)]), or None when unusable; problem(kind, message) hears of
+    every problem as "path:line: ...". XML coordinates are 1-based: we subtract 1 from all four (= darknet
+    voc_label.py: centre (xmin + xmax)/2 - 1, width xmax - xmin)."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", errors="replace")
+        root = ET.fromstring(text)
+    except ET.ParseError as e:
+        return problem("malformed annotation files", f"{path}:{e.position[0]}: malformed XML ({e})")
+    lines = [text.count("\n", 0, m.start()) + 1 for m in re.finditer(r"<object\b", text)]
+    try:
+        size = tuple(int(float(root.find("size").find(k).text)) for k in ("width", "height"))
+        assert min(size) > 0
+    except (AttributeError, TypeError, ValueError, AssertionError):
+        line = text.count("\n", 0, max(text.find("<size"), 0)) + 1
+        return problem("missing fields", f"{path}:{line}: missing or invalid <size><width>/<height>")
+    objects = []
+    for k, obj in enumerate(root.findall("object")):
+        where = f"{path}:{lines[k] if k < len(lines) else '?'}"
+        name = (obj.findtext("name") or "").strip()
+        if name not in class_names:
+            problem("objects with unknown class", f"{where}: unknown class name {name!r}, object dropped")
+            continue
+        try:
+            box = [float(obj.find("bndbox").find(k).text) - 1 for k in ("xmin", "ymin", "xmax", "ymax")]
+        except (AttributeError, TypeError, ValueError):
+            problem("missing fields", f"{where}: missing or invalid <bndbox> (xmin, ymin, xmax, ymax), dropped")
+            continue
+        difficult = (obj.findtext("difficult") or "0").strip() == "1"
+        objects.append((where, box, (class_names.index(name), difficult, False)))
+    return size, objects
+
+
+class VOCDataset(DetectionDataset):
+    """Pascal VOC. root: VOCdevkit (or its parent, or VOCdevkit/VOC2007). Default splits: the 07+12 trainval
+    union the papers train on; splits=[("2007", "test")] for evaluation. Difficult flags kept; training targets
+    leave difficult objects out (keep_difficult=False) as darknet's voc_label.py does; annotation() keeps them."""
+
+    def __init__(self, root, splits=(("2007", "trainval"), ("2012", "trainval")), img_size=448, augment=None,
+                 seed=0, keep_difficult=False, class_names=VOC_CLASSES):
+        super().__init__(img_size, augment, seed, keep_difficult)
+        self.class_names, devkit, seen = list(class_names), _find_devkit(str(root)), set()
+        for year, split in splits:
+            base = os.path.join(devkit, f"VOC{year}")
+            list_file = os.path.join(base, "ImageSets", "Main", f"{split}.txt")
+            if not os.path.isfile(list_file):
+                self.problem("split lists missing", f"{list_file}: split list missing")
+                continue
+            with open(list_file) as f:
+                for line_no, image_id in ((n, line.split()[0]) for n, line in enumerate(f, 1) if line.split()):
+                    if (year, image_id) in seen:
+                        self.problem("duplicate image ids", f"{list_file}:{line_no}: duplicate image id "
+                                     f"{image_id}, skipped")
+                        continue
+                    seen.add((year, image_id))
+                    xml = os.path.join(base, "Annotations", image_id + ".xml")
+                    image = os.path.join(base, "JPEGImages", image_id + ".jpg")
+                    missing = [(p, w) for p, w in ((xml, "annotation"), (image, "image")) if not os.path.isfile(p)]
+                    if missing:
+                        self.problem(f"{missing[0][1]}s missing", f"{list_file}:{line_no}: {missing[0][1]} "
+                                     f"{missing[0][0]} listed but missing")
+                        continue
+                    parsed = parse_voc_xml(xml, self.class_names, self.problem)
+                    if parsed is not None:
+                        objects = self.clean_boxes(parsed[1], parsed[0])
+                        self.records.append(_record(image, image_id, parsed[0], objects, annotation_file=xml))
+
+
+# -----------------------------------------------------------------------------
+# COCO instances json
+
+def coco_class_names(annotation_json):
+    """Class names of a COCO json in label order (sorted category id)."""
+    with open(annotation_json, encoding="utf-8") as f:
+        return [c["name"] for c in sorted(json.load(f)["categories"], key=lambda c: c["id"])]
+
+
+class COCODataset(DetectionDataset):
+    """COCO instances json: category ids -> labels 0..K-1 in sorted id order (class_names from "categories"),
+    bbox [x, y, w, h] -> xyxy, crowd flags kept (out of training targets unless keep_crowd), images without
+    objects kept, "area" in annotation(). Problems name the json and the entry's index and id (COCO files are
+    one line long: line numbers would say nothing)."""
+
+    def __init__(self, annotation_json, image_dir, img_size=448, augment=None, seed=0, keep_crowd=False):
+        super().__init__(img_size, augment, seed, keep_difficult=True, keep_crowd=keep_crowd)
+        path = str(annotation_json)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            images, annotations = data["images"], data["annotations"]
+            categories = sorted(data["categories"], key=lambda c: c["id"])
+        except json.JSONDecodeError as e:
+            return self.problem("malformed annotation files", f"{path}:{e.lineno}: malformed json ({e.msg}, "
+                                f"column {e.colno})")
+        except (KeyError, TypeError) as e:
+            return self.problem("missing fields", f"{path}:1: not a COCO instances file (missing {e})")
+        label_of = {c["id"]: k for k, c in enumerate(categories)}
+        self.class_names, by_image = [c["name"] for c in categories], {}
+        for k, img in enumerate(images):
+            try:
+                image_id, file_name, size = img["id"], img["file_name"], (int(img["width"]), int(img["height"]))
+            except (KeyError, TypeError, ValueError) as e:
+                self.problem("missing fields", f"{path}: images[{k}]: missing or invalid field {e}, skipped")
+                continue
+            if image_id in by_image:
+                self.problem("duplicate image ids", f"{path}: images[{k}]: duplicate image id {image_id}, skipped")
+                continue
+            by_image[image_id] = (os.path.join(str(image_dir), file_name), size, [])
+        for k, ann in enumerate(annotations):
+            where = f"{path}: annotations[{k}] (id {ann.get('id') if isinstance(ann, dict) else '?'})"
+            try:
+                image_id, (x, y, w, h), category = ann["image_id"], map(float, ann["bbox"]), ann["category_id"]
+            except (KeyError, TypeError, ValueError) as e:
+                self.problem("missing fields", f"{where}: missing or invalid field ({e}), dropped")
+                continue
+            if image_id not in by_image:
+                self.problem("missing fields", f"{where}: unknown image id {image_id}, dropped")
+            elif category not in label_of:
+                self.problem("objects with unknown class", f"{where}: unknown category id {category}, dropped")
+            else:
+                fields = (label_of[category], False, bool(ann.get("iscrowd", 0)), float(ann.get("area", w * h)))
+                by_image[image_id][2].append((where, (x, y, x + w, y + h), fields))
+        for image_id, (file, size, objects) in by_image.items():
+            if not os.path.isfile(file):
+                self.problem("images missing", f"{path}: image id {image_id}: {file} listed but missing")
+            else:
+                self.records.append(_record(file, image_id, size, self.clean_boxes(objects, size), with_area=True))
+
+
+# -----------------------------------------------------------------------------
+# darknet / YOLO txt labels: one "class cx cy w h" line per object, normalized, and a names file
+
+def read_names(path):
+    """A darknet .names file: one class name per line."""
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def label_path(image_path):
+    """darknet data.c fill_truth_detection: images -> labels, JPEGImages -> labels, extension -> .txt. We
+    replace a whole directory name (the last one so called), not the first matching substring as darknet does
+    (which changes ".../myimages/..."). No such directory: the .txt next to the image."""
+    parts = os.path.normpath(image_path).split(os.sep)
+    for k in range(len(parts) - 2, -1, -1):
+        if parts[k] in ("images", "JPEGImages"):
+            parts[k] = "labels"
+            break
+    return os.path.splitext(os.sep.join(parts))[0] + ".txt"
+
+
+class YoloTxtDataset(DetectionDataset):
+    """darknet-style labels. list_or_dir: a text file with one image path per line (relative to the list file's
+    folder) or a folder searched for images; names_file: one class name per line. A missing label file means an
+    image without objects (reported)."""
+
+    def __init__(self, list_or_dir, names_file, img_size=448, augment=None, seed=0):
+        super().__init__(img_size, augment, seed)
+        self.class_names, src, seen = read_names(names_file), str(list_or_dir), set()
+        if os.path.isdir(src):
+            entries = [(os.path.join(d, n), src, 0) for d, _, files in sorted(os.walk(src)) for n in sorted(files)
+                       if n.lower().endswith(IMAGE_EXTENSIONS)]
+        else:
+            with open(src, encoding="utf-8") as f:
+                entries = [(os.path.join(os.path.dirname(src), line.strip()), src, k)
+                           for k, line in enumerate(f, 1) if line.strip()]
+        for image, where, line_no in entries:
+            if os.path.abspath(image) in seen:
+                self.problem("duplicate image ids", f"{where}:{line_no}: duplicate image {image}, skipped")
+                continue
+            seen.add(os.path.abspath(image))
+            try:
+                with Image.open(image) as im:                # the header only: no decoding
+                    size = im.size
+            except FileNotFoundError:
+                self.problem("images missing", f"{where}:{line_no}: image {image} listed but missing")
+                continue
+            except Exception as e:
+                self.problem("unreadable images", f"{image}: unreadable image ({type(e).__name__}: {e})")
+                continue
+            objects = self.clean_boxes(self._read_labels(label_path(image), size), size)
+            self.records.append(_record(image, os.path.splitext(os.path.basename(image))[0], size, objects))
+
+    def _read_labels(self, path, size):
+        if not os.path.isfile(path):
+            self.problem("label files missing", f"{path}: label file missing, image taken as having no objects")
+            return []
+        (W, H), objects = size, []
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    label, cx, cy, w, h = line.split()
+                    label, (cx, cy, w, h) = int(label), map(float, (cx, cy, w, h))
+                except ValueError:
+                    self.problem("malformed label lines", f"{path}:{line_no}: expected 'class cx cy w h', got "
+                                 f"{line.strip()[:60]!r}")
+                    continue
+                if not 0 <= label < len(self.class_names):
+                    self.problem("objects with unknown class", f"{path}:{line_no}: unknown class id {label} "
+                                 f"({len(self.class_names)} names)")
+                    continue
+                box = ((cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H)
+                objects.append((f"{path}:{line_no}", box, (label, False, False)))
+        return objects
+
+
+# -----------------------------------------------------------------------------
+# Checks: `python data.py --check DIR`, and the cheap start-up check of train.py
+
+ERRORS = ("malformed annotation files", "missing fields", "objects with unknown class", "images missing",
+          "annotations missing", "duplicate image ids", "split lists missing", "malformed label lines",
+          "unreadable images", "image sizes that match neither way")   # the other kinds are fixed and counted
+
+
+def open_dataset(path, names_file=None):
+    """Guess the format at path: a COCO json (or a folder with annotations/instances_*.json), a VOCdevkit tree,
+    or darknet txt labels (a list file or a folder; names_file or the first *.names beside it)."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    jsons = [path] if path.endswith(".json") else [os.path.join(path, "annotations", n) for n in
+                                                   _listdir(os.path.join(path, "annotations"))
+                                                   if n.startswith("instances") and n.endswith(".json")]
+    if jsons:                                                # images in <base>/<split>, <base>/images or <base>
+        base = os.path.dirname(os.path.dirname(os.path.abspath(jsons[0])))
+        split = os.path.basename(jsons[0])[len("instances_"):-len(".json")]
+        image_dir = next((d for d in (os.path.join(base, split), os.path.join(base, "images"))
+                          if os.path.isdir(d)), base)
+        return COCODataset(jsons[0], image_dir)
+    try:
+        devkit = _find_devkit(path)
+        splits = [(n[3:], s) for n in _listdir(devkit) if n.startswith("VOC") for s in ("trainval", "test")
+                  if os.path.isfile(os.path.join(devkit, n, "ImageSets", "Main", s + ".txt"))]
+        if not splits:
+            raise OSError(f"{devkit}: no VOC<year>/ImageSets/Main/trainval.txt or test.txt")
+        return VOCDataset(devkit, splits=splits)
+    except FileNotFoundError:
+        pass
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    names = names_file or next((os.path.join(d, n) for d in (folder, os.path.dirname(folder))
+                                for n in _listdir(d) if n.endswith(".names")), None)
+    if names is None:
+        raise FileNotFoundError(f"{path}: not a VOCdevkit tree, a COCO json, or darknet labels with a .names file")
+    images = os.path.join(path, "images")
+    return YoloTxtDataset(images if os.path.isdir(images) else path, names)
+
+
+def check_dataset(source, decode=True, names_file=None):
+    """Every problem of a dataset (a path or a dataset) at once: those met reading the annotations, then, with
+    decode=True, each image decoded (empty, truncated, not an image) and its size compared with the annotation's,
+    stored or after its EXIF rotation. Returns {"problems": [str], "counts": Counter, "images", "objects",
+    "errors": number of problems of the ERRORS kinds}."""
+    dataset = source if isinstance(source, DetectionDataset) else open_dataset(source, names_file)
+    problems, counts, objects = list(dataset.problems), Counter(dataset.counts), 0
+    for i in range(len(dataset)):
+        rec = dataset.record(i)
+        objects += len(rec["labels"])
+        if not decode or rec["path"].startswith("shapes://"):
+            continue
+        try:
+            img = load_image(rec["path"], exif=False)
+            with Image.open(rec["path"]) as raw:
+                orientation = _orientation(raw)
+        except (ImageError, OSError) as e:
+            problems.append(str(e))
+            counts["unreadable images"] += 1
+            continue
+        if rec["size"] not in (img.size, img.size[::-1] if orientation >= 5 else img.size):
+            problems.append(f"{rec.get('annotation_file', rec['path'])}: image {rec['path']} is {img.size[0]}x"
+                            f"{img.size[1]} (EXIF orientation {orientation}), the annotation says "
+                            f"{rec['size'][0]}x{rec['size'][1]}")
+            counts["image sizes that match neither way"] += 1
+    return {"problems": problems, "counts": counts, "images": len(dataset), "objects": objects,
+            "errors": sum(counts[k] for k in ERRORS)}
+
+
+def check_annotations(dataset, strict=True):
+    """train.py's start-up check, no image decoded: raise ValueError listing the problems when the dataset is
+    unusable (no image, no object, or, if strict, any problem of the ERRORS kinds). Else a one-line summary."""
+    report = check_dataset(dataset, decode=False)
+    summary = f"{report['images']} images, {report['objects']} objects" + "".join(
+        f", {n} {kind}" for kind, n in sorted(report["counts"].items()))
+    if report["images"] == 0 or report["objects"] == 0 or (strict and report["errors"]):
+        more = len(report["problems"]) - 20
+        raise ValueError(f"dataset unusable: {summary}\n  " + "\n  ".join(report["problems"][:20])
+                         + (f"\n  ... and {more} more (python data.py --check DIR lists all)" if more > 0 else ""))
+    return summary
+
+
+# -----------------------------------------------------------------------------
+# VOC download: the official Oxford mirror, md5 sums as torchvision lists them
+
+VOC_TARS = [("http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar",
+             "c52e279531787c972589f7e41ab4ae64"),
+            ("http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar",
+             "b6e924de25625d8de591ea690078ad9f"),
+            ("http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+             "6cd6e144f989b92b3379bac3b3de84fd")]
+
+
+def download_voc(dest):
+    """Download and unpack VOC2007 trainval + test and VOC2012 trainval into dest/VOCdevkit. Resumable: a partial
+    download continues from its .part file (HTTP Range); the tar is renamed into place only when complete with
+    the right md5; a tar already unpacked (its .unpacked marker exists) is skipped."""
+    os.makedirs(dest, exist_ok=True)
+    for url, md5 in VOC_TARS:
+        tar_path = os.path.join(dest, os.path.basename(url))
+        if os.path.exists(tar_path + ".unpacked"):
+            continue
+        if not os.path.exists(tar_path):
+            part = tar_path + ".part"
+            start = os.path.getsize(part) if os.path.exists(part) else 0
+            request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+            print(f"downloading {url} -> {part}", file=sys.stderr)
+            with urllib.request.urlopen(request) as response, open(part, "ab") as f:
+                if start and response.status != 206:         # the server ignored Range: start again
+                    f.truncate(0)
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+            with open(part, "rb") as f:
+                digest = hashlib.file_digest(f, "md5").hexdigest()
+            if digest != md5:
+                os.remove(part)
+                raise OSError(f"{url}: md5 {digest} != {md5}; partial file removed, run again")
+            os.replace(part, tar_path)
+        with tarfile.open(tar_path) as tar:
+            tar.extractall(dest, filter="data")
+        open(tar_path + ".unpacked", "w").close()
+    return os.path.join(dest, "VOCdevkit")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Check a dataset (VOCdevkit, COCO json, darknet txt labels) "
+                                                 "or download Pascal VOC.")
+    parser.add_argument("--check", metavar="DIR", help="report every problem of the dataset at DIR")
+    parser.add_argument("--names", help="class names file for darknet txt labels (default: a *.names found)")
+    parser.add_argument("--no-decode", action="store_true", help="annotations only, do not decode the images")
+    parser.add_argument("--download", metavar="DEST", help="download VOC2007 and VOC2012 into DEST")
+    args = parser.parse_args()
+    if args.download:
+        print(download_voc(args.download))
+    if args.check:
+        try:
+            result = check_dataset(args.check, decode=not args.no_decode, names_file=args.names)
+        except OSError as e:
+            sys.exit(f"error: {e}")
+        print("\n".join(result["problems"] + [f"{args.check}: {result['images']} images, {result['objects']} "
+              "objects; " + (", ".join(f"{n} {k}" for k, n in sorted(result["counts"].items())) or "no problems")]))
+        sys.exit(1 if result["errors"] else 0)
+    if not (args.check or args.download):
+        parser.print_help()

@@ -1,0 +1,241 @@
+"""
+YOLOv1 network and inference (Redmon et al., "You Only Look Once: Unified, Real-Time Object Detection",
+arXiv:1506.02640). The loss, eq. (3), is loss.yolov1_loss.
+
+Paper -> code
+  §2    Unified detection: S x S grid, B boxes and C class probabilities per cell ..... S, B, C; YOLOv1.forward
+  §2.1  Network design, Fig. 3: 24 conv (the first 20 = darknet.extraction_trunk) + 2 FC ... PRESETS["yolov1"]
+  §2.1  Fast YOLO: 9 conv layers instead of 24, fewer filters ...................... PRESETS["yolov1-tiny"]
+  §2.2  Leaky ReLU (eq. 2) everywhere but the last layer; dropout .5 after the 1st FC .. YOLOv1.forward
+  §2.2  x, y: offsets in the cell; w, h: relative to the image, predicted as square roots .. split_output()
+  §2.3  Inference: class-specific scores (§2, eq. 1), then non-maximum suppression ... decode(), postprocess()
+  darknet: its detection layer's output order <-> ours (.weights files) ............ darknet_output_permutation()
+
+Output of the network: (N, S, S, B*5 + C), indexed [image, row i (y cell), column j (x cell)]; per cell
+B x [x, y, sqrt(w), sqrt(h), confidence], then C class probabilities. split_output() is the one place that
+reads this layout; every other function uses its named tensors.
+
+Legend: N images, S grid side, B boxes per cell, C classes.
+Run:    python train.py --model yolov1-shapes        python detect.py --weights CKPT photo.jpg
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import darknet
+import metrics
+
+# -----------------------------------------------------------------------------
+# §2, §2.1 constants (PASCAL VOC setting)
+
+S, B, C = 7, 2, 20      # grid side, boxes per cell, classes: a 7 x 7 x 30 output
+IMG_SIZE = 448          # §2.2: "increase the input resolution of the network from 224 x 224 to 448 x 448"
+DROPOUT = 0.5           # §2.2: "A dropout layer with rate = .5 after the first connected layer"
+
+# Convolutional layers as (filters, size, stride), "M" = 2x2/2 max-pool, "extraction" = the 20 conv layers
+# darknet.extraction_trunk builds (stride 32, 1024 channels: 448 -> 14 x 14).
+EXTRACTION_STRIDE, EXTRACTION_CHANNELS = 32, 1024
+
+# §2.2: on the 20 pretrained layers "we add four convolutional layers and two fully connected layers";
+# Fig. 3 (and darknet's 2015 cfg/yolo.cfg): 3x3x1024, 3x3x1024 stride 2, 3x3x1024, 3x3x1024.
+YOLOV1_CONVS = ["extraction", (1024, 3, 1), (1024, 3, 2), (1024, 3, 1), (1024, 3, 1)]
+
+# §2.1 Fast YOLO: "fewer convolutional layers (9 instead of 24) and fewer filters in those layers". The layout
+# is darknet's cfg/yolo-tiny.cfg as committed on 2015-11-09 ("Added tiny yolo model", eaf033c0): nine 3x3 convs,
+# six max-pools, no batch norm, then connected 256 (linear) -> connected 4096 (leaky) -> dropout -> output.
+# DARKNET, not in the paper: the linear 256-unit connected layer before the 4096 one (the paper says Fast YOLO
+# differs from YOLO only in its conv layers). Darknet's later yolov1-tiny.cfg (2016-09-07, "adding new
+# tiny-yolo") is a different net: 8 convs with batch norm and a single connected layer to the output.
+FAST_YOLO_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M",
+                   (256, 3, 1), "M", (512, 3, 1), "M", (1024, 3, 1), (1024, 3, 1), (1024, 3, 1)]
+
+# OUR CHOICE, for the synthetic default of train.py on 2 CPU cores: Fast YOLO's pattern (3x3 conv + 2x2
+# max-pool, filters doubling) cut to 6 convs, max 256 filters, at 128 x 128 (stride 32 -> a 4 x 4 map), with
+# batch norm (to train from scratch, without ImageNet pre-training), and a 512-unit first FC instead of
+# 4096. The FC head still maps the whole map to the S x S grid, as in the paper. The lead tunes these values.
+# Its batch norm keeps running statistics with torch's momentum 0.1, not darknet's 0.01: after a few hundred
+# steps darknet's average still holds 0.99^200 = 13% of its initial values. Measured (8 images overfitted for
+# 200 Adam steps): mAP@.5 0.008 with those running statistics in eval mode, 0.939 with the batch statistics.
+SHAPES_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M",
+                (256, 3, 1), "M", (256, 3, 1)]
+
+# hidden: units of the first FC (§2.1: 4096); bottleneck: optional linear FC before it (Fast YOLO cfg only);
+# bn_momentum: None = darknet's (darknet.BN_MOMENTUM).
+PRESETS = {
+    "yolov1":        dict(convs=YOLOV1_CONVS, bottleneck=None, hidden=4096, batch_norm=False,
+                          img_size=IMG_SIZE, S=S, B=B, C=C),
+    "yolov1-bn":     dict(convs=YOLOV1_CONVS, bottleneck=None, hidden=4096, batch_norm=True,   # darknet's later
+                          img_size=IMG_SIZE, S=S, B=B, C=C),                                    # cfgs use BN
+    "yolov1-tiny":   dict(convs=FAST_YOLO_CONVS, bottleneck=256, hidden=4096, batch_norm=False,
+                          img_size=IMG_SIZE, S=S, B=B, C=C),
+    "yolov1-shapes": dict(convs=SHAPES_CONVS, bottleneck=None, hidden=512, batch_norm=True, bn_momentum=0.1,
+                          img_size=128, S=S, B=B, C=3),     # C: data.ShapesDataset's classes
+}
+
+
+def make_conv_layers(spec, batch_norm):
+    """Layers of a spec list (see YOLOV1_CONVS) -> (nn.Sequential, output channels, total stride)."""
+    layers, channels, stride = [], 3, 1
+    for item in spec:
+        if item == "extraction":
+            layers.append(darknet.extraction_trunk(batch_norm=batch_norm))
+            channels, stride = EXTRACTION_CHANNELS, stride * EXTRACTION_STRIDE
+        elif item == "M":
+            layers.append(darknet.maxpool(2, 2))
+            stride *= 2
+        else:
+            filters, size, conv_stride = item
+            layers.append(darknet.ConvBlock(channels, filters, size, conv_stride, batch_norm=batch_norm))
+            channels, stride = filters, stride * conv_stride
+    return nn.Sequential(*layers), channels, stride
+
+
+# -----------------------------------------------------------------------------
+# §2.1 Network design
+
+class YOLOv1(nn.Module):
+    """Conv layers, then FC hidden (leaky) -> dropout -> linear FC to S*S*(B*5+C), viewed as (N, S, S, B*5+C).
+
+    The FC head is sized for one input size: the conv map is (img_size / stride)^2 cells (stride 64 for the
+    paper's net and Fast YOLO: 448 -> 7 x 7), and the first FC takes all of it. S is the output grid and does
+    not depend on the input size. Layers are registered in darknet cfg order, so darknet.darknet_layers() lists
+    them as a .weights file stores them. Files that fit: extraction.conv.weights with prefix_ok=True (the first
+    20 convs of "yolov1"), and a file for darknet's cfg/yolo.cfg as of 2015-11-09 (6103ecc4), layer for layer
+    the "yolov1" preset. Not darknet's current cfg/yolov1.cfg: it has a locally connected layer and B = 3.
+    """
+
+    def __init__(self, preset, num_classes, batch_norm, img_size, S, B):
+        super().__init__()
+        cfg = PRESETS[preset]
+        self.preset, self.num_classes, self.batch_norm = preset, num_classes, batch_norm
+        self.img_size, self.S, self.B = img_size, S, B
+        self.features, channels, stride = make_conv_layers(cfg["convs"], batch_norm)
+        for module in self.features.modules():
+            if isinstance(module, nn.BatchNorm2d) and cfg.get("bn_momentum") is not None:
+                module.momentum = cfg["bn_momentum"]
+        if img_size % stride:
+            raise ValueError(f"{preset}: img_size {img_size} is not a multiple of the network stride {stride}")
+        self.feature_side = img_size // stride
+        in_features = channels * self.feature_side ** 2                 # e.g. 1024 * 7 * 7 = 50176
+        if cfg["bottleneck"]:
+            self.bottleneck = nn.Linear(in_features, cfg["bottleneck"])
+            in_features = cfg["bottleneck"]
+        else:
+            self.bottleneck = None
+        self.fc1 = nn.Linear(in_features, cfg["hidden"])
+        self.dropout = nn.Dropout(DROPOUT)
+        self.fc2 = nn.Linear(cfg["hidden"], S * S * (B * 5 + num_classes))
+        self.fc2.darknet_permutation = darknet_output_permutation(S, B, num_classes)   # for .weights files
+
+    def forward(self, images):
+        x = self.features(images)                   # (N, channels, side, side), side = img_size / stride
+        if x.shape[-2:] != (self.feature_side, self.feature_side):
+            raise ValueError(f"{self.preset} was built for {self.img_size} x {self.img_size} inputs "
+                             f"(img_size); got {images.shape[-2]} x {images.shape[-1]}")
+        x = x.flatten(1)                            # (N, channels*side*side), darknet's (C, H, W) order
+        if self.bottleneck is not None:
+            x = self.bottleneck(x)                  # (N, 256) linear, Fast YOLO only
+        x = F.leaky_relu(self.fc1(x), darknet.LEAKY_SLOPE)  # (N, hidden), eq. 2
+        x = self.fc2(self.dropout(x))               # (N, S*S*(B*5+C)), linear (§2.2: the final layer)
+        # (N, S, S, B*5+C): per cell B x [x y sqrt(w) sqrt(h) conf], then C class probabilities
+        return x.view(-1, self.S, self.S, self.B * 5 + self.num_classes)
+
+
+def build(name, num_classes=None, batch_norm=None, img_size=None, S=None, B=None):
+    """The preset `name` of PRESETS; every other argument left None takes the preset's value."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown YOLOv1 preset {name!r}; choose from {sorted(PRESETS)}")
+    cfg = PRESETS[name]
+    return YOLOv1(name,
+                  num_classes=cfg["C"] if num_classes is None else num_classes,
+                  batch_norm=cfg["batch_norm"] if batch_norm is None else batch_norm,
+                  img_size=cfg["img_size"] if img_size is None else img_size,
+                  S=cfg["S"] if S is None else S,
+                  B=cfg["B"] if B is None else B)
+
+
+# -----------------------------------------------------------------------------
+# The output layout, read in one place
+
+def split_output(pred, B=B):
+    """(N, S, S, B*5+C) -> named tensors:
+    xy (N, S, S, B, 2): box centre offset in its cell, [0, 1] from the cell's top-left corner (§2.2);
+    sqrt_wh (N, S, S, B, 2): square roots of width and height, relative to the image (§2.2);
+    conf (N, S, S, B): Pr(Object) * IOU(truth, pred) (§2); class_prob (N, S, S, C): Pr(Class_i | Object)."""
+    N, S = pred.shape[:2]
+    boxes = pred[..., : B * 5].reshape(N, S, S, B, 5)          # (N, S, S, B, 5)
+    return {"xy": boxes[..., 0:2], "sqrt_wh": boxes[..., 2:4], "conf": boxes[..., 4],
+            "class_prob": pred[..., B * 5:]}
+
+
+def darknet_output_permutation(S=S, B=B, C=C):
+    """Index tensor perm with ours = darknet[perm], for one image's flat output of S*S*(B*5+C) values.
+
+    DARKNET (detection_layer.c): the flat output holds first all S*S*C class probabilities (cell by cell),
+    then all S*S*B confidences, then all S*S*B*4 box coordinates x, y, sqrt(w), sqrt(h):
+        class  c of cell i:       i*C + c
+        confidence of box j:      S*S*C + i*B + j
+        coordinate k of box j:    S*S*(C+B) + (i*B + j)*4 + k
+    with cell i = row*S + column, as ours. YOLOv1 sets it as fc2.darknet_permutation, so that
+    darknet.load_darknet_weights takes rows perm of the last connected layer's weights and biases, and
+    save_darknet_weights writes them back in darknet's order.
+    """
+    cell = torch.arange(S * S).view(S * S, 1, 1)                             # (S*S, 1, 1)
+    box = torch.arange(B).view(1, B, 1)                                       # (1, B, 1)
+    coords = S * S * (C + B) + (cell * B + box) * 4 + torch.arange(4)         # (S*S, B, 4)
+    conf = S * S * C + cell * B + box                                         # (S*S, B, 1)
+    boxes = torch.cat([coords, conf], dim=2).view(S * S, B * 5)               # (S*S, B*5) ours per cell
+    classes = cell.view(S * S, 1) * C + torch.arange(C)                       # (S*S, C)
+    return torch.cat([boxes, classes], dim=1).view(-1)                        # (S*S*(B*5+C),)
+
+
+def load_darknet_weights(model, path, prefix_ok=False):
+    """darknet.load_darknet_weights, unchanged: fc2.darknet_permutation already reorders the detection layer.
+    For YOLOv1 the files that fit are extraction.conv.weights (prefix_ok=True) and 2015 cfg/yolo.cfg files."""
+    return darknet.load_darknet_weights(model, path, prefix_ok=prefix_ok)
+
+
+# -----------------------------------------------------------------------------
+# §2.3 Inference: from the output grid to boxes in pixels
+
+def decode(pred, B=B):
+    """(N, S, S, B*5+C) -> boxes (N, S*S*B, 4) normalized xyxy, scores (N, S*S*B, C) class-specific (eq. 1).
+    Predictions are listed cell by cell (row, then column), then box by box, as darknet lists them."""
+    N, S = pred.shape[:2]
+    out = split_output(pred, B)
+    # §2.2: x, y are offsets in cell (row i, column j); w, h are predicted as square roots
+    #   centre x = (j + x) / S    centre y = (i + y) / S    w = sqrt(w)^2    h = sqrt(h)^2
+    j = torch.arange(S, device=pred.device, dtype=pred.dtype).view(1, 1, S, 1)      # (1, 1, S, 1) column
+    i = torch.arange(S, device=pred.device, dtype=pred.dtype).view(1, S, 1, 1)      # (1, S, 1, 1) row
+    cx = (j + out["xy"][..., 0]) / S                                                # (N, S, S, B)
+    cy = (i + out["xy"][..., 1]) / S
+    wh = out["sqrt_wh"] ** 2                                                        # (N, S, S, B, 2)
+    boxes = metrics.xywh_to_xyxy(torch.stack([cx, cy, wh[..., 0], wh[..., 1]], dim=-1))  # (N, S, S, B, 4)
+    # eq. 1: Pr(Class_i | Object) * Pr(Object) * IOU = Pr(Class_i) * IOU
+    scores = out["class_prob"].unsqueeze(3) * out["conf"].unsqueeze(4)              # (N, S, S, B, C)
+    return boxes.reshape(N, -1, 4), scores.reshape(N, -1, scores.shape[-1])   # (N, S*S*B, 4), (N, S*S*B, C)
+
+
+def postprocess(pred, image_sizes, conf_threshold=0.2, nms_threshold=0.5, B=B):
+    """(N, S, S, B*5+C) -> one dict per image: "boxes" (K, 4) pixels xyxy of the original image, "scores" (K,),
+    "labels" (K,) int64, in decreasing score. image_sizes: (width, height) per image.
+
+    Each (box, class) pair whose eq. 1 score is above conf_threshold is a candidate (darknet:
+    `prob > thresh`); class-wise NMS suppresses IoU > nms_threshold; nms_threshold >= 1 keeps everything.
+    Boxes are clipped to the image after NMS, as darknet's yolo.c does when it writes results.
+    Darknet's defaults: conf .2 and NMS .4 for `yolo test`, conf .001 and NMS .5 for `yolo valid`."""
+    boxes, scores = decode(pred.detach(), B)                # (N, S*S*B, 4), (N, S*S*B, C)
+    results = []
+    for n, (width, height) in enumerate(image_sizes):
+        scale = boxes.new_tensor([width, height, width, height])
+        box_index, labels = torch.nonzero(scores[n] > conf_threshold, as_tuple=True)    # (K,), (K,)
+        det_boxes, det_scores = boxes[n, box_index] * scale, scores[n, box_index, labels]
+        if nms_threshold < 1.0:
+            keep = metrics.batched_nms(det_boxes, det_scores, labels, nms_threshold)
+        else:
+            keep = torch.sort(det_scores, descending=True, stable=True).indices
+        det_boxes = det_boxes[keep]
+        det_boxes[:, 0::2] = det_boxes[:, 0::2].clamp(0, width)
+        det_boxes[:, 1::2] = det_boxes[:, 1::2].clamp(0, height)
+        results.append({"boxes": det_boxes, "scores": det_scores[keep], "labels": labels[keep]})
+    return results

@@ -1,0 +1,299 @@
+"""
+YOLOv2 detector (Redmon & Farhadi, "YOLO9000: Better, Faster, Stronger", arXiv:1612.08242), read as a
+commentary on §2 "Better": each row of the paper's Table 2 is a named piece of this file (or of the file
+named next to it). The network is built exactly as darknet's cfg files build it, so the official
+.weights files load with darknet.load_darknet_weights.
+
+Table 2 ("The path from YOLO to YOLOv2") -> code
+  batch norm (§2 "Batch Normalization") ........ darknet.ConvBlock(batch_norm=True), every conv but the last
+  hi-res classifier (§2 "High Resolution Classifier")  darknet19_448.conv.23, loaded by train.py --weights
+  convolutional, anchor boxes (§2 "Convolutional With Anchor Boxes") .. YOLOv2.detect: a 1x1 conv predicts
+                                                  A boxes per cell, each with its own classes; ANCHORS_*
+  new network (§3 "Faster", Table 6) ............ darknet.darknet19_trunk, darknet.tiny_yolov2_trunk
+  dimension priors (§2 "Dimension Clusters") .... kmeans_anchors(), print_dimension_clusters() (Figure 2)
+  location prediction (§2 "Direct location prediction") .. decode()
+  passthrough (§2 "Fine-Grained Features") ...... YOLOv2.forward: 26x26 map -> 1x1 conv -> reorg -> concat
+  multi-scale (§2 "Multi-Scale Training") ....... MULTI_SCALE_SIZES; the schedule is train.py's
+  hi-res detector ............................... build(name, img_size=544): the 544 x 544 row of Table 2
+  not in the paper: darknet's inference ......... postprocess(): thresholds, letterbox, NMS, listing order
+
+Output of forward: raw (N, A*(5+C), H, W), H = input height / 32; channel a*(5+C) + k, k = tx, ty, tw,
+th, to, then C class logits (darknet's order). Legend: N images, A anchors, C classes, H x W grid,
+P = A*H*W predictions per image, listed anchor-major (index a*H*W + row*W + col, darknet's order).
+Run: python detect.py --model yolov2-voc --weights yolov2-voc.weights photo.jpg
+"""
+import numpy as np
+import torch
+from torch import nn
+
+from darknet import ConvBlock, darknet19_trunk, reorg, tiny_yolov2_trunk
+from metrics import batched_nms
+
+# -----------------------------------------------------------------------------
+# §2 "Dimension Clusters": anchor (prior) sizes, in grid cells (1 cell = 32 input pixels).
+# Darknet calls them "biases" ([region] anchors=... in the cfg); we call them anchors everywhere.
+
+ANCHORS_VOC = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892),         # yolov2-voc.cfg
+               (9.47112, 4.84053), (11.2364, 10.0071))
+ANCHORS_COCO = ((0.57273, 0.677385), (1.87446, 2.06253), (3.33843, 5.47434),      # yolov2.cfg, yolov2-tiny.cfg
+                (7.88282, 3.52778), (9.77052, 9.16828))
+ANCHORS_TINY_VOC = ((1.08, 1.19), (3.42, 4.41), (6.63, 11.38), (9.42, 5.11), (16.62, 10.52))  # yolov2-tiny-voc.cfg
+
+STRIDE = 32                                      # input pixels per grid cell (five 2x2 max-pools)
+# §2 "Multi-Scale Training": every 10 batches the network is given a new input size drawn from
+# {320, 352, ..., 608}; it is fully convolutional, so one set of weights serves every size.
+MULTI_SCALE_SIZES = tuple(range(320, 608 + 1, STRIDE))
+
+# Each preset is one darknet cfg file. "rescore" is the cfg's [region] rescore flag, which the loss needs
+# (yolov2-tiny.cfg has rescore=0: its objectness target is 1, not the IoU). "weights_bytes" is the size of
+# the official .weights file with a 16-byte header (checked in tests/test_yolov2.py).
+PRESETS = {
+    "yolov2-voc":      dict(tiny=None,   num_classes=20, img_size=416, anchors=ANCHORS_VOC,
+                            rescore=True,  weights_bytes=202_704_260),
+    "yolov2":          dict(tiny=None,   num_classes=80, img_size=608, anchors=ANCHORS_COCO,
+                            rescore=True,  weights_bytes=203_934_260),
+    "yolov2-tiny-voc": dict(tiny="voc",  num_classes=20, img_size=416, anchors=ANCHORS_TINY_VOC,
+                            rescore=True,  weights_bytes=63_471_556),
+    "yolov2-tiny":     dict(tiny="coco", num_classes=80, img_size=416, anchors=ANCHORS_COCO,
+                            rescore=False, weights_bytes=44_948_596),
+}
+
+
+# -----------------------------------------------------------------------------
+# The networks, module by module in cfg order (darknet.darknet_layers reads the weight file in
+# model.modules() order, so the order of the assignments in __init__ IS the file format).
+
+class YOLOv2(nn.Module):
+    """yolov2-voc.cfg / yolov2.cfg: Darknet-19 trunk, three 3x3x1024 convs, the passthrough, a 1x1 head."""
+
+    def __init__(self, num_classes, anchors, img_size):
+        super().__init__()
+        A, C = len(anchors), num_classes
+        # Table 2 "new network": Darknet-19 (§3, Table 6) without its classifier. cfg layers 0..22.
+        self.stage_a, self.stage_b = darknet19_trunk(batch_norm=True)   # 512 ch at stride 16; 1024 at 32
+        # "adding on three 3 x 3 convolutional layers with 1024 filters each" (§3 "Training for
+        # detection"): the first two here (cfg layers 23, 24), the third after the passthrough joins.
+        self.extra = nn.Sequential(ConvBlock(1024, 1024, 3), ConvBlock(1024, 1024, 3))
+        # Table 2 "passthrough" (§2 "Fine-Grained Features"): layer 25, [route] layers=-9, takes the
+        # 26x26x512 map (layer 16); darknet shrinks it with a 1x1 conv to 64 channels (layer 26) before
+        # the reorg (27). The paper's prose has no conv: 26x26x512 -> 13x13x2048. We follow the cfg, since
+        # the official weights need it.
+        self.passthrough = ConvBlock(512, 64, 1)
+        self.merge = ConvBlock(4 * 64 + 1024, 1024, 3)                   # layer 29, after 28 [route] -1,-4
+        # Table 2 "convolutional" + "anchor boxes": a 1x1 conv (layer 30) predicts A x (5 + C) numbers per
+        # cell; layer 31 is the [region] layer, which is decode() here and loss.yolov2_loss in training.
+        self.detect = ConvBlock(1024, A * (5 + C), 1, batch_norm=False, activation="linear")
+        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32))  # (A, 2) grid cells
+        self.num_classes, self.img_size = C, img_size
+
+    def forward(self, images):                        # (N, 3, 32H, 32W), RGB in [0, 1]
+        check_input_size(images)
+        fine = self.stage_a(images)                   # (N, 512, 2H, 2W)  stride 16 (26x26 at 416)
+        x = self.extra(self.stage_b(fine))            # (N, 1024, H, W)   stride 32 (13x13 at 416)
+        # darknet's reorg (stride 2) is not pixel_unshuffle: see darknet.reorg for the index order.
+        p = reorg(self.passthrough(fine))             # (N, 64, 2H, 2W) -> (N, 256, H, W)
+        x = torch.cat([p, x], dim=1)                  # (N, 1280, H, W): [route] -1,-4 = [reorg, main]
+        x = self.merge(x)                             # (N, 1024, H, W)
+        # raw: (N, A*(5+C), H, W); channel a*(5+C) + k, k = tx, ty, tw, th, to, class logits (darknet order)
+        return self.detect(x)
+
+
+class TinyYOLOv2(nn.Module):
+    """yolov2-tiny-voc.cfg / yolov2-tiny.cfg: 9 convs, no passthrough (Tiny YOLO, not in the paper)."""
+
+    def __init__(self, num_classes, anchors, img_size, variant):
+        super().__init__()
+        A, C = len(anchors), num_classes
+        self.trunk = tiny_yolov2_trunk(variant)       # cfg layers 0..13: 8 convs, 6 max-pools
+        self.detect = ConvBlock(self.trunk.out_channels, A * (5 + C), 1, batch_norm=False,
+                                activation="linear")          # layer 14; 15 is the [region] layer
+        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32))  # (A, 2) grid cells
+        self.num_classes, self.img_size = C, img_size
+
+    def forward(self, images):                        # (N, 3, 32H, 32W)
+        check_input_size(images)
+        return self.detect(self.trunk(images))        # raw (N, A*(5+C), H, W), same layout as YOLOv2
+
+
+def check_input_size(images):
+    if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] % STRIDE or images.shape[3] % STRIDE:
+        raise ValueError(f"YOLOv2 takes (N, 3, H, W) images with H and W multiples of {STRIDE}, "
+                         f"got {tuple(images.shape)}")
+
+
+def build(name, num_classes=None, img_size=None):
+    """The preset `name` (a darknet cfg name, see PRESETS). num_classes / img_size override the cfg's."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown YOLOv2 preset {name!r}; choose one of {sorted(PRESETS)}")
+    p = PRESETS[name]
+    C = num_classes or p["num_classes"]
+    size = img_size or p["img_size"]
+    if size % STRIDE:
+        raise ValueError(f"img_size must be a multiple of {STRIDE}, got {size}")
+    if p["tiny"]:
+        model = TinyYOLOv2(C, p["anchors"], size, p["tiny"])
+    else:
+        model = YOLOv2(C, p["anchors"], size)
+    model.preset, model.rescore = name, p["rescore"]
+    return model
+
+
+# -----------------------------------------------------------------------------
+# §2 "Direct location prediction": from the raw map to boxes, objectness and class probabilities
+
+def decode(raw, anchors):
+    """raw (N, A*(5+C), H, W), anchors (A, 2) in grid cells ->
+    boxes (N, P, 4) normalized xyxy, objectness (N, P), class_prob (N, P, C), scores (N, P, C),
+    P = A*H*W in darknet's order (anchor, row, column). As region_layer.c get_region_box."""
+    N, _, H, W = raw.shape
+    A = anchors.shape[0]
+    raw = raw.view(N, A, -1, H, W)                    # (N, A, 5+C, H, W)
+    tx, ty, tw, th, to = raw[:, :, :5].unbind(2)      # each (N, A, H, W)
+    cx = torch.arange(W, device=raw.device, dtype=raw.dtype).view(1, 1, 1, W)
+    cy = torch.arange(H, device=raw.device, dtype=raw.dtype).view(1, 1, H, 1)
+    pw = anchors[:, 0].to(raw).view(1, A, 1, 1)
+    ph = anchors[:, 1].to(raw).view(1, A, 1, 1)
+    # bx = (cx + σ(tx)) / W   by = (cy + σ(ty)) / H   bw = pw·exp(tw) / W   bh = ph·exp(th) / H
+    # (the paper's eq. in grid cells, divided by the grid size to get fractions of the image)
+    bx = (cx + torch.sigmoid(tx)) / W
+    by = (cy + torch.sigmoid(ty)) / H
+    bw = pw * torch.exp(tw) / W
+    bh = ph * torch.exp(th) / H
+    boxes = torch.stack([bx - bw / 2, by - bh / 2, bx + bw / 2, by + bh / 2], dim=-1)  # (N, A, H, W, 4)
+    # Pr(object) · IOU(b, object) = σ(to); Pr(class | object) = softmax over the C logits (softmax=1)
+    objectness = torch.sigmoid(to)                                        # (N, A, H, W)
+    class_prob = torch.softmax(raw[:, :, 5:], dim=2).permute(0, 1, 3, 4, 2)  # (N, A, H, W, C)
+    scores = objectness.unsqueeze(-1) * class_prob    # Pr(class) · IOU, darknet's "prob"
+    C = class_prob.shape[-1]
+    return (boxes.reshape(N, -1, 4), objectness.reshape(N, -1),
+            class_prob.reshape(N, -1, C), scores.reshape(N, -1, C))
+
+
+# -----------------------------------------------------------------------------
+# Inference as darknet does it (region_layer.c get_region_detections + correct_region_boxes,
+# box.c do_nms_sort, image.c draw_detections / detector.c print_cocos)
+
+def postprocess(raw, anchors, image_sizes, conf_threshold=0.24, nms_threshold=0.45, letterbox=False,
+                net_size=None):
+    """raw (N, A*(5+C), H, W) -> one dict per image {"boxes": (K, 4) xyxy pixels of the original image,
+    "scores": (K,), "labels": (K,) int64}: one entry per (box, class) darknet would print.
+
+    DARKNET (detector.c): test_detector's defaults are -thresh .24 (2016-11 until YOLOv3 made it .5 in
+    2018-03) and nms .45; validate_detector (the mAP runs) uses .005 and .45.
+    image_sizes: (width, height) of each original image. letterbox=True maps boxes back from pjreddie's
+    letterboxed input (correct_region_boxes); False from a plain resize to the network size (the 2016
+    release, AlexeyAB's fork). net_size: the network input (width, height), default (32 W, 32 H).
+    nms_threshold >= 1.0 suppresses nothing (darknet's test `IoU > thresh` cannot pass at 1).
+    Within one class, NMS takes equal scores in metrics.batched_nms's order, not darknet's."""
+    boxes, objectness, _, scores = decode(raw, anchors)
+    H, W = raw.shape[-2:]
+    net_w, net_h = net_size or (STRIDE * W, STRIDE * H)
+    results = []
+    for b, (img_w, img_h) in enumerate(image_sizes):
+        # DARKNET get_region_detections: objectness = σ(to) if > thresh else 0, and prob[j] =
+        # objectness·p(j) if > thresh else 0 — both strict, both at the same threshold.
+        keep = objectness[b] > conf_threshold                              # (P,)
+        prob = torch.where(keep[:, None] & (scores[b] > conf_threshold), scores[b], 0.0)  # (P, C)
+        if letterbox:
+            xyxy = unletterbox(boxes[b], img_w, img_h, net_w, net_h)          # (P, 4) pixels
+        else:                                     # plain resize: fractions of the image times its size
+            xyxy = boxes[b] * boxes.new_tensor([img_w, img_h, img_w, img_h])
+        # DARKNET do_nms_sort: dets with zero objectness are swapped to the end, then for each class in
+        # turn the list is qsorted by that class's prob (descending) and greedily suppressed (IoU > nms).
+        order = darknet_order(keep, prob)                                  # (P',) indices into P
+        prob, xyxy = prob[order], xyxy[order]
+        if nms_threshold < 1.0:
+            det, label = prob.nonzero(as_tuple=True)
+            kept = batched_nms(xyxy[det], prob[det, label], label, nms_threshold)
+            survivors = torch.zeros_like(prob, dtype=torch.bool)
+            survivors[det[kept], label[kept]] = True
+            prob = torch.where(survivors, prob, 0.0)
+        # DARKNET draw_detections / print_*: for each det in list order, each class j with prob[j] > 0,
+        # the box clipped to the image (print_cocos: [0, w] x [0, h]; NMS ran on the unclipped boxes).
+        det, label = prob.nonzero(as_tuple=True)                           # row-major = darknet's listing
+        out = xyxy[det].clone()
+        out[:, 0::2] = out[:, 0::2].clamp(0, img_w)
+        out[:, 1::2] = out[:, 1::2].clamp(0, img_h)
+        results.append({"boxes": out, "scores": prob[det, label], "labels": label.long()})
+    return results
+
+
+def unletterbox(boxes, img_w, img_h, net_w, net_h):
+    """Normalized xyxy boxes on a letterboxed net_w x net_h input -> xyxy pixels of the img_w x img_h
+    image. DARKNET image.c letterbox_image: scale to fit, integer sizes, centred in grey;
+    region_layer.c correct_region_boxes undoes it: x' = (x - (netw - new_w)/2/netw) / (new_w/netw)."""
+    f32 = np.float32
+    if f32(net_w) / f32(img_w) < f32(net_h) / f32(img_h):                 # float compare, as darknet
+        new_w, new_h = net_w, (img_h * net_w) // img_w                    # C integer division
+    else:
+        new_w, new_h = (img_w * net_h) // img_h, net_h
+    offset = boxes.new_tensor([(net_w - new_w) / 2 / net_w, (net_h - new_h) / 2 / net_h] * 2)
+    scale = boxes.new_tensor([new_w / net_w, new_h / net_h] * 2)
+    size = boxes.new_tensor([img_w, img_h] * 2)
+    return (boxes - offset) / scale * size
+
+
+def darknet_order(keep, prob):
+    """The order in which darknet lists detections after do_nms_sort, as indices of the kept predictions.
+    1) Compaction (box.c): scanning from the front, each det with objectness 0 is swapped with the last
+       unscanned one. The result: kept dets in the front part stay in place; the holes there are filled
+       by the kept dets from the back part, last first.
+    2) One qsort per class k = 0..C-1 by prob[k], descending. C leaves qsort's tie order open; glibc's
+       qsort is, in most releases, a merge sort and so stable, and we assume that: the final order sorts
+       by prob[C-1], ties by prob[C-2], ..., then by step 1's order.
+       (NMS of class k only zeroes prob[k] after sort k, so every sort sees the thresholded probs.)"""
+    P = keep.numel()
+    total = int(keep.sum())
+    idx = torch.arange(P, device=keep.device)
+    front, back = idx[:total], idx[total:]
+    compact = front.clone()
+    holes = front[~keep[:total]]                                          # ascending
+    compact[holes] = back[keep[total:]].flip(0)                           # descending from the end
+    p = prob[compact].cpu().numpy()
+    # np.lexsort: last key is the primary one; it is stable, so step 1's order breaks full ties.
+    rank = np.lexsort([np.arange(total)] + [-p[:, k] for k in range(p.shape[1])])
+    return compact[torch.from_numpy(rank).to(keep.device)]
+
+
+# -----------------------------------------------------------------------------
+# §2 "Dimension Clusters": k-means on box shapes with d(box, centroid) = 1 - IOU(box, centroid)
+
+def shape_iou(wh_a, wh_b):
+    """IoU of boxes (M, 2) and (K, 2) given by width and height only, both centred at the origin -> (M, K)."""
+    inter = torch.minimum(wh_a[:, None, 0], wh_b[None, :, 0]) * torch.minimum(wh_a[:, None, 1], wh_b[None, :, 1])
+    union = (wh_a[:, 0] * wh_a[:, 1])[:, None] + (wh_b[:, 0] * wh_b[:, 1])[None, :] - inter
+    return inter / union.clamp(min=torch.finfo(wh_a.dtype).tiny)
+
+
+def kmeans_anchors(boxes_wh, k, iterations=300, seed=0):
+    """boxes_wh (M, 2) box widths and heights (any unit, e.g. fractions of the image) -> (anchors (k, 2)
+    sorted by area, average IoU of each box with its closest anchor). Paper: "Euclidean distance" would let
+    large boxes dominate, so the distance is 1 - IOU. Initialization (k distinct box shapes at random,
+    seeded) and the stopping rule (assignments unchanged) are our choices; the paper does not give them."""
+    boxes_wh = torch.as_tensor(boxes_wh, dtype=torch.float64)
+    boxes_wh = boxes_wh[(boxes_wh > 0).all(1)]
+    shapes = torch.unique(boxes_wh, dim=0)
+    if len(shapes) < k:
+        raise ValueError(f"k-means needs at least k={k} distinct box shapes of positive size, got {len(shapes)}")
+    g = torch.Generator().manual_seed(seed)
+    centroids = shapes[torch.randperm(len(shapes), generator=g)[:k]]
+    assign = None
+    for _ in range(iterations):
+        new_assign = shape_iou(boxes_wh, centroids).argmax(1)            # nearest = highest IoU
+        if assign is not None and torch.equal(new_assign, assign):
+            break
+        assign = new_assign
+        count = torch.bincount(assign, minlength=k).to(boxes_wh)         # (k,)
+        total = torch.zeros_like(centroids).index_add_(0, assign, boxes_wh)
+        centroids = torch.where(count[:, None] > 0, total / count.clamp(min=1)[:, None], centroids)
+    mean_iou = shape_iou(boxes_wh, centroids).max(1).values.mean().item()
+    return centroids[(centroids[:, 0] * centroids[:, 1]).argsort()], mean_iou
+
+
+def print_dimension_clusters(boxes_wh, ks=range(1, 10), grid=13, seed=0):
+    """Figure 2, as text: for each k, the average IoU with the closest centroid and the anchors in grid
+    cells (boxes_wh as fractions of the image; grid = 13 for 416 inputs). The paper picks k = 5."""
+    for k in ks:
+        anchors, mean_iou = kmeans_anchors(boxes_wh, k, seed=seed)
+        cells = ", ".join(f"{w * grid:.3f},{h * grid:.3f}" for w, h in anchors.tolist())
+        print(f"k={k}  avg IoU {100 * mean_iou:5.1f}%  anchors {cells}")
