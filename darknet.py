@@ -13,11 +13,13 @@ Paper -> code
   YOLOv2 §2    "Fine-Grained Features": the passthrough's reorg .............. reorg()
   darknet only tiny-YOLOv2 trunk (yolov2-tiny-voc.cfg, yolov2-tiny.cfg) ....... tiny_yolov2_trunk()
   darknet only max-pool padding (maxpool_layer.c) ............................ maxpool()
+  inference    conv + batch-norm folding ...................................... fuse()
   darknet only .weights files (parser.c) ..... darknet_layers(), load_darknet_weights(), save_darknet_weights()
 
 Shapes: N images, C channels, H x W feature map. Every module takes (N, C, H, W) float tensors.
 Nothing here reads a cfg file: the cfgs were read once and their layer lists are written out below.
 """
+import copy
 import os
 
 import numpy as np
@@ -139,6 +141,26 @@ def _layers(spec, c_in, batch_norm):
 
 def _global_avgpool(x):
     return x.mean(dim=(2, 3))                       # darknet [avgpool]: (N, C, H, W) -> (N, C)
+
+
+def fuse(model):
+    """A copy of model for inference with each ConvBlock's batch norm folded into its conv.
+    Batch norm in eval mode is an affine map per channel, so conv then BN is one conv:
+      y = γ (W x + b - μ) / sqrt(σ² + eps) + β  =  (s W) x + (β + s (b - μ)),   s = γ / sqrt(σ² + eps)
+    The outputs equal the unfused model's in eval mode up to float rounding (tests/test_darknet.py)."""
+    model = copy.deepcopy(model).eval()
+    for block in model.modules():
+        if isinstance(block, ConvBlock) and block.bn is not None:
+            conv, bn = block.conv, block.bn
+            s = bn.weight / torch.sqrt(bn.running_var + bn.eps)                          # (c_out,)
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                              conv.padding, bias=True).to(conv.weight.device, conv.weight.dtype)
+            with torch.no_grad():
+                fused.weight.copy_(conv.weight * s.view(-1, 1, 1, 1))                   # (c_out, c_in, k, k)
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                fused.bias.copy_(bn.bias + s * (bias - bn.running_mean))
+            block.conv, block.bn = fused, None
+    return model
 
 
 # -----------------------------------------------------------------------------

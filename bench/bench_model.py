@@ -3,7 +3,7 @@ Forward throughput of every preset (yolov1.PRESETS, yolov2.PRESETS) at its nativ
 batch 1 and 16: images/s, peak memory, FLOPs per image counted from the layers, and the fraction of this
 machine's measured fp32 matmul peak that the forward reaches. Three ways to run each model:
   eager      the model as built
-  fused      fuse(model): every batch norm folded into the conv before it (inference only)
+  fused      darknet.fuse(model): every batch norm folded into the conv before it (inference only)
   fused+cl   fused, weights and input in channels-last memory format
 Each (preset, batch, mode) runs in its own process so that its peak resident memory (VmHWM) is its own.
 The outputs of the fused model are checked against the eager ones (batch 1, batch-norm statistics
@@ -35,25 +35,6 @@ MODES = ("eager", "fused", "fused+cl")
 
 def build(name):
     return (yolov1 if name in yolov1.PRESETS else yolov2).build(name).eval()
-
-
-def fuse(model):
-    """A copy of model with each ConvBlock's batch norm folded into its conv (eval-mode arithmetic):
-    y = γ (W x - μ) / sqrt(σ² + eps) + β  =  (s W) x + (β - s μ),  s = γ / sqrt(σ² + eps).
-    PROPOSAL for darknet.py (it applies to every model built from ConvBlocks); kept here until the lead decides."""
-    model = copy.deepcopy(model)
-    for block in model.modules():
-        if isinstance(block, darknet.ConvBlock) and block.bn is not None:
-            conv, bn = block.conv, block.bn
-            s = bn.weight / torch.sqrt(bn.running_var + bn.eps)                       # (c_out,)
-            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                              conv.padding, bias=True)
-            with torch.no_grad():
-                fused.weight.copy_(conv.weight * s.view(-1, 1, 1, 1))
-                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-                fused.bias.copy_(bn.bias + s * (bias - bn.running_mean))
-            block.conv, block.bn = fused, None
-    return model
 
 
 def count_flops(model, images):
@@ -111,8 +92,8 @@ def check_fuse(name):
     x = torch.rand(1, 3, model.img_size, model.img_size)
     with torch.no_grad():
         ref = model(x)
-        out = fuse(model)(x)
-        out_cl = fuse(model).to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
+        out = darknet.fuse(model)(x)
+        out_cl = darknet.fuse(model).to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
     diff = max((out - ref).abs().max().item(), (out_cl - ref).abs().max().item())
     return diff, diff / ref.abs().max().item()
 
@@ -122,7 +103,7 @@ def run_one(name, batch, mode, min_time):
     torch.manual_seed(0)
     model = build(name)
     if mode != "eager":
-        model = fuse(model)
+        model = darknet.fuse(model)
     x = torch.rand(batch, 3, model.img_size, model.img_size)
     if mode == "fused+cl":
         model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)

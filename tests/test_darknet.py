@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darknet import (BN_EPS, BN_MOMENTUM, ConvBlock, Darknet19, Extraction, darknet19_trunk, darknet_file_bytes,
+from darknet import (fuse, BN_EPS, BN_MOMENTUM, ConvBlock, Darknet19, Extraction, darknet19_trunk, darknet_file_bytes,
                      darknet_layers, extraction_trunk, load_darknet_weights, maxpool, reorg,
                      save_darknet_weights, tiny_yolov2_trunk)
 
@@ -295,3 +295,35 @@ def _forward_maxpool_layer(x, size, stride):
 def test_maxpool_equals_darknet_loop(size, stride):
     x = torch.randn(1, 2, 5, 6)
     assert torch.equal(maxpool(size, stride)(x), _forward_maxpool_layer(x, size, stride))
+
+
+def test_fuse_folds_batch_norm_into_the_conv():
+    # One 1x1 conv, weight 2, then BN with γ = 3, β = 1, μ = 0.5, σ² + eps = 4:
+    #   y = 3 (2x - 0.5) / sqrt(4) + 1 = 3x + 0.25   ->  fused weight 3, bias 0.25
+    block = ConvBlock(1, 1, 1, batch_norm=True, activation="linear")
+    with torch.no_grad():
+        block.conv.weight.fill_(2.0)
+        block.bn.weight.fill_(3.0)
+        block.bn.bias.fill_(1.0)
+        block.bn.running_mean.fill_(0.5)
+        block.bn.running_var.fill_(4.0 - block.bn.eps)
+    fused = fuse(nn.Sequential(block))
+    assert fused[0].bn is None and block.bn is not None          # a copy: the original keeps its BN
+    assert fused[0].conv.weight.item() == pytest.approx(3.0)
+    assert fused[0].conv.bias.item() == pytest.approx(0.25)
+    x = torch.tensor([[[[1.0, -2.0]]]])
+    assert torch.allclose(fused(x), torch.tensor([[[[3.25, -5.75]]]]))      # 3·1 + .25, 3·(-2) + .25
+    assert torch.allclose(fused(x), block.eval()(x))
+
+
+def test_fuse_keeps_a_darknet19_output():
+    torch.manual_seed(0)
+    model = Darknet19(num_classes=10).eval()
+    for m in model.modules():                  # non-trivial statistics, so that folding is exercised
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = model(x), fuse(model)(x)
+    assert torch.allclose(a, b, atol=1e-4 * a.abs().max().item())
