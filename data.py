@@ -3,21 +3,19 @@ Data for YOLOv1 and YOLOv2: images, datasets, darknet's preprocessing and augmen
 
 Paper / darknet -> code
   darknet image.c resize_image: two-pass bilinear, corners aligned, float32 ......... resize_darknet()
-  darknet image.c letterbox_image, region_layer.c correct_region_boxes ............... letterbox_darknet(),
-                                                                                       boxes_to_original()
+  darknet image.c letterbox_image; region_layer.c correct_region_boxes ... letterbox_darknet(), boxes_to_original()
   YOLOv1 §2.2 "random scaling and translations of up to 20% of the original image size"
     and "exposure and saturation of the image by up to a factor of 1.5 in the HSV" ... augment_yolov1()
   darknet data.c load_data_detection as released with YOLOv2 (Dec. 2016; = load_data_region):
     jitter crop, flip, image.c random_distort_image ................................ augment_yolov2()
   darknet image.c rgb_to_hsv / distort_image / hsv_to_rgb ............................ distort_hsv()
   darknet scripts/voc_label.py: 1-based XML, difficult objects left out of training .. VOCDataset
-  YOLOv2 §2 "Multi-Scale Training" (a new size every 10 batches): train.py resizes whole batches; the datasets
-    always produce img_size x img_size.
+  darknet data/voc.names, data/coco.names ............................................ VOC_CLASSES, COCO_CLASSES
+  YOLOv2 §2 "Multi-Scale Training": train.py resizes whole batches; datasets give img_size x img_size.
 
-Datasets: ShapesDataset (synthetic, the default: no download), VOCDataset, COCODataset, YoloTxtDataset.
-dataset[i] -> (image (3, H, W) float in [0, 1], target); dataset.annotation(i) -> ground truth in pixels of the
-original image, without decoding it. Augmentation draws from numpy Generator((seed, epoch, index)): call
-dataset.set_epoch(epoch) before each epoch; a run resumed at an epoch sees the images it would have seen.
+Datasets: ShapesDataset (synthetic, the default: no download; shapes_split() gives a run's two sets), VOCDataset,
+COCODataset, YoloTxtDataset; open_dataset(path) guesses which. dataset[i] -> (image (3, H, W) float in [0, 1],
+target); dataset.annotation(i) -> ground truth in pixels of the original image, without decoding it.
 
 Run:  python data.py --check DIR      every problem of a VOCdevkit tree / COCO json / darknet txt dataset
       python data.py --download DEST  VOC2007 trainval + test and VOC2012 trainval (about 2.9 GB)
@@ -38,9 +36,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageOps
 
-VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-               "tvmonitor"]                                    # darknet data/voc.names order
+VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]  # voc.names
+# darknet data/coco.names: COCO's 80 categories in category-id order, with darknet's spellings (motorbike,
+# aeroplane, sofa, pottedplant, diningtable, tvmonitor where COCO's json says motorcycle, airplane, couch, ...)
+COCO_CLASSES = ["person", "bicycle", "car", "motorbike", "aeroplane", "bus", "train", "truck", "boat", "traffic light",
+                "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+                "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase",
+                "frisbee", "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard",
+                "surfboard", "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl",
+                "banana", "apple", "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake",
+                "chair", "sofa", "pottedplant", "bed", "diningtable", "toilet", "tvmonitor", "laptop", "mouse",
+                "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book",
+                "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush"]
 SHAPE_CLASSES = ["circle", "rectangle", "triangle"]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MIN_BOX_SIDE = 0.005       # data.c fill_truth_detection (2016): boxes with w or h < .005 dropped after augmenting
@@ -54,29 +62,16 @@ class ImageError(ValueError):
 # Images as people have them: decoding, modes, EXIF
 
 def _to_rgb(img):
-    """Any Pillow mode -> 8-bit RGB. Alpha is dropped, as darknet's stb loader does (3 channels requested)."""
+    """Any Pillow mode -> 8-bit RGB. Alpha is dropped, as darknet's stb loader does (3 channels requested). CMYK:
+    Pillow >= 10 (requirements.txt) gives (255 - c)(255 - k) / 255; before 10 it gave 255 - min(255, c + k)."""
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit PNGs: convert("RGB") clips at 255 (nearly all white); scale instead, 65535 / 257 = 255
-        return Image.fromarray(np.clip(np.rint(np.asarray(img, np.float64) / 257), 0, 255).astype(np.uint8)
-                               ).convert("RGB")
-    if img.mode == "CMYK":
-        # (255 - c)(255 - k) / 255, by hand: Pillow before 10 used 255 - min(255, c + k)
-        cmyk = np.asarray(img, np.float64)
-        return Image.fromarray(np.rint((255 - cmyk[..., :3]) * (255 - cmyk[..., 3:]) / 255).astype(np.uint8))
+        img = Image.fromarray(np.clip(np.rint(np.asarray(img, np.float64) / 257), 0, 255).astype(np.uint8))
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def _orientation(img):
-    try:
-        return int(img.getexif().get(0x0112, 1))             # EXIF Orientation; 5..8 swap width and height
-    except Exception:                                        # broken EXIF blocks are common: ignore them
-        return 1
-
-
-def load_image(path, exif=True, expected_size=None):
-    """Decode a file to a PIL RGB image. exif=True applies the EXIF orientation (photos, detect.py). Given
-    expected_size=(w, h) (the size a dataset's annotation records), the EXIF rotation is applied only when it
-    turns the stored size into expected_size (issue 6). Raises ImageError / FileNotFoundError naming the file."""
+def _decode(path):
+    """-> (PIL image as stored: its mode, not rotated; EXIF orientation 1..8). Errors as load_image's."""
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such image file")
@@ -93,7 +88,17 @@ def load_image(path, exif=True, expected_size=None):
         raise ImageError(f"{path}: not an image (Pillow cannot identify its format)") from None
     except Exception as e:                                   # Pillow raises many types on corrupt data
         raise ImageError(f"{path}: cannot decode, truncated or corrupt ({type(e).__name__}: {e})") from None
-    orientation = _orientation(img)
+    try:
+        return img, int(img.getexif().get(0x0112, 1))        # EXIF Orientation; 5..8 swap width and height
+    except Exception:                                        # broken EXIF blocks are common: ignore them
+        return img, 1
+
+
+def load_image(path, exif=True, expected_size=None):
+    """Decode a file to a PIL RGB image. exif=True applies the EXIF orientation (photos, detect.py). Given
+    expected_size=(w, h) (the size a dataset's annotation records), the EXIF rotation is applied only when it
+    turns the stored size into expected_size (issue 6). Raises ImageError / FileNotFoundError naming the file."""
+    img, orientation = _decode(path)
     if orientation != 1 and (exif or expected_size is not None):
         rotated = img.size[::-1] if orientation >= 5 else img.size
         if expected_size is None or (img.size != tuple(expected_size) and rotated == tuple(expected_size)):
@@ -119,12 +124,11 @@ def _taps(n_in, n_out):
 
 
 def resize_darknet(image, size):
-    """darknet image.c resize_image: (C, H0, W0) float -> (C, h, w) for size=(w, h). Bilinear with aligned
-    corners (output column c samples source x = c·(W0-1)/(w-1)), first horizontally, then vertically, in float32
-    as the C code, edges included: the last column copies the source's last column; on the last row the second
-    tap is skipped, so that row is (1 - dy)·part[iy]. Equal to the C loops bit for bit (tests/test_data.py)."""
-    C, H0, W0 = image.shape
-    w, h = size
+    """darknet image.c resize_image: (C, H0, W0) float -> (C, h, w) for size=(w, h). Bilinear with aligned corners
+    (output column c samples source x = c·(W0-1)/(w-1)), first horizontally, then vertically, in float32 as the C
+    code, edges included: the last column copies the source's last column; on the last row the second tap is
+    skipped, so that row is (1 - dy)·part[iy]. Equal to the C loops bit for bit (tests/test_data.py)."""
+    (C, H0, W0), (w, h) = image.shape, size
     if (w, h) == (W0, H0):
         return image                                         # scale 1, dx = dy = 0: exactly the identity
     # pass 1, columns: part[k, r, c] = (1 - dx)·im[k, r, ix] + dx·im[k, r, ix+1]
@@ -135,8 +139,7 @@ def resize_darknet(image, size):
     part = image.gather(2, cols[0]).mul_(1 - dx).add_(image.gather(2, cols[1]).mul_(dx))      # (C, H0, w)
     # pass 2, rows: out[k, r, c] = (1 - dy)·part[k, iy, c] + dy·part[k, iy+1, c]
     iy, dy = _taps(H0, h)
-    dy_next = dy.copy()
-    dy_next[-1] = 0                                          # "if(r == h-1 || im.h == 1) continue;"
+    dy_next = np.append(dy[:-1], np.float32(0))             # "if(r == h-1 || im.h == 1) continue;"
     dy, dy_next = (torch.from_numpy(d).to(image.dtype).view(h, 1) for d in (dy, dy_next))
     rows = [torch.from_numpy(i) for i in (iy, np.minimum(iy + 1, H0 - 1))]
     # in-place arithmetic: on CPU, allocating large tensors costs more than the arithmetic here
@@ -152,12 +155,12 @@ def letterbox_size(image_size, net_size):
 
 
 def letterbox_darknet(image, size):
-    """darknet image.c letterbox_image: keep the aspect ratio, resize_image to fit, centre on gray 0.5.
-    image (C, H, W) -> (C, h, w) for size=(w, h)."""
+    """darknet image.c letterbox_image: (C, H, W) -> (C, h, w) for size=(w, h), the aspect ratio kept: resize_image
+    to fit, embed_image at integer offsets, centred on gray 0.5."""
     C, H, W = image.shape
     (w, h), (new_w, new_h) = size, letterbox_size((W, H), size)
     boxed = torch.full((C, h, w), 0.5, dtype=image.dtype)
-    top, left = (h - new_h) // 2, (w - new_w) // 2           # embed_image at integer offsets
+    top, left = (h - new_h) // 2, (w - new_w) // 2
     boxed[:, top:top + new_h, left:left + new_w] = resize_darknet(image, (new_w, new_h))
     return boxed
 
@@ -183,9 +186,6 @@ def rand_scale(rng, s):
     return scale if rng.integers(2) else 1 / scale
 
 
-_CHANNEL_OFFSETS = torch.tensor([5.0, 3.0, 1.0]).view(3, 1, 1)   # n of r, g, b in hsv_to_rgb's formula
-
-
 def distort_hsv(image, hue, saturation, exposure):
     """darknet image.c distort_image on (3, H, W) RGB in [0, 1]: to HSV, s *= saturation, v *= exposure,
     h += hue (in turns, |hue| <= 1/6) wrapped into [0, 1], back to RGB, clamp to [0, 1]. Vectorized; equal to
@@ -208,20 +208,18 @@ def distort_hsv(image, hue, saturation, exposure):
     # hsv_to_rgb: channel n (5, 3, 1 for r, g, b) = v - v·s·T(n + 6h), T the trapezoid of period 6 (0 -> 1 on
     # [0, 1], 1 on [1, 3], 1 -> 0 on [3, 4], 0 on [4, 6]): darknet's six-case table as one formula.
     # n + 6h + 6·hue lies in [-1, 11], where the copies of T at 2 and 8 suffice: no wrap of h needed.
-    k = h6.add_(6 * hue) + _CHANNEL_OFFSETS.to(image.dtype)                    # (3, H, W)
+    k = h6.add_(6 * hue) + torch.tensor([5.0, 3.0, 1.0], dtype=image.dtype).view(3, 1, 1)    # (3, H, W)
     T = (k - 2).abs_().neg_().add_(2).clamp_(0, 1).add_(k.sub_(8).abs_().neg_().add_(2).clamp_(0, 1))
     # v' - v'·s'·T with v' = exposure·v and v'·s' = saturation·exposure·delta
     return T.mul_(delta.mul_(saturation * exposure)).neg_().add_(v.mul_(exposure)).clamp_(0, 1)
 
 
 def _crop_resize(image, boxes, window, out_size, flip=False, fill=None):
-    """Crop window=(left, top, right, bottom) (integer pixels, may reach outside the image; there fill=None
-    repeats the edge as image.c crop_image's clamped coordinates do, else the constant fill), resize_darknet to
-    out_size, mirror if flip. boxes (M, 4) pixel xyxy -> (normalized xyxy in the output clipped to [0, 1], kept
-    indices): a box with clipped width or height under MIN_BOX_SIDE is dropped (data.c correct_boxes and
-    fill_truth_detection)."""
-    _, H, W = image.shape
-    left, top, right, bottom = window
+    """Crop window=(left, top, right, bottom) of image (3, H, W) in integer pixels, reaching outside the image
+    with the edge repeated (fill=None, image.c crop_image's clamped coordinates) or a constant fill; resize_darknet
+    to out_size; mirror if flip. boxes (M, 4) pixel xyxy -> normalized xyxy in the output clipped to [0, 1], a box
+    under MIN_BOX_SIDE wide or high dropped (data.c correct_boxes, fill_truth_detection). -> (image, boxes, kept)"""
+    (_, H, W), (left, top, right, bottom) = image.shape, window
     pad = (max(-left, 0), max(right - W, 0), max(-top, 0), max(bottom - H, 0))      # left, right, top, bottom
     if any(pad):
         mode = dict(mode="replicate") if fill is None else dict(mode="constant", value=fill)
@@ -244,8 +242,7 @@ def augment_yolov1(image, boxes, rng, out_size, scale=0.2, translate=0.2, satura
     Our reading: the output shows a window of size/s, s in [0.8, 1.2], moved by up to 20% of the size; outside
     the image is gray 0.5. (The paper says no more; darknet's yolov1.cfg trains with augment_yolov2's crop.)"""
     image = image_to_tensor(image) if isinstance(image, Image.Image) else image
-    _, H, W = image.shape
-    s = rng.uniform(1 - scale, 1 + scale)
+    (_, H, W), s = image.shape, rng.uniform(1 - scale, 1 + scale)
     tx, ty = rng.uniform(-translate, translate, size=2) * (W, H)
     sw, sh = max(1, round(W / s)), max(1, round(H / s))
     left, top = round((W - sw) / 2 - tx), round((H - sh) / 2 - ty)
@@ -260,12 +257,10 @@ def augment_yolov2(image, boxes, rng, out_size, jitter=0.3, hue=0.1, saturation=
     jitter is .3 in yolov2-voc.cfg and yolov2.cfg, .2 in the tiny cfgs. Arguments and returns as augment_yolov1."""
     image = image_to_tensor(image) if isinstance(image, Image.Image) else image
     _, oh, ow = image.shape
-    dw, dh = int(ow * jitter), int(oh * jitter)
-    # int pleft = rand_uniform(-dw, dw): C's conversion truncates toward zero, as int() does
-    pleft, pright = int(rng.uniform(-dw, dw)), int(rng.uniform(-dw, dw))
-    ptop, pbot = int(rng.uniform(-dh, dh)), int(rng.uniform(-dh, dh))
-    flip = bool(rng.integers(2))
-    out, boxes, keep = _crop_resize(image, boxes, (pleft, ptop, ow - pright, oh - pbot), out_size, flip=flip)
+    # int pleft = rand_uniform(-dw, dw), dw = ow·jitter: C's conversion truncates toward zero, as int() does
+    pleft, pright, ptop, pbot = (int(rng.uniform(-d, d)) for d in (int(ow * jitter),) * 2 + (int(oh * jitter),) * 2)
+    out, boxes, keep = _crop_resize(image, boxes, (pleft, ptop, ow - pright, oh - pbot), out_size,
+                                    flip=bool(rng.integers(2)))
     out = distort_hsv(out, rng.uniform(-hue, hue), rand_scale(rng, saturation), rand_scale(rng, exposure))
     return out, boxes, keep
 
@@ -276,60 +271,73 @@ AUGMENTATIONS = {"yolov1": augment_yolov1, "yolov2": augment_yolov2}
 # -----------------------------------------------------------------------------
 # Datasets: one record per image {path, image_id, size, boxes (M, 4) pixel xyxy, labels, difficult, iscrowd}
 
-def _record(path, image_id, size, objects, with_area=False, **extra):
-    """objects: list of (box, (label, difficult, iscrowd[, area]))."""
-    boxes = np.array([b for b, _ in objects], dtype=np.float32).reshape(-1, 4)
-    fields = list(zip(*[f for _, f in objects])) or [(), (), ()]
-    rec = {"path": str(path), "image_id": str(image_id), "size": tuple(int(s) for s in size), "boxes": boxes,
-           "labels": np.array(fields[0], dtype=np.int64), "difficult": np.array(fields[1], dtype=bool),
-           "iscrowd": np.array(fields[2], dtype=bool), **extra}
-    if with_area:
-        rec["area"] = np.array(fields[3] if len(fields) > 3 else (), dtype=np.float32)
-    return rec
-
-
+STREAM_LAYOUT, STREAM_RENDER, STREAM_AUGMENT = 1, 2, 3       # random stream tags, see DetectionDataset.rng
 _reported_unreadable = set()
 
 
+def _record(path, image_id, size, objects, with_area=False, **extra):
+    """objects: [(box, (label, difficult, iscrowd[, area]))] -> one record, numpy arrays."""
+    names = ("labels", "difficult", "iscrowd", "area")[:3 + with_area]
+    columns = list(zip(*[f for _, f in objects])) or [()] * len(names)
+    return {"path": str(path), "image_id": str(image_id), "size": tuple(int(s) for s in size),
+            "boxes": np.array([b for b, _ in objects], dtype=np.float32).reshape(-1, 4), **extra,
+            **{n: np.array(v, dtype=t) for n, v, t in zip(names, columns, (np.int64, bool, bool, np.float32))}}
+
+
 class DetectionDataset(torch.utils.data.Dataset):
-    """What the datasets share. Subclasses fill self.records and self.class_names, and report every problem met
-    in the annotations with self.problem(kind, "file:line: message") (kept in self.problems, counted by kind in
-    self.counts). keep_difficult / keep_crowd: whether difficult / crowd objects appear in training targets;
-    annotation() always has them, flagged, for evaluation."""
+    """What the datasets share. Readers set class_names, call listed() and add() for each image and problem(kind,
+    "file:line: message") for each problem in the annotations (kept in .problems, counted by kind in .counts).
+    keep_difficult / keep_crowd: whether difficult / crowd objects appear in training targets; annotation()
+    always has them, flagged, for evaluation."""
 
     def __init__(self, img_size=448, augment=None, seed=0, keep_difficult=False, keep_crowd=False):
         if augment not in (None, *AUGMENTATIONS):
             raise ValueError(f"augment must be None, 'yolov1' or 'yolov2', got {augment!r}")
         self.img_size, self.augment, self.seed, self.epoch = img_size, augment, seed, 0
         self.keep_difficult, self.keep_crowd = keep_difficult, keep_crowd
-        self.records, self.class_names, self.problems, self.counts = [], [], [], Counter()
+        self.records, self.class_names, self.problems, self.counts, self.seen = [], [], [], Counter(), set()
+
+    def rng(self, stream, *index):
+        """Generator((seed, stream, *index)): STREAM_LAYOUT, _RENDER with (image,), STREAM_AUGMENT with (epoch, image).
+        The tag keeps streams apart (without it, augmenting image 1 in epoch e drew what laying out image e drew)."""
+        return np.random.default_rng((self.seed, stream, *index))
 
     def problem(self, kind, message):
         self.problems.append(message)
         self.counts[kind] += 1
 
-    def clean_boxes(self, objects, size):
-        """objects: list of (where, [x1, y1, x2, y2] pixels, fields). Inverted or zero-area boxes are dropped,
-        boxes reaching outside the image clipped, each reported. Returns [(box, fields)] for _record."""
-        W, H = size
-        kept = []
+    def listed(self, where, key=None, files=()):
+        """Whether the image listed at `where` can be read: key (its id) not listed before, files [(kind, path)]
+        present. Else the problem is reported and the image is to be skipped."""
+        if key is not None and key in self.seen:
+            self.problem("duplicate image ids", f"{where}: duplicate image id {key}, skipped")
+            return False
+        self.seen.add(key)
+        for kind, file in [(kind, file) for kind, file in files if not os.path.isfile(file)][:1]:
+            self.problem(f"{kind}s missing", f"{where}: {kind} {file} listed but missing")
+            return False
+        return True
+
+    def add(self, path, image_id, size, objects, with_area=False, **extra):
+        """Keep an image. objects: [(where, [x1, y1, x2, y2] pixels, (label, difficult, iscrowd[, area]))]. Inverted
+        or zero-area boxes are dropped, boxes reaching outside the image clipped (or dropped), each reported."""
+        (W, H), kept = size, []
         for where, (x1, y1, x2, y2), fields in objects:
-            text = f"{where}: box [{x1:g}, {y1:g}, {x2:g}, {y2:g}]"
-            if not (x2 > x1 and y2 > y1):                    # also catches NaN
-                self.problem("boxes dropped (inverted or zero-area)", f"{where}: inverted or zero-area box "
-                             f"[{x1:g}, {y1:g}, {x2:g}, {y2:g}], dropped")
-                continue
             c = (min(max(x1, 0), W), min(max(y1, 0), H), min(max(x2, 0), W), min(max(y2, 0), H))
-            if c != (x1, y1, x2, y2) and not (c[2] > c[0] and c[3] > c[1]):
-                self.problem("boxes dropped (outside the image)", f"{text} outside the {W}x{H} image, dropped")
-                continue
-            if c != (x1, y1, x2, y2):
-                self.problem("boxes clipped", f"{text} outside the {W}x{H} image, clipped")
-            kept.append((c, fields))
-        return kept
+            box = f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}]"
+            if not (x2 > x1 and y2 > y1):                    # also catches NaN
+                self.problem("boxes dropped (inverted or zero-area)", f"{where}: inverted or zero-area {box}, dropped")
+            elif not (c[2] > c[0] and c[3] > c[1]):
+                self.problem("boxes dropped (outside the image)", f"{where}: {box} outside the {W}x{H} image, dropped")
+            else:
+                if c != (x1, y1, x2, y2):
+                    self.problem("boxes clipped", f"{where}: {box} outside the {W}x{H} image, clipped")
+                kept.append((c, fields))
+        self.records.append(_record(path, image_id, size, kept, with_area, **extra))
 
     def set_epoch(self, epoch):
-        """The augmentation of image i in epoch e depends on (seed, e, i) only: call before each epoch."""
+        """The augmentation of image i in epoch e depends on (seed, e, i) only: call before each epoch (a run
+        resumed at an epoch then sees the images it would have seen)."""
         self.epoch = epoch
 
     def __len__(self):
@@ -350,12 +358,12 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         # An image that fails to decode is reported once (per process) and replaced by the next readable one.
-        for j in (np.arange(len(self)) + i) % len(self):
+        for j in map(int, (np.arange(len(self)) + i) % len(self)):
             try:
-                return self._sample(self.load(int(j)), int(j))
+                return self._sample(self.load(j), j)
             except (ImageError, OSError) as e:
-                if self.record(int(j))["path"] not in _reported_unreadable:
-                    _reported_unreadable.add(self.record(int(j))["path"])
+                if self.record(j)["path"] not in _reported_unreadable:
+                    _reported_unreadable.add(self.record(j)["path"])
                     print(f"warning: skipping unreadable image: {e}", file=sys.stderr)
         raise ImageError(f"no readable image in this dataset of {len(self)}")
 
@@ -369,12 +377,10 @@ class DetectionDataset(torch.utils.data.Dataset):
         if self.augment is None:
             image, boxes, index = resize_darknet(image, out_size), boxes.clamp(0, 1), torch.arange(len(boxes))
         else:
-            rng = np.random.default_rng((self.seed, self.epoch, i))
-            boxes = boxes * torch.tensor([W, H, W, H], dtype=torch.float32)
-            image, boxes, index = AUGMENTATIONS[self.augment](image, boxes, rng, out_size)
+            image, boxes, index = AUGMENTATIONS[self.augment](image, boxes * torch.tensor([W, H, W, H]),
+                                                              self.rng(STREAM_AUGMENT, self.epoch, i), out_size)
         target = {k: torch.from_numpy(rec[k][keep])[index] for k in ("labels", "difficult", "iscrowd")}
-        return image, {"boxes": boxes, **target, "image_id": rec["image_id"], "path": rec["path"],
-                       "size": rec["size"]}
+        return image, {"boxes": boxes, **target, **{k: rec[k] for k in ("image_id", "path", "size")}}
 
 
 def collate(batch):
@@ -401,7 +407,7 @@ class ShapesDataset(DetectionDataset):
         return self.num_images
 
     def _layout(self, i):
-        rng, S = np.random.default_rng((self.seed, i, 1)), self.img_size
+        rng, S = self.rng(STREAM_LAYOUT, i), self.img_size
         background = (int(rng.integers(3)), rng.uniform(0, 1, 3), rng.uniform(-0.35, 0.35, 3), rng.uniform(0, 1, 2))
         mean, shapes = np.clip(background[1] + background[2] / 2, 0, 1), []
         for _ in range(int(rng.integers(1, 5))):
@@ -429,7 +435,7 @@ class ShapesDataset(DetectionDataset):
 
     def load(self, i):
         (kind, c1, dc, p), shapes = self._layout(i)
-        S, rng = self.img_size, np.random.default_rng((self.seed, i, 2))
+        S, rng = self.img_size, self.rng(STREAM_RENDER, i)
         x, y = np.arange(S, dtype=np.float32) / S, np.arange(S, dtype=np.float32)[:, None] / S
         along = np.cos(p[0] * np.pi) * x + np.sin(p[0] * np.pi) * y         # (S, S), a random direction
         if kind == 0:                                        # linear gradient
@@ -443,14 +449,13 @@ class ShapesDataset(DetectionDataset):
         img = Image.fromarray(np.clip(pixels * 255, 0, 255).astype(np.uint8))
         draw = ImageDraw.Draw(img)
         for (x0, y0, x1, y1), label, colour, orientation in shapes:
-            fill = tuple(int(c * 255) for c in colour)
-            x1, y1 = x1 - 1, y1 - 1                          # PIL draws the last pixel: the box is [x0, x1 + 1)
+            fill, x1, y1 = tuple(int(c * 255) for c in colour), x1 - 1, y1 - 1   # PIL draws the last pixel too
+            xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
             if label == 0:
                 draw.ellipse([x0, y0, x1, y1], fill=fill)
             elif label == 1:
                 draw.rectangle([x0, y0, x1, y1], fill=fill)
             else:                                            # apex up, right, down or left
-                xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
                 draw.polygon([[(x0, y1), (x1, y1), (xm, y0)], [(x0, y0), (x0, y1), (x1, ym)],
                               [(x0, y0), (x1, y0), (xm, y1)], [(x1, y0), (x1, y1), (x0, ym)]][orientation],
                              fill=fill)
@@ -462,6 +467,17 @@ def _covered(earlier, new):
     iw = min(earlier[2], new[2]) - max(earlier[0], new[0])
     ih = min(earlier[3], new[3]) - max(earlier[1], new[1])
     return max(iw, 0) * max(ih, 0) / ((earlier[2] - earlier[0]) * (earlier[3] - earlier[1]))
+
+
+SHAPES_VAL_SEED = 10_000    # our choice: a run's held-out synthetic images are drawn with its seed + this
+
+
+def shapes_split(split, num_images, img_size, seed=0, augment=None):
+    """A run's synthetic sets: "train" drawn with seed, "val" (held out) with seed + SHAPES_VAL_SEED. train.py
+    validates on "val"; detect.py --data shapes evaluates it again from a checkpoint's config."""
+    if split not in ("train", "val"):
+        raise ValueError(f"shapes split must be 'train' or 'val', got {split!r}")
+    return ShapesDataset(num_images, img_size, seed + SHAPES_VAL_SEED * (split == "val"), augment)
 
 
 # -----------------------------------------------------------------------------
@@ -493,24 +509,25 @@ def parse_voc_xml(path, class_names, problem):
     lines = [text.count("\n", 0, m.start()) + 1 for m in re.finditer(r"<object\b", text)]
     try:
         size = tuple(int(float(root.find("size").find(k).text)) for k in ("width", "height"))
-        assert min(size) > 0
-    except (AttributeError, TypeError, ValueError, AssertionError):
+    except (AttributeError, TypeError, ValueError):
+        size = (0, 0)
+    if min(size) <= 0:
         line = text.count("\n", 0, max(text.find("<size"), 0)) + 1
         return problem("missing fields", f"{path}:{line}: missing or invalid <size><width>/<height>")
     objects = []
     for k, obj in enumerate(root.findall("object")):
-        where = f"{path}:{lines[k] if k < len(lines) else '?'}"
-        name = (obj.findtext("name") or "").strip()
-        if name not in class_names:
-            problem("objects with unknown class", f"{where}: unknown class name {name!r}, object dropped")
-            continue
+        where, name = f"{path}:{lines[k] if k < len(lines) else '?'}", (obj.findtext("name") or "").strip()
         try:
             box = [float(obj.find("bndbox").find(k).text) - 1 for k in ("xmin", "ymin", "xmax", "ymax")]
         except (AttributeError, TypeError, ValueError):
+            box = None
+        if name not in class_names:
+            problem("objects with unknown class", f"{where}: unknown class name {name!r}, object dropped")
+        elif box is None:
             problem("missing fields", f"{where}: missing or invalid <bndbox> (xmin, ymin, xmax, ymax), dropped")
-            continue
-        difficult = (obj.findtext("difficult") or "0").strip() == "1"
-        objects.append((where, box, (class_names.index(name), difficult, False)))
+        else:
+            difficult = (obj.findtext("difficult") or "0").strip() == "1"
+            objects.append((where, box, (class_names.index(name), difficult, False)))
     return size, objects
 
 
@@ -522,7 +539,7 @@ class VOCDataset(DetectionDataset):
     def __init__(self, root, splits=(("2007", "trainval"), ("2012", "trainval")), img_size=448, augment=None,
                  seed=0, keep_difficult=False, class_names=VOC_CLASSES):
         super().__init__(img_size, augment, seed, keep_difficult)
-        self.class_names, devkit, seen = list(class_names), _find_devkit(str(root)), set()
+        self.class_names, devkit = list(class_names), _find_devkit(str(root))
         for year, split in splits:
             base = os.path.join(devkit, f"VOC{year}")
             list_file = os.path.join(base, "ImageSets", "Main", f"{split}.txt")
@@ -530,23 +547,13 @@ class VOCDataset(DetectionDataset):
                 self.problem("split lists missing", f"{list_file}: split list missing")
                 continue
             with open(list_file) as f:
-                for line_no, image_id in ((n, line.split()[0]) for n, line in enumerate(f, 1) if line.split()):
-                    if (year, image_id) in seen:
-                        self.problem("duplicate image ids", f"{list_file}:{line_no}: duplicate image id "
-                                     f"{image_id}, skipped")
-                        continue
-                    seen.add((year, image_id))
-                    xml = os.path.join(base, "Annotations", image_id + ".xml")
-                    image = os.path.join(base, "JPEGImages", image_id + ".jpg")
-                    missing = [(p, w) for p, w in ((xml, "annotation"), (image, "image")) if not os.path.isfile(p)]
-                    if missing:
-                        self.problem(f"{missing[0][1]}s missing", f"{list_file}:{line_no}: {missing[0][1]} "
-                                     f"{missing[0][0]} listed but missing")
-                        continue
-                    parsed = parse_voc_xml(xml, self.class_names, self.problem)
-                    if parsed is not None:
-                        objects = self.clean_boxes(parsed[1], parsed[0])
-                        self.records.append(_record(image, image_id, parsed[0], objects, annotation_file=xml))
+                listed = [(f"{list_file}:{n}", line.split()[0]) for n, line in enumerate(f, 1) if line.split()]
+            for where, image_id in listed:
+                xml = os.path.join(base, "Annotations", image_id + ".xml")
+                image = os.path.join(base, "JPEGImages", image_id + ".jpg")
+                if self.listed(where, image_id, [("annotation", xml), ("image", image)]):
+                    if parsed := parse_voc_xml(xml, self.class_names, self.problem):
+                        self.add(image, image_id, *parsed, annotation_file=xml)
 
 
 # -----------------------------------------------------------------------------
@@ -559,14 +566,14 @@ def coco_class_names(annotation_json):
 
 
 class COCODataset(DetectionDataset):
-    """COCO instances json: category ids -> labels 0..K-1 in sorted id order (class_names from "categories"),
-    bbox [x, y, w, h] -> xyxy, crowd flags kept (out of training targets unless keep_crowd), images without
-    objects kept, "area" in annotation(). Problems name the json and the entry's index and id (COCO files are
-    one line long: line numbers would say nothing)."""
+    """COCO instances json: category ids -> labels 0..K-1 in sorted id order (class_names from "categories";
+    category_ids[label] is the id back, for results files), bbox [x, y, w, h] -> xyxy, crowd flags kept (out of
+    training targets unless keep_crowd), images without objects kept, "area" in annotation(). Problems name the
+    json and the entry's index and id (COCO files are one line long: line numbers would say nothing)."""
 
     def __init__(self, annotation_json, image_dir, img_size=448, augment=None, seed=0, keep_crowd=False):
         super().__init__(img_size, augment, seed, keep_difficult=True, keep_crowd=keep_crowd)
-        path = str(annotation_json)
+        path, self.category_ids, by_image = str(annotation_json), [], {}
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
@@ -577,18 +584,16 @@ class COCODataset(DetectionDataset):
                                 f"column {e.colno})")
         except (KeyError, TypeError) as e:
             return self.problem("missing fields", f"{path}:1: not a COCO instances file (missing {e})")
-        label_of = {c["id"]: k for k, c in enumerate(categories)}
-        self.class_names, by_image = [c["name"] for c in categories], {}
+        self.class_names, self.category_ids = [c["name"] for c in categories], [c["id"] for c in categories]
+        label_of = {category: k for k, category in enumerate(self.category_ids)}
         for k, img in enumerate(images):
             try:
                 image_id, file_name, size = img["id"], img["file_name"], (int(img["width"]), int(img["height"]))
             except (KeyError, TypeError, ValueError) as e:
                 self.problem("missing fields", f"{path}: images[{k}]: missing or invalid field {e}, skipped")
                 continue
-            if image_id in by_image:
-                self.problem("duplicate image ids", f"{path}: images[{k}]: duplicate image id {image_id}, skipped")
-                continue
-            by_image[image_id] = (os.path.join(str(image_dir), file_name), size, [])
+            if self.listed(f"{path}: images[{k}]", image_id):
+                by_image[image_id] = (os.path.join(str(image_dir), file_name), size, [])
         for k, ann in enumerate(annotations):
             where = f"{path}: annotations[{k}] (id {ann.get('id') if isinstance(ann, dict) else '?'})"
             try:
@@ -604,10 +609,8 @@ class COCODataset(DetectionDataset):
                 fields = (label_of[category], False, bool(ann.get("iscrowd", 0)), float(ann.get("area", w * h)))
                 by_image[image_id][2].append((where, (x, y, x + w, y + h), fields))
         for image_id, (file, size, objects) in by_image.items():
-            if not os.path.isfile(file):
-                self.problem("images missing", f"{path}: image id {image_id}: {file} listed but missing")
-            else:
-                self.records.append(_record(file, image_id, size, self.clean_boxes(objects, size), with_area=True))
+            if self.listed(f"{path}: image id {image_id}", None, [("image", file)]):
+                self.add(file, image_id, size, objects, with_area=True)
 
 
 # -----------------------------------------------------------------------------
@@ -638,30 +641,25 @@ class YoloTxtDataset(DetectionDataset):
 
     def __init__(self, list_or_dir, names_file, img_size=448, augment=None, seed=0):
         super().__init__(img_size, augment, seed)
-        self.class_names, src, seen = read_names(names_file), str(list_or_dir), set()
+        self.class_names, src = read_names(names_file), str(list_or_dir)
         if os.path.isdir(src):
-            entries = [(os.path.join(d, n), src, 0) for d, _, files in sorted(os.walk(src)) for n in sorted(files)
+            entries = [(os.path.join(d, n), src) for d, _, files in sorted(os.walk(src)) for n in sorted(files)
                        if n.lower().endswith(IMAGE_EXTENSIONS)]
         else:
             with open(src, encoding="utf-8") as f:
-                entries = [(os.path.join(os.path.dirname(src), line.strip()), src, k)
+                entries = [(os.path.join(os.path.dirname(src), line.strip()), f"{src}:{k}")
                            for k, line in enumerate(f, 1) if line.strip()]
-        for image, where, line_no in entries:
-            if os.path.abspath(image) in seen:
-                self.problem("duplicate image ids", f"{where}:{line_no}: duplicate image {image}, skipped")
+        for image, where in entries:
+            if not self.listed(where, os.path.abspath(image), [("image", image)]):
                 continue
-            seen.add(os.path.abspath(image))
             try:
                 with Image.open(image) as im:                # the header only: no decoding
                     size = im.size
-            except FileNotFoundError:
-                self.problem("images missing", f"{where}:{line_no}: image {image} listed but missing")
-                continue
             except Exception as e:
                 self.problem("unreadable images", f"{image}: unreadable image ({type(e).__name__}: {e})")
                 continue
-            objects = self.clean_boxes(self._read_labels(label_path(image), size), size)
-            self.records.append(_record(image, os.path.splitext(os.path.basename(image))[0], size, objects))
+            image_id = os.path.splitext(os.path.basename(image))[0]
+            self.add(image, image_id, size, self._read_labels(label_path(image), size))
 
     def _read_labels(self, path, size):
         if not os.path.isfile(path):
@@ -669,22 +667,19 @@ class YoloTxtDataset(DetectionDataset):
             return []
         (W, H), objects = size, []
         with open(path, encoding="utf-8", errors="replace") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
+            for where, line in ((f"{path}:{n}", line.strip()) for n, line in enumerate(f, 1) if line.strip()):
                 try:
                     label, cx, cy, w, h = line.split()
                     label, (cx, cy, w, h) = int(label), map(float, (cx, cy, w, h))
                 except ValueError:
-                    self.problem("malformed label lines", f"{path}:{line_no}: expected 'class cx cy w h', got "
-                                 f"{line.strip()[:60]!r}")
+                    self.problem("malformed label lines", f"{where}: expected 'class cx cy w h', got {line[:60]!r}")
                     continue
-                if not 0 <= label < len(self.class_names):
-                    self.problem("objects with unknown class", f"{path}:{line_no}: unknown class id {label} "
+                if 0 <= label < len(self.class_names):
+                    box = ((cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H)
+                    objects.append((where, box, (label, False, False)))
+                else:
+                    self.problem("objects with unknown class", f"{where}: unknown class id {label} "
                                  f"({len(self.class_names)} names)")
-                    continue
-                box = ((cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H)
-                objects.append((f"{path}:{line_no}", box, (label, False, False)))
         return objects
 
 
@@ -696,28 +691,30 @@ ERRORS = ("malformed annotation files", "missing fields", "objects with unknown 
           "unreadable images", "image sizes that match neither way")   # the other kinds are fixed and counted
 
 
-def open_dataset(path, names_file=None):
-    """Guess the format at path: a COCO json (or a folder with annotations/instances_*.json), a VOCdevkit tree,
-    or darknet txt labels (a list file or a folder; names_file or the first *.names beside it)."""
-    path = str(path)
+def open_dataset(path, names_file=None, img_size=448, augment=None, seed=0):
+    """Guess the format at path: a COCO json (or a folder with annotations/instances_<split>.json; images in
+    <base>/<split>, <base>/images or <base>), a VOCdevkit tree (every VOC<year> trainval and test list), or darknet
+    txt labels (a list file or a folder; names_file or the first *.names beside it). img_size, augment and seed
+    go to the dataset."""
+    path, options = str(path), dict(img_size=img_size, augment=augment, seed=seed)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file or directory")
     jsons = [path] if path.endswith(".json") else [os.path.join(path, "annotations", n) for n in
                                                    _listdir(os.path.join(path, "annotations"))
                                                    if n.startswith("instances") and n.endswith(".json")]
-    if jsons:                                                # images in <base>/<split>, <base>/images or <base>
+    if jsons:
         base = os.path.dirname(os.path.dirname(os.path.abspath(jsons[0])))
-        split = os.path.basename(jsons[0])[len("instances_"):-len(".json")]
+        split = os.path.basename(jsons[0]).removeprefix("instances_").removesuffix(".json")
         image_dir = next((d for d in (os.path.join(base, split), os.path.join(base, "images"))
                           if os.path.isdir(d)), base)
-        return COCODataset(jsons[0], image_dir)
+        return COCODataset(jsons[0], image_dir, **options)
     try:
         devkit = _find_devkit(path)
         splits = [(n[3:], s) for n in _listdir(devkit) if n.startswith("VOC") for s in ("trainval", "test")
                   if os.path.isfile(os.path.join(devkit, n, "ImageSets", "Main", s + ".txt"))]
         if not splits:
             raise OSError(f"{devkit}: no VOC<year>/ImageSets/Main/trainval.txt or test.txt")
-        return VOCDataset(devkit, splits=splits)
+        return VOCDataset(devkit, splits=splits, **options)
     except FileNotFoundError:
         pass
     folder = path if os.path.isdir(path) else os.path.dirname(path)
@@ -726,60 +723,54 @@ def open_dataset(path, names_file=None):
     if names is None:
         raise FileNotFoundError(f"{path}: not a VOCdevkit tree, a COCO json, or darknet labels with a .names file")
     images = os.path.join(path, "images")
-    return YoloTxtDataset(images if os.path.isdir(images) else path, names)
+    return YoloTxtDataset(images if os.path.isdir(images) else path, names, **options)
 
 
 def check_dataset(source, decode=True, names_file=None):
     """Every problem of a dataset (a path or a dataset) at once: those met reading the annotations, then, with
     decode=True, each image decoded (empty, truncated, not an image) and its size compared with the annotation's,
     stored or after its EXIF rotation. Returns {"problems": [str], "counts": Counter, "images", "objects",
-    "errors": number of problems of the ERRORS kinds}."""
+    "errors": number of problems of the ERRORS kinds, "summary": one line}."""
     dataset = source if isinstance(source, DetectionDataset) else open_dataset(source, names_file)
     problems, counts, objects = list(dataset.problems), Counter(dataset.counts), 0
-    for i in range(len(dataset)):
-        rec = dataset.record(i)
+    for rec in map(dataset.record, range(len(dataset))):
         objects += len(rec["labels"])
         if not decode or rec["path"].startswith("shapes://"):
             continue
         try:
-            img = load_image(rec["path"], exif=False)
-            with Image.open(rec["path"]) as raw:
-                orientation = _orientation(raw)
+            img, orientation = _decode(rec["path"])
         except (ImageError, OSError) as e:
             problems.append(str(e))
             counts["unreadable images"] += 1
             continue
-        if rec["size"] not in (img.size, img.size[::-1] if orientation >= 5 else img.size):
-            problems.append(f"{rec.get('annotation_file', rec['path'])}: image {rec['path']} is {img.size[0]}x"
-                            f"{img.size[1]} (EXIF orientation {orientation}), the annotation says "
-                            f"{rec['size'][0]}x{rec['size'][1]}")
+        (w, h), (aw, ah) = img.size, rec["size"]
+        if (aw, ah) not in ((w, h), (h, w) if orientation >= 5 else (w, h)):
+            problems.append(f"{rec.get('annotation_file', rec['path'])}: image {rec['path']} is {w}x{h} (EXIF "
+                            f"orientation {orientation}), the annotation says {aw}x{ah}")
             counts["image sizes that match neither way"] += 1
+    summary = f"{len(dataset)} images, {objects} objects" + "".join(f", {n} {k}" for k, n in sorted(counts.items()))
     return {"problems": problems, "counts": counts, "images": len(dataset), "objects": objects,
-            "errors": sum(counts[k] for k in ERRORS)}
+            "errors": sum(counts[k] for k in ERRORS), "summary": summary}
 
 
 def check_annotations(dataset, strict=True):
     """train.py's start-up check, no image decoded: raise ValueError listing the problems when the dataset is
     unusable (no image, no object, or, if strict, any problem of the ERRORS kinds). Else a one-line summary."""
     report = check_dataset(dataset, decode=False)
-    summary = f"{report['images']} images, {report['objects']} objects" + "".join(
-        f", {n} {kind}" for kind, n in sorted(report["counts"].items()))
     if report["images"] == 0 or report["objects"] == 0 or (strict and report["errors"]):
         more = len(report["problems"]) - 20
-        raise ValueError(f"dataset unusable: {summary}\n  " + "\n  ".join(report["problems"][:20])
+        raise ValueError(f"dataset unusable: {report['summary']}\n  " + "\n  ".join(report["problems"][:20])
                          + (f"\n  ... and {more} more (python data.py --check DIR lists all)" if more > 0 else ""))
-    return summary
+    return report["summary"]
 
 
 # -----------------------------------------------------------------------------
 # VOC download: the official Oxford mirror, md5 sums as torchvision lists them
 
-VOC_TARS = [("http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar",
-             "c52e279531787c972589f7e41ab4ae64"),
-            ("http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar",
-             "b6e924de25625d8de591ea690078ad9f"),
-            ("http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
-             "6cd6e144f989b92b3379bac3b3de84fd")]
+VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/"
+VOC_TARS = [("voc2007/VOCtrainval_06-Nov-2007.tar", "c52e279531787c972589f7e41ab4ae64"),
+            ("voc2007/VOCtest_06-Nov-2007.tar", "b6e924de25625d8de591ea690078ad9f"),
+            ("voc2012/VOCtrainval_11-May-2012.tar", "6cd6e144f989b92b3379bac3b3de84fd")]
 
 
 def download_voc(dest):
@@ -787,12 +778,12 @@ def download_voc(dest):
     download continues from its .part file (HTTP Range); the tar is renamed into place only when complete with
     the right md5; a tar already unpacked (its .unpacked marker exists) is skipped."""
     os.makedirs(dest, exist_ok=True)
-    for url, md5 in VOC_TARS:
-        tar_path = os.path.join(dest, os.path.basename(url))
+    for name, md5 in VOC_TARS:
+        url, tar_path = VOC_URL + name, os.path.join(dest, os.path.basename(name))
+        part = tar_path + ".part"
         if os.path.exists(tar_path + ".unpacked"):
             continue
         if not os.path.exists(tar_path):
-            part = tar_path + ".part"
             start = os.path.getsize(part) if os.path.exists(part) else 0
             request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
             print(f"downloading {url} -> {part}", file=sys.stderr)
@@ -821,6 +812,8 @@ if __name__ == "__main__":
     parser.add_argument("--no-decode", action="store_true", help="annotations only, do not decode the images")
     parser.add_argument("--download", metavar="DEST", help="download VOC2007 and VOC2012 into DEST")
     args = parser.parse_args()
+    if not (args.check or args.download):
+        parser.print_help()
     if args.download:
         print(download_voc(args.download))
     if args.check:
@@ -828,8 +821,6 @@ if __name__ == "__main__":
             result = check_dataset(args.check, decode=not args.no_decode, names_file=args.names)
         except OSError as e:
             sys.exit(f"error: {e}")
-        print("\n".join(result["problems"] + [f"{args.check}: {result['images']} images, {result['objects']} "
-              "objects; " + (", ".join(f"{n} {k}" for k, n in sorted(result["counts"].items())) or "no problems")]))
+        print("\n".join(result["problems"] + [f"{args.check}: {result['summary']}"
+                                              + ("" if result["counts"] else ", no problems")]))
         sys.exit(1 if result["errors"] else 0)
-    if not (args.check or args.download):
-        parser.print_help()

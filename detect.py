@@ -11,11 +11,12 @@ Paper / darknet -> code
 
 Weights: a checkpoint written by train.py (preset and class names come from it), or an official darknet
 .weights file; such a file holds only numbers, so --model names its cfg (yolov2-voc, yolov2, yolov2-tiny-voc,
-yolov2-tiny, ...), and --names its class names file unless they are VOC's 20.
+yolov2-tiny, ...), and --names its class names file unless they are VOC's 20 or COCO's 80 (darknet's names).
 
 Run:
   python detect.py --weights runs/synthetic/best.pt photo.jpg photos/ --save-json detections.json
   python detect.py --model yolov2-voc --weights yolov2-voc.weights --show-grid photo.jpg
+  python detect.py --model yolov2 --weights yolov2.weights photo.jpg            # COCO's 80 classes
   python detect.py --model yolov2-voc --weights yolov2-voc.weights --data VOCdevkit --split 2007/test
   python detect.py --weights runs/synthetic/best.pt --data shapes       # the run's held-out synthetic images
 """
@@ -48,7 +49,8 @@ import yolov2
 #   .001, nms .5 for YOLOv1. We keep .005 for both families (issue 4) and each family's NMS (train.py too).
 TEST_DEFAULTS = {"yolov1": dict(conf=0.2, nms=0.4), "yolov2": dict(conf=0.24, nms=0.4)}
 EVAL_DEFAULTS = {"yolov1": dict(conf=0.005, nms=0.5), "yolov2": dict(conf=0.005, nms=0.45)}
-SHAPES_VAL_SEED = 10_000   # train.py's held-out synthetic images use seed + this (scripts don't import each other)
+# The class names of a darknet .weights file without --names, by class count (darknet's data/*.names)
+DARKNET_NAMES = {len(data.VOC_CLASSES): data.VOC_CLASSES, len(data.COCO_CLASSES): data.COCO_CLASSES}
 
 
 def family(preset: str) -> str:
@@ -97,7 +99,7 @@ def load_model(weights: str, model_name: str | None = None, img_size: int | None
         info = darknet.load_darknet_weights(model, weights)
         print(f"loaded {weights}: {info['layers_loaded']} darknet layers, version "
               f"{'.'.join(map(str, info['version']))}, {info['seen']:,} images seen in training")
-        class_names = list(data.VOC_CLASSES) if model.num_classes == len(data.VOC_CLASSES) else None
+        class_names = list(DARKNET_NAMES[model.num_classes]) if model.num_classes in DARKNET_NAMES else None
         config = {}
     if names_file:
         class_names = data.read_names(names_file)
@@ -266,26 +268,20 @@ def open_split(data_dir: str, split: str, img_size: int, config: dict):
     checkpoint's run), a VOCdevkit folder (split YEAR/SPLIT, or SPLIT for 2007), a COCO folder with
     annotations/instances_<split>.json and images in <split>/ or images/, a COCO json, or darknet txt labels."""
     if data_dir == "shapes":
-        dataset = data.ShapesDataset(config.get("val_images") or 200, img_size,
-                                     seed=config.get("seed", 0) + SHAPES_VAL_SEED)
+        dataset = data.shapes_split("val", config.get("val_images") or 200, img_size, config.get("seed", 0))
         return dataset, list(range(1, len(dataset.class_names) + 1))
-    coco_json = os.path.join(data_dir, "annotations", f"instances_{split}.json")
-    if os.path.isfile(coco_json) or data_dir.endswith(".json"):
-        coco_json = data_dir if data_dir.endswith(".json") else coco_json
-        folder = os.path.dirname(os.path.dirname(os.path.abspath(coco_json)))
-        images = next((d for d in (os.path.join(folder, split), os.path.join(folder, "images")) if os.path.isdir(d)),
-                      folder)
-        # data.COCODataset numbers the categories 0..K-1 in sorted id order; results files need the ids back
-        with open(coco_json, encoding="utf-8") as f:
-            category_ids = sorted(c["id"] for c in json.load(f)["categories"])
-        return data.COCODataset(coco_json, images, img_size), category_ids
     year, _, name = split.rpartition("/")
+    coco_json = data_dir if data_dir.endswith(".json") else os.path.join(data_dir, "annotations",
+                                                                           f"instances_{split}.json")
     voc_list = os.path.join("VOC" + (year or "2007"), "ImageSets", "Main", name + ".txt")
+    if os.path.isfile(coco_json):           # images in <split>/, images/ or beside annotations/ (data.open_dataset)
+        dataset = data.open_dataset(coco_json, img_size=img_size)
+        # data.COCODataset numbers the categories 0..K-1 in sorted id order; results files need the ids back
+        return dataset, dataset.category_ids
     if any(os.path.isfile(os.path.join(d, voc_list)) for d in (data_dir, os.path.join(data_dir, "VOCdevkit"))):
         dataset = data.VOCDataset(data_dir, splits=[(year or "2007", name)], img_size=img_size)
     else:
-        dataset = data.open_dataset(data_dir)                 # darknet txt labels (or a VOC tree without it)
-        dataset.img_size = img_size
+        dataset = data.open_dataset(data_dir, img_size=img_size)   # darknet txt labels (or a VOC tree without it)
     return dataset, list(range(1, len(dataset.class_names) + 1))
 
 
@@ -373,7 +369,8 @@ def get_args_parser():
     p.add_argument("--model", help="preset (a darknet cfg name); required with a darknet .weights file, "
                    "checked against a checkpoint's")
     p.add_argument("--weights", required=True, help="a train.py checkpoint or a darknet .weights file")
-    p.add_argument("--names", help="class names, one per line (darknet .names): for darknet weights not VOC's")
+    p.add_argument("--names", help="class names, one per line (darknet .names): for darknet weights of neither "
+                   "VOC's 20 nor COCO's 80 classes (data.VOC_CLASSES, data.COCO_CLASSES); overrides any")
     p.add_argument("--conf", type=float, help="score threshold (default darknet's: YOLOv1 .2, YOLOv2 .24; "
                    "with --data .005)")
     p.add_argument("--nms", type=float, help="NMS IoU threshold, 1.0 disables it (default darknet's: .4; with "

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import data
-from data import (VOC_CLASSES, COCODataset, ImageError, ShapesDataset, VOCDataset, YoloTxtDataset,
+from data import (COCO_CLASSES, VOC_CLASSES, COCODataset, ImageError, ShapesDataset, VOCDataset, YoloTxtDataset,
                   augment_yolov1, augment_yolov2, boxes_to_original, check_annotations, check_dataset, collate,
                   distort_hsv, image_to_tensor, label_path, letterbox_darknet, load_image, parse_voc_xml,
                   resize_darknet)
@@ -76,6 +76,9 @@ def test_voc_tree_read_back(tmp_path):
     assert torch.allclose(target["boxes"], torch.tensor([[0 / 40, 1 / 30, 19 / 40, 29 / 30]]))
     keep = VOCDataset(tmp_path, splits=[("2007", "trainval")], img_size=16, keep_difficult=True)[0][1]
     assert keep["difficult"].tolist() == [False, True]
+    guessed = data.open_dataset(tmp_path, img_size=24, augment="yolov2", seed=5)   # options reach the dataset
+    assert isinstance(guessed, VOCDataset) and (guessed.img_size, guessed.augment, guessed.seed) == (24, "yolov2", 5)
+    assert guessed[0][0].shape == (3, 24, 24)
 
 
 def test_coco_read_back(tmp_path):
@@ -98,6 +101,15 @@ def test_coco_read_back(tmp_path):
     assert ann["area"].tolist() == [40.0, 9.0] and ann["image_id"] == "5"
     assert ds[0][1]["labels"].tolist() == [2]                  # crowd left out of training targets
     assert ds.annotation(1)["boxes"].shape == (0, 4) and ds[1][1]["boxes"].shape == (0, 4)
+    assert ds.category_ids == [1, 3, 7]                        # label -> COCO category id, for results files
+
+
+def test_coco_classes_are_darknets_coco_names():
+    # values checked against darknet's data/coco.names: 80 names in COCO category-id order, darknet's spellings
+    assert len(COCO_CLASSES) == len(set(COCO_CLASSES)) == 80
+    assert (COCO_CLASSES[0], COCO_CLASSES[3], COCO_CLASSES[57], COCO_CLASSES[62], COCO_CLASSES[79]) == \
+        ("person", "motorbike", "sofa", "tvmonitor", "toothbrush")
+    assert COCO_CLASSES[9:12] == ["traffic light", "fire hydrant", "stop sign"]
 
 
 def test_yolo_txt_read_back_and_label_path(tmp_path):
@@ -113,6 +125,8 @@ def test_yolo_txt_read_back_and_label_path(tmp_path):
         # cx cy w h normalized times (40, 20): (20 - 10, 10 - 5, 20 + 10, 10 + 5); (10 - 2, 5 - 2, 10 + 2, 5 + 2)
         assert torch.allclose(ann["boxes"], torch.tensor([[10., 5, 30, 15], [8, 3, 12, 7]]))
         assert ann["labels"].tolist() == [1, 0]
+    guessed = data.open_dataset(tmp_path / "set", img_size=8, augment="yolov1", seed=4)
+    assert isinstance(guessed, YoloTxtDataset) and (guessed.img_size, guessed.augment, guessed.seed) == (8, "yolov1", 4)
     assert label_path("/d/VOC2007/JPEGImages/1.jpg") == "/d/VOC2007/labels/1.txt"
     assert label_path("/d/myimages/images/a.b.png") == "/d/myimages/labels/a.b.txt"
     assert label_path("/d/flat/c.JPEG") == "/d/flat/c.txt"
@@ -127,6 +141,29 @@ def test_collate_and_shapes_determinism():
     assert not torch.equal(ds[0][0], images[0])                            # new epoch, new augmentation
     again = ShapesDataset(4, img_size=64, seed=3).load(2)                  # a fresh object draws the same image
     assert torch.equal(image_to_tensor(ds.load(2)), image_to_tensor(again))
+
+
+def test_random_streams_are_distinct():
+    # Generator((seed, tag, ...)): before the tags, augmenting image 1 in epoch 3 drew from (seed, 3, 1), which is
+    # also what laying out image 3 drew from. Now layout, rendering and augmentation draw different numbers.
+    ds = ShapesDataset(8, img_size=32, seed=0, augment="yolov2")
+    streams = [(data.STREAM_LAYOUT, 3), (data.STREAM_RENDER, 3), (data.STREAM_AUGMENT, 3, 1),
+               (data.STREAM_AUGMENT, 3, 2), (data.STREAM_AUGMENT, 1, 3)]
+    assert len({ds.rng(*stream).integers(2 ** 62) for stream in streams}) == len(streams)
+    assert ds.rng(data.STREAM_LAYOUT, 3).integers(2 ** 62) == np.random.default_rng((0, 1, 3)).integers(2 ** 62)
+    ds.set_epoch(3)                                 # dataset[1] in epoch 3 is augmented from (seed, AUGMENT, 3, 1)
+    expected, _, _ = augment_yolov2(image_to_tensor(ds.load(1)), torch.from_numpy(ds.record(1)["boxes"]),
+                                    ds.rng(data.STREAM_AUGMENT, 3, 1), (32, 32))
+    assert torch.equal(ds[1][0], expected)
+
+
+def test_shapes_split_holds_out_the_validation_images():
+    train, val = (data.shapes_split(s, 3, 32, seed=2, augment=None) for s in ("train", "val"))
+    assert (train.seed, val.seed) == (2, 2 + 10_000) == (2, 2 + data.SHAPES_VAL_SEED)   # train.py's value
+    assert not torch.equal(image_to_tensor(train.load(0)), image_to_tensor(val.load(0)))
+    assert data.shapes_split("train", 3, 32, seed=2, augment="yolov1").augment == "yolov1"
+    with pytest.raises(ValueError, match="'train' or 'val'"):
+        data.shapes_split("test", 3, 32)
 
 
 def test_shapes_layout_rules():
@@ -460,7 +497,7 @@ def test_check_coco_and_yolo_problems(tmp_path):
     j = tmp_path / "c.json"
     assert f"{j}: images[1]: duplicate image id 1, skipped" in text
     assert f"{j}: images[3]: missing or invalid field 'file_name'" in text
-    assert f"{j}: image id 2: {tmp_path / 'gone.jpg'} listed but missing" in text
+    assert f"{j}: image id 2: image {tmp_path / 'gone.jpg'} listed but missing" in text
     assert f"{j}: annotations[0] (id 10): unknown category id 4, dropped" in text
     assert f"{j}: annotations[1] (id 11): missing or invalid field ('bbox')" in text
     os.makedirs(tmp_path / "y" / "labels")

@@ -15,17 +15,20 @@ import yolov1
 import yolov2
 
 CLASS_NAMES = ["circle", "square", "triangle"]
+# A small YOLOv1 with the paper's FC head, whose last layer can be set by hand per cell ("yolov1-shapes" itself
+# has a 1x1 conv head in the working tree, where one bias is every cell's)
+FC_PRESET = "yolov1-shapes-fc" if "yolov1-shapes-fc" in yolov1.PRESETS else "yolov1-shapes"
 
 
 def hand_set_yolov1(num_classes=3, label=1):
-    """yolov1-shapes (S=7, B=2) whose last layer outputs its bias alone (weights 0), whatever the image.
+    """FC_PRESET (S=7, B=2) whose last layer outputs its bias alone (weights 0), whatever the image.
 
     Cell (row 3, column 2), class probabilities one-hot on `label`:
       predictor 0: x = y = .625, sqrt(w) = sqrt(h) = .5, confidence .9
       predictor 1: x = .5, y = .625, sqrt(w) = sqrt(h) = .5, confidence .8
     Every other confidence and class probability is 0, so only these two (box, class) pairs score > 0.
     """
-    model = yolov1.build("yolov1-shapes", num_classes=num_classes).eval()
+    model = yolov1.build(FC_PRESET, num_classes=num_classes).eval()
     S, B = model.S, model.B
     out = torch.zeros(S, S, B * 5 + num_classes)                         # (S, S, B*5+C), the model's layout
     out[3, 2, 0:5] = torch.tensor([0.625, 0.625, 0.5, 0.5, 0.9])
@@ -149,7 +152,7 @@ def test_mixed_folder_names_never_collide_and_bad_files_are_listed(tmp_path, cap
 
 def test_model_that_contradicts_the_checkpoint_is_refused(tmp_path):
     weights = save_checkpoint(hand_set_yolov1(), CLASS_NAMES, tmp_path / "model.pt")
-    with pytest.raises(ValueError, match="expected 'yolov1-shapes'.*found --model 'yolov1'"):
+    with pytest.raises(ValueError, match=f"expected '{FC_PRESET}'.*found --model 'yolov1'"):
         run(tmp_path, "--weights", weights, "--model", "yolov1", str(tmp_path))
     with pytest.raises(ValueError, match="letterbox"):             # darknet's YOLOv1 never letterboxes
         run(tmp_path, "--weights", weights, "--letterbox", str(tmp_path))
@@ -182,12 +185,24 @@ def test_darknet_weights_of_a_yolov1_with_a_names_file(tmp_path):
     darknet.save_darknet_weights(hand_set_yolov1(), tmp_path / "v1.weights")
     (tmp_path / "shapes.names").write_text("".join(name + "\n" for name in CLASS_NAMES))
     grey(70, 140).save(tmp_path / "photo.png")
-    weights = ["--model", "yolov1-shapes", "--weights", str(tmp_path / "v1.weights")]
+    weights = ["--model", FC_PRESET, "--weights", str(tmp_path / "v1.weights")]
     out = run(tmp_path, *weights, "--names", str(tmp_path / "shapes.names"), str(tmp_path / "photo.png"))
     assert [d["class"] for d in out["detections"]] == ["square"]
     assert out["detections"][0]["bbox"] == pytest.approx(BOX_0, abs=1e-3)
     with pytest.raises(ValueError, match="--names"):
         run(tmp_path, *weights, str(tmp_path / "photo.png"))
+
+
+def test_darknet_weights_of_80_classes_take_cocos_names(tmp_path):
+    # yolov2-tiny.cfg is darknet's COCO model: its 80 classes are named by data.COCO_CLASSES, no --names needed
+    model = yolov2.build("yolov2-tiny", img_size=64)
+    darknet.save_darknet_weights(model, tmp_path / "tiny-coco.weights")
+    _, names, _ = detect.load_model(str(tmp_path / "tiny-coco.weights"), "yolov2-tiny", 64)
+    assert names == data.COCO_CLASSES and len(names) == 80
+    (tmp_path / "mine.names").write_text("".join(f"thing{k}\n" for k in range(80)))      # --names still overrides
+    _, names, _ = detect.load_model(str(tmp_path / "tiny-coco.weights"), "yolov2-tiny", 64,
+                                    str(tmp_path / "mine.names"))
+    assert names[0] == "thing0" and names[79] == "thing79"
 
 
 def hand_set_tiny_yolov2():
