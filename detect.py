@@ -320,9 +320,14 @@ def write_coco_results(path: Path, truths: list[dict], detections: list[dict], c
 def evaluate_split(args, model, class_names: list[str], config: dict) -> dict:
     """Detections on every image of the split at a low threshold, then AP under the three protocols."""
     dataset, category_ids = open_split(args.data, args.split, model.img_size, config)
-    if list(dataset.class_names) != list(class_names):
-        raise ValueError(f"the model's classes do not match the dataset's: expected {list(dataset.class_names)} "
-                         f"(dataset {args.data}), found {class_names} (weights {args.weights})")
+    if len(dataset.class_names) != len(class_names):
+        raise ValueError(f"the model's classes do not match the dataset's: expected {len(dataset.class_names)} "
+                         f"{list(dataset.class_names)} (dataset {args.data}), found {len(class_names)} "
+                         f"{class_names} (weights {args.weights})")
+    renamed = [(a, b) for a, b in zip(class_names, dataset.class_names) if a != b]
+    if renamed:   # labels match by index; spellings may differ (darknet's coco.names "motorbike", COCO "motorcycle")
+        print(f"note: class names differ, labels are matched by index: "
+              + ", ".join(f"{a} = {b}" for a, b in renamed))
     if len(dataset) == 0:
         raise ValueError(f"{args.data} {args.split}: no images; " + "; ".join(dataset.problems[:5]))
     truths = [dataset.annotation(i) for i in range(len(dataset))]
