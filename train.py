@@ -60,27 +60,32 @@ SHAPES_VAL_SEED = 10_000    # held-out synthetic images: ShapesDataset seed + th
 DEFAULTS = dict(task="detect", accumulate=1, amp=False, workers=2, log_interval=10, seed=0)   # not recipe values
 RECIPES = {
     "yolov1": dict(  # YOLOv1 §2.2 "Training", PASCAL VOC 2007+2012
-        model="yolov1", epochs=135, batch_size=64, momentum=0.9, weight_decay=5e-4, dropout=0.5,
+        model="yolov1", optimizer="sgd", epochs=135, batch_size=64, momentum=0.9, weight_decay=5e-4, dropout=0.5,
         schedule="yolov1", lr=1e-2, warmup_lr=1e-3, warmup_epochs=WARMUP_EPOCHS,   # warm-up length: ours
         lr_steps=[75, 105],             # 1e-2 until 75, 1e-3 for 30 epochs, 1e-4 for the last 30
         img_size=448, augment="yolov1", multiscale=False, eval_every=5),          # eval_every: ours
     "yolov2": dict(  # YOLOv2 §3 "Training for detection"
-        model="yolov2-voc", epochs=160, momentum=0.9, weight_decay=5e-4, dropout=0.0,   # (no dropout layer)
+        model="yolov2-voc", optimizer="sgd", epochs=160, momentum=0.9, weight_decay=5e-4,
+        dropout=0.0,                    # (no dropout layer)
         batch_size=64,                  # DARKNET yolov2-voc.cfg (batch=64); the paper does not say
         schedule="yolov2", lr=1e-3, lr_steps=[60, 90],
         burn_in=1000,                   # DARKNET yolov2-voc.cfg burn_in=1000 (power 4, parser.c default)
         img_size=416, augment="yolov2", multiscale=True, eval_every=5),
     "classify": dict(  # YOLOv2 §3 "Training for classification" (Darknet-19; YOLOv1 §2.2 gives no recipe)
-        model="darknet19", epochs=160, momentum=0.9, weight_decay=5e-4, dropout=0.0,    # (no dropout layer)
+        model="darknet19", optimizer="sgd", epochs=160, momentum=0.9, weight_decay=5e-4,
+        dropout=0.0,                    # (no dropout layer)
         schedule="poly", lr=0.1,        # "polynomial rate decay with a power of 4"
         batch_size=128, burn_in=1000,   # DARKNET darknet19.cfg
         img_size=224, multiscale=False, eval_every=1,
         augment="flip"),                # OURS, simpler than darknet's crops, rotation and colour shifts
-    "synthetic": dict(  # OUR CHOICE: `python train.py`, data.ShapesDataset, minutes on 2 CPU cores
-        model="yolov1-shapes", epochs=20, batch_size=32, momentum=0.9, weight_decay=5e-4, dropout=0.0,
-        schedule="yolov1", lr=1e-3, warmup_lr=1e-4, warmup_epochs=1, lr_steps=[15, 18],
-        img_size=128, augment="yolov1", multiscale=False, eval_every=5,
-        train_images=1000, val_images=200),
+    "synthetic": dict(  # OUR CHOICE: `python train.py`, data.ShapesDataset, ~10 minutes on 2 CPU cores
+        # one epoch of 57,600 fresh images (1,800 steps of 32; rendering one costs ~1 ms) rather than many epochs
+        # of a few: no image is seen twice. Adam (not the papers' SGD) at 1e-3, /10 at 90% and 97% of the steps.
+        # Measured (2 shared cores, load ~2.3): mAP@.5 0.900 (seed 0, 7 min 16 s), 0.899 (seed 1, 8 min 7 s).
+        model="yolov1-shapes", optimizer="adam", epochs=1, batch_size=32, momentum=0.9, weight_decay=0.0,
+        dropout=0.0, schedule="yolov1", lr=1e-3, warmup_lr=1e-4, warmup_epochs=0.05, lr_steps=[0.9, 0.97],
+        img_size=112, augment="none", multiscale=False, eval_every=1,
+        train_images=57_600, val_images=500),
 }
 
 
@@ -147,8 +152,13 @@ def build_model(args, num_classes):
     kind = family(args.model)
     if (kind == "classify") != (args.task == "classify"):
         raise SystemExit(f"--model {args.model} does not go with --task {args.task}")
-    if args.backbone:
-        model = ResNetYOLOv1(args.backbone, num_classes, args.img_size)
+    if args.backbone:               # not the paper: yolov1.ResNetYOLOv1 (needs torchvision)
+        try:
+            model = yolov1.ResNetYOLOv1(args.backbone, num_classes, args.img_size)
+        except ImportError:
+            raise SystemExit(f"--backbone {args.backbone} needs torchvision, which is not installed "
+                             "(pip install torchvision), or leave --backbone out for the paper's network") from None
+        print(model.weights_note)
     elif kind == "yolov1":
         model = yolov1.build(args.model, num_classes=num_classes, batch_norm=args.batch_norm, img_size=args.img_size)
     elif kind == "yolov2":
@@ -165,38 +175,6 @@ def build_model(args, num_classes):
     return model
 
 
-class ResNetYOLOv1(nn.Module):
-    """YOLOv1 on a torchvision ResNet trunk (ImageNet weights if they can be fetched), as several
-    re-implementations do to skip ImageNet pre-training. NOT the paper: the head pools the stride-32 map to
-    S x S, then a 1x1 conv to 256 channels and the paper's two connected layers. Output (N, S, S, B*5+C)."""
-
-    def __init__(self, backbone, num_classes, img_size, S=yolov1.S, B=yolov1.B):
-        super().__init__()
-        try:
-            import torchvision
-        except ImportError:
-            raise SystemExit(f"--backbone {backbone} needs torchvision, which is not installed "
-                             "(pip install torchvision), or leave --backbone out for the paper's network") from None
-        try:
-            trunk = getattr(torchvision.models, backbone)(weights="DEFAULT")
-            print(f"{backbone}: ImageNet weights from torchvision")
-        except Exception as error:  # no network and no cached file: the weights cannot be fetched
-            trunk = getattr(torchvision.models, backbone)(weights=None)
-            print(f"{backbone}: random weights (ImageNet weights unavailable: {error})")
-        channels = trunk.fc.in_features                              # 512 (resnet18) or 2048 (resnet50)
-        self.features = nn.Sequential(*list(trunk.children())[:-2])  # (N, channels, H/32, W/32)
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(S), nn.Conv2d(channels, 256, 1), nn.LeakyReLU(darknet.LEAKY_SLOPE),  # (N, 256, S, S)
-            nn.Flatten(), nn.Linear(256 * S * S, 4096), nn.LeakyReLU(darknet.LEAKY_SLOPE),
-            nn.Dropout(yolov1.DROPOUT), nn.Linear(4096, S * S * (B * 5 + num_classes)))   # (N, S*S*(B*5+C))
-        self.preset, self.num_classes, self.img_size = f"yolov1+{backbone}", num_classes, img_size
-        self.S, self.B, self.batch_norm = S, B, True
-
-    def forward(self, images):
-        x = self.head(self.features(images))
-        return x.view(-1, self.S, self.S, self.B * 5 + self.num_classes)   # (N, S, S, B*5+C)
-
-
 def param_groups(model, weight_decay):
     """DARKNET: weight decay on the weights of convolutions and connected layers only, not on biases or batch
     norm (update_convolutional_layer / update_connected_layer decay `weights`, never `biases` or `scales`)."""
@@ -206,6 +184,16 @@ def param_groups(model, weight_decay):
             is_weight = name == "weight" and isinstance(module, (nn.Conv2d, nn.Linear))
             (decay if is_weight else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(args, model):
+    """The papers: SGD with momentum (YOLOv1 §2.2, YOLOv2 §3). OUR CHOICE for the synthetic recipe: Adam
+    (beta1 = --momentum), which trains the small net from scratch in minutes where SGD at the papers' rates needs
+    far more steps. Weight decay goes to the same parameters either way (param_groups)."""
+    groups = param_groups(model, args.weight_decay)
+    if args.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=args.lr, betas=(args.momentum, 0.999))
+    return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum)
 
 
 def compute_loss(kind, model, out, targets, seen):
@@ -503,7 +491,9 @@ def get_args_parser():
     p.add_argument("--lr-steps", type=float, nargs="*", help=d("epochs where the rate drops 10x (YOLOv1 §2.2: "
                                                                "75 105; YOLOv2 §3: 60 90)", "lr_steps"))
     p.add_argument("--burn-in", type=int, help=d("yolov2 schedule: batches of burn-in (darknet)", "burn_in"))
-    p.add_argument("--momentum", type=float, help=d("SGD momentum (§2.2 / §3: 0.9)", "momentum"))
+    p.add_argument("--optimizer", choices=["sgd", "adam"], help=d("sgd with momentum (YOLOv1 §2.2, YOLOv2 §3) "
+                   "or adam (our choice for the synthetic recipe: minutes on a CPU)", "optimizer"))
+    p.add_argument("--momentum", type=float, help=d("SGD momentum, Adam's beta1 (§2.2 / §3: 0.9)", "momentum"))
     p.add_argument("--weight-decay", type=float, help=d("on conv / connected weights (§2.2 / §3: 5e-4)",
                                                         "weight_decay"))
     p.add_argument("--dropout", type=float, help=d("after the first connected layer (YOLOv1 §2.2: .5)", "dropout"))
@@ -596,9 +586,11 @@ def main(args):
     # Model, optimizer, scaler
     seed_everything(args.seed)
     model = build_model(args, len(class_names)).to(device)
+    if device.type == "cpu":    # ours: NHWC convolutions are faster on CPU (yolov1-shapes: 0.19 -> 0.145 s a step)
+        model = model.to(memory_format=torch.channels_last)
     if args.weights and not checkpoint:
         log(load_weights(model, args.weights, kind))
-    optimizer = torch.optim.SGD(param_groups(model, args.weight_decay), lr=args.lr, momentum=args.momentum)
+    optimizer = make_optimizer(args, model)
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp and amp_dtype == torch.float16)
     start_epoch, step, seen, best, history = 0, 0, 0, -1.0, []

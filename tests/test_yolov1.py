@@ -61,19 +61,40 @@ def test_fast_yolo_shapes(img_size, side):
         assert model(torch.zeros(1, 3, img_size, img_size)).shape == (1, 7, 7, 30)
 
 
-def test_shapes_preset_and_overrides():
-    model = yolov1.build("yolov1-shapes", num_classes=4, img_size=192, S=5, B=3).eval()
-    assert (model.num_classes, model.img_size, model.S, model.B, model.batch_norm) == (4, 192, 5, 3, True)
+def test_shapes_preset_conv_head_and_overrides():
+    model = yolov1.build("yolov1-shapes").eval()
+    assert (model.num_classes, model.img_size, model.S, model.B, model.head_type) == (3, 112, 7, 2, "conv")
     assert {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.1}   # not darknet's
+    assert not hasattr(model, "fc1")                           # no connected layer: 6 convs + the 1x1 head
+    assert len(darknet.darknet_layers(model)) == 6 + 1
     with torch.no_grad():
-        assert model(torch.zeros(2, 3, 192, 192)).shape == (2, 5, 5, 3 * 5 + 4)   # (N, S, S, B*5+C)
+        assert model(torch.zeros(2, 3, 112, 112)).shape == (2, 7, 7, 2 * 5 + 3)   # (N, S, S, B*5+C), 112 / 16 = 7
+    # the conv head's grid follows the input: S = 80 / 16 = 5
+    small = yolov1.build("yolov1-shapes", num_classes=4, img_size=80, B=3).eval()
+    assert (small.num_classes, small.img_size, small.S, small.B, small.batch_norm) == (4, 80, 5, 3, True)
+    with torch.no_grad():
+        assert small(torch.zeros(2, 3, 80, 80)).shape == (2, 5, 5, 3 * 5 + 4)
     assert not yolov1.build("yolov1-shapes", batch_norm=False).batch_norm
-    with pytest.raises(ValueError, match="built for 192"):
-        model(torch.zeros(1, 3, 128, 128))
+    with pytest.raises(ValueError, match="built for 80"):
+        small(torch.zeros(1, 3, 112, 112))
     with pytest.raises(ValueError, match="multiple"):
-        yolov1.build("yolov1-shapes", img_size=100)            # stride 32
+        yolov1.build("yolov1-shapes", img_size=100)            # stride 16
+    with pytest.raises(ValueError, match="conv head needs"):
+        yolov1.build("yolov1-shapes", img_size=112, S=5)       # 112 / 16 = 7, not 5
     with pytest.raises(ValueError, match="unknown"):
         yolov1.build("yolov3")
+
+
+def test_conv_head_cell_i_j_is_the_1x1_conv_of_map_row_i_column_j():
+    # the permute puts map position (row i, column j) at out[:, i, j]: the layout decode() reads
+    torch.manual_seed(0)
+    model = yolov1.build("yolov1-shapes", img_size=48).eval()  # S = 48 / 16 = 3
+    images = torch.rand(2, 3, 48, 48)
+    with torch.no_grad():
+        out, feature_map = model(images), model.features(images)      # (2, 3, 3, 13), (2, 256, 3, 3)
+        weight, bias = model.head.conv.weight[:, :, 0, 0], model.head.conv.bias   # (13, 256), (13,)
+        n, i, j = 1, 2, 0
+        assert torch.allclose(out[n, i, j], weight @ feature_map[n, :, i, j] + bias, atol=1e-5)
 
 
 # -----------------------------------------------------------------------------
@@ -148,7 +169,7 @@ def test_darknet_output_permutation_against_darknet_loops():
 
 
 def test_weights_file_holds_darknet_order_and_reloads(tmp_path):
-    model = yolov1.build("yolov1-shapes", num_classes=3, S=2).eval()
+    model = yolov1.build("yolov1-shapes-fc", num_classes=3, S=2).eval()
     with torch.no_grad():
         model.fc2.bias.copy_(torch.arange(52.0))           # S*S*(B*5+C) = 4 * 13 outputs
     path = tmp_path / "shapes.weights"
@@ -156,7 +177,7 @@ def test_weights_file_holds_darknet_order_and_reloads(tmp_path):
     offset = darknet.darknet_file_bytes(model, num_layers=len(darknet.darknet_layers(model)) - 1)
     file_bias = torch.from_numpy(np.fromfile(path, "<f4", count=52, offset=offset))
     assert torch.equal(file_bias[yolov1.darknet_output_permutation(2, 2, 3)], torch.arange(52.0))
-    again = yolov1.build("yolov1-shapes", num_classes=3, S=2).eval()
+    again = yolov1.build("yolov1-shapes-fc", num_classes=3, S=2).eval()
     darknet.load_darknet_weights(again, path)
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
