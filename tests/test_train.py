@@ -242,6 +242,22 @@ def test_trains_on_a_vocdevkit_tree(tmp_path, capsys):
     assert ckpt["num_classes"] == 20 and ckpt["class_names"][11] == "dog"
 
 
+@pytest.mark.parametrize("name", list(yolov2.PRESETS))
+def test_each_yolov2_preset_trains_on_a_vocdevkit_tree_and_on_shapes(tmp_path, name):
+    # --data selects the model family's recipe (YOLOv2 §3: SGD, burn-in, multi-scale, darknet's augmentation)
+    write_voc(tmp_path / "voc")
+    result = train.main(tiny_args(tmp_path / "voc_run", "--data", str(tmp_path / "voc"), "--model", name))
+    assert len(result["history"]) == 1
+    ckpt = torch.load(tmp_path / "voc_run" / "last.pt", map_location="cpu", weights_only=True)
+    assert ckpt["preset"] == name and ckpt["num_classes"] == 20
+    assert ckpt["config"]["recipe"] == "yolov2" and ckpt["config"]["multiscale"] is True
+    assert ckpt["seen"] == 8                        # one epoch of the 8 training images (darknet's `seen`)
+    # without --data: the synthetic default, 3 classes
+    train.main(tiny_args(tmp_path / "shapes_run", "--model", name))
+    ckpt = torch.load(tmp_path / "shapes_run" / "last.pt", map_location="cpu", weights_only=True)
+    assert ckpt["preset"] == name and ckpt["num_classes"] == 3 and ckpt["seen"] == 16
+
+
 def test_misconfigured_dataset_fails_before_the_first_step(tmp_path):
     write_voc(tmp_path / "voc", class_name="wolf")                      # not a VOC class: every object dropped
     with pytest.raises(SystemExit, match="unknown class name 'wolf'"):
