@@ -54,7 +54,7 @@ DARKNET_NAMES = {len(data.VOC_CLASSES): data.VOC_CLASSES, len(data.COCO_CLASSES)
 
 
 def family(preset: str) -> str:
-    if preset in yolov1.PRESETS:
+    if preset in yolov1.PRESETS or preset.startswith("yolov1+"):     # "yolov1+resnet18": train.py --backbone
         return "yolov1"
     if preset in yolov2.PRESETS:
         return "yolov2"
@@ -77,14 +77,20 @@ def load_model(weights: str, model_name: str | None = None, img_size: int | None
                              f"(stored in the checkpoint), found --model {model_name!r}")
         if checkpoint.get("task", "detect") != "detect":
             raise ValueError(f"{weights}: a checkpoint of task {checkpoint['task']!r}, not a detector")
-        if config.get("backbone"):       # train.py builds those itself; detect.py runs the papers' networks
-            raise ValueError(f"{weights}: a YOLOv1 on a {config['backbone']} backbone, which detect.py cannot build")
         class_names = list(checkpoint["class_names"])
         # the architecture values train.py stores in the config; img_size may be overridden (YOLOv2)
         keys = ("img_size", "batch_norm", "S", "B") if family(preset) == "yolov1" else ("img_size",)
         kwargs = {k: config[k] for k in keys if config.get(k) is not None}
         kwargs.update({"img_size": img_size} if img_size else {})
-        model = (yolov1 if family(preset) == "yolov1" else yolov2).build(preset, len(class_names), **kwargs)
+        if config.get("backbone"):       # train.py --backbone: YOLOv1 on a torchvision ResNet (not the paper)
+            try:
+                model = yolov1.ResNetYOLOv1(config["backbone"], len(class_names), kwargs.get("img_size", 448),
+                                            S=kwargs.get("S", yolov1.S), B=kwargs.get("B", yolov1.B),
+                                            pretrained=False)
+            except ImportError as error:
+                raise ValueError(f"{weights}: a YOLOv1 on {config['backbone']}: {error}") from None
+        else:
+            model = (yolov1 if family(preset) == "yolov1" else yolov2).build(preset, len(class_names), **kwargs)
         try:
             model.load_state_dict(checkpoint["model"])        # strict: every name and shape must match
         except RuntimeError as error:

@@ -355,3 +355,22 @@ def test_evaluation_of_a_coco_split_writes_results_the_official_tool_reads(tmp_p
     evaluation.accumulate()
     evaluation.summarize()
     assert evaluation.stats[0] == pytest.approx(out["results"]["coco"]["map"], abs=1e-6)
+
+
+def test_checkpoint_of_a_resnet_backbone_needs_torchvision(tmp_path, monkeypatch):
+    # train.py --backbone resnet18 stores preset "yolov1+resnet18" and config["backbone"]; detect.py rebuilds it
+    # with yolov1.ResNetYOLOv1, which needs torchvision: without it, a clear message instead of a traceback.
+    import builtins
+    real_import = builtins.__import__
+
+    def no_torchvision(name, *args, **kwargs):
+        if name == "torchvision" or name.startswith("torchvision."):
+            raise ImportError("No module named 'torchvision'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torchvision)
+    path = tmp_path / "resnet.pt"
+    torch.save({"task": "detect", "preset": "yolov1+resnet18", "num_classes": 3, "class_names": CLASS_NAMES,
+                "config": {"backbone": "resnet18", "img_size": 448, "S": 7, "B": 2}, "model": {}}, path)
+    with pytest.raises(ValueError, match="resnet18 needs torchvision"):
+        detect.load_model(str(path))
