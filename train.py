@@ -517,6 +517,8 @@ def get_args_parser():
     p.add_argument("--device", help="cuda, cpu, ... (default: cuda if available)")
     p.add_argument("--workers", type=int, help="data-loading processes per training process (default: 2)")
     p.add_argument("--log-interval", type=int, help="optimizer steps between progress lines (default: 10)")
+    p.add_argument("--kmeans", action="store_true", help="YOLOv2 §2 'Dimension Clusters': print the average IoU "
+                   "and the k-means anchors (1 - IoU distance) for k = 1..9 on the training boxes, then exit")
     p.add_argument("--seed", type=int, help="model init, data order and augmentation follow "
                    "(seed, epoch) (default: 0)")
     return p
@@ -549,8 +551,25 @@ def resolve(args):
 # -----------------------------------------------------------------------------
 # Training
 
+def dimension_clusters(args):
+    """YOLOv2 §2 "Dimension Clusters" on the training set's boxes: print Figure 2 as text (k = 1..9, the average
+    IoU with the closest centroid, the anchors in grid cells of a args.img_size input) and train nothing."""
+    train_set, _ = build_datasets(args)
+    wh = []
+    for i in range(len(train_set)):
+        a = train_set.annotation(i)
+        boxes, (width, height) = torch.as_tensor(a["boxes"], dtype=torch.float64).view(-1, 4), a["size"]
+        wh.append(torch.stack([(boxes[:, 2] - boxes[:, 0]) / width, (boxes[:, 3] - boxes[:, 1]) / height], 1))
+    wh = torch.cat(wh)                                                  # (M, 2) fractions of the image
+    print(f"{len(wh)} boxes of {len(train_set)} training images; anchors for a {args.img_size} input "
+          f"({args.img_size // yolov2.STRIDE} x {args.img_size // yolov2.STRIDE} grid)")
+    yolov2.print_dimension_clusters(wh, grid=args.img_size // yolov2.STRIDE, seed=args.seed)
+
+
 def main(args):
     checkpoint = resolve(args)
+    if args.kmeans:
+        return dimension_clusters(args)
     # torchrun sets RANK / WORLD_SIZE: one process per GPU (NCCL) or per CPU slot (gloo)
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     if world > 1:

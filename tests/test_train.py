@@ -360,3 +360,13 @@ def test_classifier_pretraining_and_its_trunk_in_the_detector(tmp_path, capsys):
     assert torch.equal(detector.stage_a[0].conv.weight, classifier["stage_a.0.conv.weight"])
     last = len(detector.stage_b) - 1
     assert torch.equal(detector.stage_b[last].bn.running_var, classifier[f"stage_b.{last}.bn.running_var"])
+
+
+def test_kmeans_prints_the_dimension_clusters_of_the_training_boxes(tmp_path, capsys):
+    train.main(tiny_args(tmp_path / "out", "--kmeans"))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("k=")]
+    assert [line.split()[0] for line in lines] == [f"k={k}" for k in range(1, 10)]
+    iou = [float(line.split()[3].rstrip("%")) for line in lines]      # "k=1  avg IoU 55.0%  anchors ..."
+    assert iou[-1] > iou[0]                                          # 9 centroids fit the shapes better than 1
+    assert lines[4].count(",") == 2 * 5 - 1                          # k=5: five "w,h" anchors
+    assert not (tmp_path / "out" / "last.pt").exists()               # nothing trained
