@@ -1,40 +1,32 @@
 """
-Data for YOLOv1 and YOLOv2: images, datasets, darknet's preprocessing and augmentation, dataset checks.
+Datasets for YOLOv1 and YOLOv2: synthetic shapes, Pascal VOC, COCO, one record per image; train.py's start-up check.
 
 Paper / darknet -> code
-  darknet image.c resize_image: two-pass bilinear, corners aligned, float32 ......... resize_darknet()
-  darknet image.c letterbox_image; region_layer.c correct_region_boxes ... letterbox_darknet(), boxes_to_original()
-  YOLOv1 §2.2 "random scaling and translations of up to 20% of the original image size"
-    and "exposure and saturation of the image by up to a factor of 1.5 in the HSV" ... augment_yolov1()
-  darknet data.c load_data_detection as released with YOLOv2 (Dec. 2016; = load_data_region):
-    jitter crop, flip, image.c random_distort_image ................................ augment_yolov2()
-  darknet image.c rgb_to_hsv / distort_image / hsv_to_rgb ............................ distort_hsv()
   darknet scripts/voc_label.py: 1-based XML, difficult objects left out of training .. VOCDataset
   darknet data/voc.names, data/coco.names ............................................ VOC_CLASSES, COCO_CLASSES
+  darknet data.c load_data_detection: an image resized or augmented (images.py), boxes with it ... dataset[i]
   YOLOv2 §2 "Multi-Scale Training": train.py resizes whole batches; datasets give img_size x img_size.
 
 Datasets: ShapesDataset (synthetic, the default: no download; shapes_split() gives a run's two sets), VOCDataset,
-COCODataset, YoloTxtDataset; open_dataset(path) guesses which. dataset[i] -> (image (3, H, W) float in [0, 1],
-target); dataset.annotation(i) -> ground truth in pixels of the original image, without decoding it.
+COCODataset; open_dataset(path) guesses which. dataset[i] -> (image (3, H, W) float in [0, 1], target);
+dataset.annotation(i) -> ground truth in pixels of the original image, without decoding it. Decoding, darknet's
+resize and the augmentations are in images.py; darknet txt labels, dataset checks and the VOC download in tools/.
 
-Run:  python data.py --check DIR      every problem of a VOCdevkit tree / COCO json / darknet txt dataset
-      python data.py --download DEST  VOC2007 trainval + test and VOC2012 trainval (about 2.9 GB)
+Run:  python -m tools.datasets --check DIR      every problem of a VOCdevkit tree / COCO json / darknet txt dataset
+      python -m tools.datasets --download DEST  VOC2007 trainval + test and VOC2012 trainval (about 2.9 GB)
 """
-import argparse
-import hashlib
 import json
 import os
 import re
 import sys
-import tarfile
-import urllib.request
 import xml.etree.ElementTree as ET
 from collections import Counter
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
+
+from images import AUGMENTATIONS, ImageError, image_to_tensor, load_image, resize_darknet
 
 VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]  # voc.names
@@ -50,222 +42,12 @@ COCO_CLASSES = ["person", "bicycle", "car", "motorbike", "aeroplane", "bus", "tr
                 "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book",
                 "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush"]
 SHAPE_CLASSES = ["circle", "rectangle", "triangle"]
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-MIN_BOX_SIDE = 0.005       # data.c fill_truth_detection (2016): boxes with w or h < .005 dropped after augmenting
 
 
-class ImageError(ValueError):
-    """An image file that cannot be used. The message starts with the file's path."""
-
-
-# -----------------------------------------------------------------------------
-# Images as people have them: decoding, modes, EXIF
-
-def _to_rgb(img):
-    """Any Pillow mode -> 8-bit RGB. Alpha is dropped, as darknet's stb loader does (3 channels requested). CMYK:
-    Pillow >= 10 (requirements.txt) gives (255 - c)(255 - k) / 255; before 10 it gave 255 - min(255, c + k)."""
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit PNGs: convert("RGB") clips at 255 (nearly all white); scale instead, 65535 / 257 = 255
-        img = Image.fromarray(np.clip(np.rint(np.asarray(img, np.float64) / 257), 0, 255).astype(np.uint8))
-    return img if img.mode == "RGB" else img.convert("RGB")
-
-
-def _decode(path):
-    """-> (PIL image as stored: its mode, not rotated; EXIF orientation 1..8). Errors as load_image's."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such image file")
-    if os.path.getsize(path) == 0:
-        raise ImageError(f"{path}: file is empty (0 bytes)")
-    try:
-        with open(path, "rb") as f:
-            img = Image.open(f)
-            img.load()                                       # decode now: truncation shows up here
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{path}: {e} Pillow's limit stays on; if you trust this file, raise "
-                         f"PIL.Image.MAX_IMAGE_PIXELS before loading it") from None
-    except Image.UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image (Pillow cannot identify its format)") from None
-    except Exception as e:                                   # Pillow raises many types on corrupt data
-        raise ImageError(f"{path}: cannot decode, truncated or corrupt ({type(e).__name__}: {e})") from None
-    try:
-        return img, int(img.getexif().get(0x0112, 1))        # EXIF Orientation; 5..8 swap width and height
-    except Exception:                                        # broken EXIF blocks are common: ignore them
-        return img, 1
-
-
-def load_image(path, exif=True, expected_size=None):
-    """Decode a file to a PIL RGB image. exif=True applies the EXIF orientation (photos, detect.py). Given
-    expected_size=(w, h) (the size a dataset's annotation records), the EXIF rotation is applied only when it
-    turns the stored size into expected_size (issue 6). Raises ImageError / FileNotFoundError naming the file."""
-    img, orientation = _decode(path)
-    if orientation != 1 and (exif or expected_size is not None):
-        rotated = img.size[::-1] if orientation >= 5 else img.size
-        if expected_size is None or (img.size != tuple(expected_size) and rotated == tuple(expected_size)):
-            img = ImageOps.exif_transpose(img)
-    return _to_rgb(img)
-
-
-def image_to_tensor(img):
-    """PIL RGB image -> (3, H, W) float32 in [0, 1]: darknet divides by 255, no mean or std."""
-    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous().float().div_(255)
-
-
-# -----------------------------------------------------------------------------
-# Darknet's preprocessing: resize_image, letterbox_image, and boxes back to the original image
-
-def _taps(n_in, n_out):
-    """Source positions of one resize_image pass, float32 as in C: s = i·(float)(n_in-1)/(n_out-1),
-    index (int) s, weight s - index. For n_out == 1 darknet divides by zero; we sample position 0."""
-    scale = np.float32(n_in - 1) / np.float32(n_out - 1) if n_out > 1 else np.float32(0)
-    s = np.arange(n_out, dtype=np.float32) * scale
-    index = s.astype(np.int64)
-    return index, s - index.astype(np.float32)
-
-
-def resize_darknet(image, size):
-    """darknet image.c resize_image: (C, H0, W0) float -> (C, h, w) for size=(w, h). Bilinear with aligned corners
-    (output column c samples source x = c·(W0-1)/(w-1)), first horizontally, then vertically, in float32 as the C
-    code, edges included: the last column copies the source's last column; on the last row the second tap is
-    skipped, so that row is (1 - dy)·part[iy]. Equal to the C loops bit for bit (tests/test_data.py)."""
-    (C, H0, W0), (w, h) = image.shape, size
-    if (w, h) == (W0, H0):
-        return image                                         # scale 1, dx = dy = 0: exactly the identity
-    # pass 1, columns: part[k, r, c] = (1 - dx)·im[k, r, ix] + dx·im[k, r, ix+1]
-    ix, dx = _taps(W0, w)
-    ix[-1], dx[-1] = W0 - 1, 0                               # "if(c == w-1 || im.w == 1)": last column copied
-    dx = torch.from_numpy(dx).to(image.dtype)
-    cols = [torch.from_numpy(i).expand(C, H0, w) for i in (ix, np.minimum(ix + 1, W0 - 1))]
-    part = image.gather(2, cols[0]).mul_(1 - dx).add_(image.gather(2, cols[1]).mul_(dx))      # (C, H0, w)
-    # pass 2, rows: out[k, r, c] = (1 - dy)·part[k, iy, c] + dy·part[k, iy+1, c]
-    iy, dy = _taps(H0, h)
-    dy_next = np.append(dy[:-1], np.float32(0))             # "if(r == h-1 || im.h == 1) continue;"
-    dy, dy_next = (torch.from_numpy(d).to(image.dtype).view(h, 1) for d in (dy, dy_next))
-    rows = [torch.from_numpy(i) for i in (iy, np.minimum(iy + 1, H0 - 1))]
-    # in-place arithmetic: on CPU, allocating large tensors costs more than the arithmetic here
-    return part.index_select(1, rows[0]).mul_(1 - dy).add_(part.index_select(1, rows[1]).mul_(dy_next))
-
-
-def letterbox_size(image_size, net_size):
-    """(new_w, new_h) of the image inside the letterbox: image.c letterbox_image's integer arithmetic."""
-    (iw, ih), (w, h) = image_size, net_size
-    if np.float32(w) / np.float32(iw) < np.float32(h) / np.float32(ih):
-        return w, (ih * w) // iw
-    return (iw * h) // ih, h
-
-
-def letterbox_darknet(image, size):
-    """darknet image.c letterbox_image: (C, H, W) -> (C, h, w) for size=(w, h), the aspect ratio kept: resize_image
-    to fit, embed_image at integer offsets, centred on gray 0.5."""
-    C, H, W = image.shape
-    (w, h), (new_w, new_h) = size, letterbox_size((W, H), size)
-    boxed = torch.full((C, h, w), 0.5, dtype=image.dtype)
-    top, left = (h - new_h) // 2, (w - new_w) // 2
-    boxed[:, top:top + new_h, left:left + new_w] = resize_darknet(image, (new_w, new_h))
-    return boxed
-
-
-def boxes_to_original(boxes, image_size, net_size=None, letterbox=False):
-    """(..., 4) normalized xyxy in the network input -> pixel xyxy in the original image of image_size=(w, h).
-    Plain resize: x·w, y·h. Letterbox: region_layer.c correct_region_boxes, x' = (x - (netw-new_w)/2/netw) /
-    (new_w/netw), a float half-pixel offset where the image was embedded at an integer one (darknet's, kept)."""
-    W, H = image_size
-    if letterbox:
-        (netw, neth), (new_w, new_h) = net_size, letterbox_size(image_size, net_size)
-        offset = boxes.new_tensor([(netw - new_w) / 2 / netw, (neth - new_h) / 2 / neth] * 2)
-        boxes = (boxes - offset) / boxes.new_tensor([new_w / netw, new_h / neth] * 2)
-    return boxes * boxes.new_tensor([W, H, W, H])
-
-
-# -----------------------------------------------------------------------------
-# Augmentation: YOLOv1 §2.2 and darknet data.c, boxes moving with the pixels
-
-def rand_scale(rng, s):
-    """darknet utils.c rand_scale: a factor in [1, s], inverted with probability 1/2."""
-    scale = rng.uniform(1, s)
-    return scale if rng.integers(2) else 1 / scale
-
-
-def distort_hsv(image, hue, saturation, exposure):
-    """darknet image.c distort_image on (3, H, W) RGB in [0, 1]: to HSV, s *= saturation, v *= exposure,
-    h += hue (in turns, |hue| <= 1/6) wrapped into [0, 1], back to RGB, clamp to [0, 1]. Vectorized; equal to
-    darknet's per-pixel rgb_to_hsv / hsv_to_rgb up to float rounding (the test has the loop)."""
-    if abs(hue) > 1 / 6:
-        raise ValueError(f"hue shift {hue} outside [-1/6, 1/6]")
-    if hue != 0 and image.shape[1] > 128:    # bands of 128 rows stay in cache: twice as fast on this CPU
-        return torch.cat([distort_hsv(band, hue, saturation, exposure) for band in image.split(128, 1)], 1)
-    r, g, b = image
-    v = torch.maximum(torch.maximum(r, g), b)                                   # (H, W)
-    if hue == 0:
-        # Each channel is v·(1 - s·φ), φ depending on h only. Scaling s by a and v by e with h kept gives
-        #   c' = e·v·(1 - a·s·φ) = e·(v + a·(c - v)):  no HSV round trip needed.
-        return (image - v).mul_(saturation).add_(v).mul_(exposure).clamp_(0, 1)
-    delta = v - torch.minimum(torch.minimum(r, g), b)                           # = v·s
-    # rgb_to_hsv: 6h from the channel holding the maximum, tested in darknet's order r, g, b (6h in [-1, 5])
-    safe = torch.where(delta > 0, delta, 1.0)
-    h6 = torch.where(r == v, (g - b).div_(safe),
-                     torch.where(g == v, (b - r).div_(safe).add_(2), (r - g).div_(safe).add_(4)))
-    # hsv_to_rgb: channel n (5, 3, 1 for r, g, b) = v - v·s·T(n + 6h), T the trapezoid of period 6 (0 -> 1 on
-    # [0, 1], 1 on [1, 3], 1 -> 0 on [3, 4], 0 on [4, 6]): darknet's six-case table as one formula.
-    # n + 6h + 6·hue lies in [-1, 11], where the copies of T at 2 and 8 suffice: no wrap of h needed.
-    k = h6.add_(6 * hue) + torch.tensor([5.0, 3.0, 1.0], dtype=image.dtype).view(3, 1, 1)    # (3, H, W)
-    T = (k - 2).abs_().neg_().add_(2).clamp_(0, 1).add_(k.sub_(8).abs_().neg_().add_(2).clamp_(0, 1))
-    # v' - v'·s'·T with v' = exposure·v and v'·s' = saturation·exposure·delta
-    return T.mul_(delta.mul_(saturation * exposure)).neg_().add_(v.mul_(exposure)).clamp_(0, 1)
-
-
-def _crop_resize(image, boxes, window, out_size, flip=False, fill=None):
-    """Crop window=(left, top, right, bottom) of image (3, H, W) in integer pixels, reaching outside the image
-    with the edge repeated (fill=None, image.c crop_image's clamped coordinates) or a constant fill; resize_darknet
-    to out_size; mirror if flip. boxes (M, 4) pixel xyxy -> normalized xyxy in the output clipped to [0, 1], a box
-    under MIN_BOX_SIDE wide or high dropped (data.c correct_boxes, fill_truth_detection). -> (image, boxes, kept)"""
-    (_, H, W), (left, top, right, bottom) = image.shape, window
-    pad = (max(-left, 0), max(right - W, 0), max(-top, 0), max(bottom - H, 0))      # left, right, top, bottom
-    if any(pad):
-        mode = dict(mode="replicate") if fill is None else dict(mode="constant", value=fill)
-        image = F.pad(image[None], pad, **mode)[0]
-    out = resize_darknet(image[:, top + pad[2]:bottom + pad[2], left + pad[0]:right + pad[0]], out_size)
-    # correct_boxes: left·sx - dx = (left - pleft) / swidth, likewise for the other sides
-    boxes = (boxes - boxes.new_tensor([left, top] * 2)) / boxes.new_tensor([right - left, bottom - top] * 2)
-    if flip:
-        out = out.flip(-1)
-        boxes = torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], 1)
-    boxes = boxes.clamp(0, 1)
-    keep = torch.nonzero((boxes[:, 2:] - boxes[:, :2] >= MIN_BOX_SIDE).all(1)).flatten()
-    return out, boxes[keep], keep
-
-
-def augment_yolov1(image, boxes, rng, out_size, scale=0.2, translate=0.2, saturation=1.5, exposure=1.5):
-    """YOLOv1 §2.2: random scaling and translation of up to 20% of the image size, exposure and saturation by up
-    to a factor 1.5 in HSV (darknet's rand_scale). image: PIL or (3, H, W) float; boxes (M, 4) pixel xyxy;
-    out_size (w, h). Returns (image (3, h, w), boxes (K, 4) normalized xyxy, kept indices (K,)).
-    Our reading: the output shows a window of size/s, s in [0.8, 1.2], moved by up to 20% of the size; outside
-    the image is gray 0.5. (The paper says no more; darknet's yolov1.cfg trains with augment_yolov2's crop.)"""
-    image = image_to_tensor(image) if isinstance(image, Image.Image) else image
-    (_, H, W), s = image.shape, rng.uniform(1 - scale, 1 + scale)
-    tx, ty = rng.uniform(-translate, translate, size=2) * (W, H)
-    sw, sh = max(1, round(W / s)), max(1, round(H / s))
-    left, top = round((W - sw) / 2 - tx), round((H - sh) / 2 - ty)
-    out, boxes, keep = _crop_resize(image, boxes, (left, top, left + sw, top + sh), out_size, fill=0.5)
-    return distort_hsv(out, 0.0, rand_scale(rng, saturation), rand_scale(rng, exposure)), boxes, keep
-
-
-def augment_yolov2(image, boxes, rng, out_size, jitter=0.3, hue=0.1, saturation=1.5, exposure=1.5):
-    """darknet data.c load_data_detection as released with YOLOv2: each side of the crop moves by an integer in
-    (-jitter·side, jitter·side) (edges repeated outside the image), resize_image to out_size, mirror with
-    probability 1/2, random_distort_image (hue shift in (-hue, hue) turns, rand_scale saturation and exposure).
-    jitter is .3 in yolov2-voc.cfg and yolov2.cfg, .2 in the tiny cfgs. Arguments and returns as augment_yolov1."""
-    image = image_to_tensor(image) if isinstance(image, Image.Image) else image
-    _, oh, ow = image.shape
-    # int pleft = rand_uniform(-dw, dw), dw = ow·jitter: C's conversion truncates toward zero, as int() does
-    pleft, pright, ptop, pbot = (int(rng.uniform(-d, d)) for d in (int(ow * jitter),) * 2 + (int(oh * jitter),) * 2)
-    out, boxes, keep = _crop_resize(image, boxes, (pleft, ptop, ow - pright, oh - pbot), out_size,
-                                    flip=bool(rng.integers(2)))
-    out = distort_hsv(out, rng.uniform(-hue, hue), rand_scale(rng, saturation), rand_scale(rng, exposure))
-    return out, boxes, keep
-
-
-AUGMENTATIONS = {"yolov1": augment_yolov1, "yolov2": augment_yolov2}
+def read_names(path):
+    """A darknet .names file: one class name per line (detect.py --names, tools/darknet_txt.py)."""
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
 
 
 # -----------------------------------------------------------------------------
@@ -496,6 +278,17 @@ def _find_devkit(root):
     raise FileNotFoundError(f"{root}: no VOCdevkit/VOC<year>/Annotations under it")
 
 
+def voc_splits(root, split, years=None):
+    """[(year, split)] for each VOC<year> (of years, if given) under root that has ImageSets/Main/<split>.txt;
+    [] when root is not a VOCdevkit tree."""
+    try:
+        devkit = _find_devkit(str(root))
+    except FileNotFoundError:
+        return []
+    return [(n[3:], split) for n in _listdir(devkit) if n.startswith("VOC") and (years is None or n[3:] in years)
+            and os.path.isfile(os.path.join(devkit, n, "ImageSets", "Main", split + ".txt"))]
+
+
 def parse_voc_xml(path, class_names, problem):
     """One VOC XML -> (size, [(where, box, fields)]), or None when unusable; problem(kind, message) hears of
     every problem as "path:line: ...". XML coordinates are 1-based: we subtract 1 from all four (= darknet
@@ -614,88 +407,16 @@ class COCODataset(DetectionDataset):
 
 
 # -----------------------------------------------------------------------------
-# darknet / YOLO txt labels: one "class cx cy w h" line per object, normalized, and a names file
+# Which format is at a path, and train.py's start-up check (python -m tools.datasets --check decodes images too)
 
-def read_names(path):
-    """A darknet .names file: one class name per line."""
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
+class UnknownFormat(FileNotFoundError):
+    """open_dataset's path exists but is neither a VOCdevkit tree nor a COCO json."""
 
 
-def label_path(image_path):
-    """darknet data.c fill_truth_detection: images -> labels, JPEGImages -> labels, extension -> .txt. We
-    replace a whole directory name (the last one so called), not the first matching substring as darknet does
-    (which changes ".../myimages/..."). No such directory: the .txt next to the image."""
-    parts = os.path.normpath(image_path).split(os.sep)
-    for k in range(len(parts) - 2, -1, -1):
-        if parts[k] in ("images", "JPEGImages"):
-            parts[k] = "labels"
-            break
-    return os.path.splitext(os.sep.join(parts))[0] + ".txt"
-
-
-class YoloTxtDataset(DetectionDataset):
-    """darknet-style labels. list_or_dir: a text file with one image path per line (relative to the list file's
-    folder) or a folder searched for images; names_file: one class name per line. A missing label file means an
-    image without objects (reported)."""
-
-    def __init__(self, list_or_dir, names_file, img_size=448, augment=None, seed=0):
-        super().__init__(img_size, augment, seed)
-        self.class_names, src = read_names(names_file), str(list_or_dir)
-        if os.path.isdir(src):
-            entries = [(os.path.join(d, n), src) for d, _, files in sorted(os.walk(src)) for n in sorted(files)
-                       if n.lower().endswith(IMAGE_EXTENSIONS)]
-        else:
-            with open(src, encoding="utf-8") as f:
-                entries = [(os.path.join(os.path.dirname(src), line.strip()), f"{src}:{k}")
-                           for k, line in enumerate(f, 1) if line.strip()]
-        for image, where in entries:
-            if not self.listed(where, os.path.abspath(image), [("image", image)]):
-                continue
-            try:
-                with Image.open(image) as im:                # the header only: no decoding
-                    size = im.size
-            except Exception as e:
-                self.problem("unreadable images", f"{image}: unreadable image ({type(e).__name__}: {e})")
-                continue
-            image_id = os.path.splitext(os.path.basename(image))[0]
-            self.add(image, image_id, size, self._read_labels(label_path(image), size))
-
-    def _read_labels(self, path, size):
-        if not os.path.isfile(path):
-            self.problem("label files missing", f"{path}: label file missing, image taken as having no objects")
-            return []
-        (W, H), objects = size, []
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for where, line in ((f"{path}:{n}", line.strip()) for n, line in enumerate(f, 1) if line.strip()):
-                try:
-                    label, cx, cy, w, h = line.split()
-                    label, (cx, cy, w, h) = int(label), map(float, (cx, cy, w, h))
-                except ValueError:
-                    self.problem("malformed label lines", f"{where}: expected 'class cx cy w h', got {line[:60]!r}")
-                    continue
-                if 0 <= label < len(self.class_names):
-                    box = ((cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H)
-                    objects.append((where, box, (label, False, False)))
-                else:
-                    self.problem("objects with unknown class", f"{where}: unknown class id {label} "
-                                 f"({len(self.class_names)} names)")
-        return objects
-
-
-# -----------------------------------------------------------------------------
-# Checks: `python data.py --check DIR`, and the cheap start-up check of train.py
-
-ERRORS = ("malformed annotation files", "missing fields", "objects with unknown class", "images missing",
-          "annotations missing", "duplicate image ids", "split lists missing", "malformed label lines",
-          "unreadable images", "image sizes that match neither way")   # the other kinds are fixed and counted
-
-
-def open_dataset(path, names_file=None, img_size=448, augment=None, seed=0):
+def open_dataset(path, img_size=448, augment=None, seed=0):
     """Guess the format at path: a COCO json (or a folder with annotations/instances_<split>.json; images in
-    <base>/<split>, <base>/images or <base>), a VOCdevkit tree (every VOC<year> trainval and test list), or darknet
-    txt labels (a list file or a folder; names_file or the first *.names beside it). img_size, augment and seed
-    go to the dataset."""
+    <base>/<split>, <base>/images or <base>) or a VOCdevkit tree (every VOC<year> trainval and test list).
+    img_size, augment and seed go to the dataset. Darknet txt labels: tools.darknet_txt.open_txt_dataset."""
     path, options = str(path), dict(img_size=img_size, augment=augment, seed=seed)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file or directory")
@@ -710,117 +431,32 @@ def open_dataset(path, names_file=None, img_size=448, augment=None, seed=0):
         return COCODataset(jsons[0], image_dir, **options)
     try:
         devkit = _find_devkit(path)
-        splits = [(n[3:], s) for n in _listdir(devkit) if n.startswith("VOC") for s in ("trainval", "test")
-                  if os.path.isfile(os.path.join(devkit, n, "ImageSets", "Main", s + ".txt"))]
-        if not splits:
-            raise OSError(f"{devkit}: no VOC<year>/ImageSets/Main/trainval.txt or test.txt")
-        return VOCDataset(devkit, splits=splits, **options)
     except FileNotFoundError:
-        pass
-    folder = path if os.path.isdir(path) else os.path.dirname(path)
-    names = names_file or next((os.path.join(d, n) for d in (folder, os.path.dirname(folder))
-                                for n in _listdir(d) if n.endswith(".names")), None)
-    if names is None:
-        raise FileNotFoundError(f"{path}: not a VOCdevkit tree, a COCO json, or darknet labels with a .names file")
-    images = os.path.join(path, "images")
-    return YoloTxtDataset(images if os.path.isdir(images) else path, names, **options)
+        raise UnknownFormat(f"{path}: not a VOCdevkit tree or a COCO json (darknet txt labels: "
+                            f"tools.darknet_txt.open_txt_dataset)") from None
+    splits = [(n[3:], s) for n in _listdir(devkit) if n.startswith("VOC") for s in ("trainval", "test")
+              if os.path.isfile(os.path.join(devkit, n, "ImageSets", "Main", s + ".txt"))]
+    if not splits:
+        raise OSError(f"{devkit}: no VOC<year>/ImageSets/Main/trainval.txt or test.txt")
+    return VOCDataset(devkit, splits=splits, **options)
 
 
-def check_dataset(source, decode=True, names_file=None):
-    """Every problem of a dataset (a path or a dataset) at once: those met reading the annotations, then, with
-    decode=True, each image decoded (empty, truncated, not an image) and its size compared with the annotation's,
-    stored or after its EXIF rotation. Returns {"problems": [str], "counts": Counter, "images", "objects",
-    "errors": number of problems of the ERRORS kinds, "summary": one line}."""
-    dataset = source if isinstance(source, DetectionDataset) else open_dataset(source, names_file)
-    problems, counts, objects = list(dataset.problems), Counter(dataset.counts), 0
-    for rec in map(dataset.record, range(len(dataset))):
-        objects += len(rec["labels"])
-        if not decode or rec["path"].startswith("shapes://"):
-            continue
-        try:
-            img, orientation = _decode(rec["path"])
-        except (ImageError, OSError) as e:
-            problems.append(str(e))
-            counts["unreadable images"] += 1
-            continue
-        (w, h), (aw, ah) = img.size, rec["size"]
-        if (aw, ah) not in ((w, h), (h, w) if orientation >= 5 else (w, h)):
-            problems.append(f"{rec.get('annotation_file', rec['path'])}: image {rec['path']} is {w}x{h} (EXIF "
-                            f"orientation {orientation}), the annotation says {aw}x{ah}")
-            counts["image sizes that match neither way"] += 1
-    summary = f"{len(dataset)} images, {objects} objects" + "".join(f", {n} {k}" for k, n in sorted(counts.items()))
-    return {"problems": problems, "counts": counts, "images": len(dataset), "objects": objects,
-            "errors": sum(counts[k] for k in ERRORS), "summary": summary}
+ERRORS = ("malformed annotation files", "missing fields", "objects with unknown class", "images missing",
+          "annotations missing", "duplicate image ids", "split lists missing", "malformed label lines",
+          "unreadable images", "image sizes that match neither way")   # the other kinds are fixed and counted
+
+
+def dataset_summary(images, objects, counts):
+    """The one-line summary of a dataset check: "N images, M objects, k <kind>, ..." (kinds sorted)."""
+    return f"{images} images, {objects} objects" + "".join(f", {n} {k}" for k, n in sorted(counts.items()))
 
 
 def check_annotations(dataset, strict=True):
     """train.py's start-up check, no image decoded: raise ValueError listing the problems when the dataset is
     unusable (no image, no object, or, if strict, any problem of the ERRORS kinds). Else a one-line summary."""
-    report = check_dataset(dataset, decode=False)
-    if report["images"] == 0 or report["objects"] == 0 or (strict and report["errors"]):
-        more = len(report["problems"]) - 20
-        raise ValueError(f"dataset unusable: {report['summary']}\n  " + "\n  ".join(report["problems"][:20])
-                         + (f"\n  ... and {more} more (python data.py --check DIR lists all)" if more > 0 else ""))
-    return report["summary"]
-
-
-# -----------------------------------------------------------------------------
-# VOC download: the official Oxford mirror, md5 sums as torchvision lists them
-
-VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/"
-VOC_TARS = [("voc2007/VOCtrainval_06-Nov-2007.tar", "c52e279531787c972589f7e41ab4ae64"),
-            ("voc2007/VOCtest_06-Nov-2007.tar", "b6e924de25625d8de591ea690078ad9f"),
-            ("voc2012/VOCtrainval_11-May-2012.tar", "6cd6e144f989b92b3379bac3b3de84fd")]
-
-
-def download_voc(dest):
-    """Download and unpack VOC2007 trainval + test and VOC2012 trainval into dest/VOCdevkit. Resumable: a partial
-    download continues from its .part file (HTTP Range); the tar is renamed into place only when complete with
-    the right md5; a tar already unpacked (its .unpacked marker exists) is skipped."""
-    os.makedirs(dest, exist_ok=True)
-    for name, md5 in VOC_TARS:
-        url, tar_path = VOC_URL + name, os.path.join(dest, os.path.basename(name))
-        part = tar_path + ".part"
-        if os.path.exists(tar_path + ".unpacked"):
-            continue
-        if not os.path.exists(tar_path):
-            start = os.path.getsize(part) if os.path.exists(part) else 0
-            request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
-            print(f"downloading {url} -> {part}", file=sys.stderr)
-            with urllib.request.urlopen(request) as response, open(part, "ab") as f:
-                if start and response.status != 206:         # the server ignored Range: start again
-                    f.truncate(0)
-                while chunk := response.read(1 << 20):
-                    f.write(chunk)
-            with open(part, "rb") as f:
-                digest = hashlib.file_digest(f, "md5").hexdigest()
-            if digest != md5:
-                os.remove(part)
-                raise OSError(f"{url}: md5 {digest} != {md5}; partial file removed, run again")
-            os.replace(part, tar_path)
-        with tarfile.open(tar_path) as tar:
-            tar.extractall(dest, filter="data")
-        open(tar_path + ".unpacked", "w").close()
-    return os.path.join(dest, "VOCdevkit")
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Check a dataset (VOCdevkit, COCO json, darknet txt labels) "
-                                                 "or download Pascal VOC.")
-    parser.add_argument("--check", metavar="DIR", help="report every problem of the dataset at DIR")
-    parser.add_argument("--names", help="class names file for darknet txt labels (default: a *.names found)")
-    parser.add_argument("--no-decode", action="store_true", help="annotations only, do not decode the images")
-    parser.add_argument("--download", metavar="DEST", help="download VOC2007 and VOC2012 into DEST")
-    args = parser.parse_args()
-    if not (args.check or args.download):
-        parser.print_help()
-    if args.download:
-        print(download_voc(args.download))
-    if args.check:
-        try:
-            result = check_dataset(args.check, decode=not args.no_decode, names_file=args.names)
-        except OSError as e:
-            sys.exit(f"error: {e}")
-        print("\n".join(result["problems"] + [f"{args.check}: {result['summary']}"
-                                              + ("" if result["counts"] else ", no problems")]))
-        sys.exit(1 if result["errors"] else 0)
+    objects = sum(len(dataset.record(i)["labels"]) for i in range(len(dataset)))
+    summary, problems = dataset_summary(len(dataset), objects, dataset.counts), dataset.problems
+    if len(dataset) == 0 or objects == 0 or (strict and sum(dataset.counts[k] for k in ERRORS)):
+        more = f"\n  ... and {len(problems) - 20} more (python -m tools.datasets --check DIR lists all)"
+        raise ValueError(f"dataset unusable: {summary}\n  " + "\n  ".join(problems[:20]) + more * (len(problems) > 20))
+    return summary

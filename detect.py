@@ -1,17 +1,20 @@
 """
-Detect objects with YOLOv1 / YOLOv2, draw them, and evaluate a dataset split. All of it is in this file.
+Detect objects with YOLOv1 / YOLOv2 as darknet does, draw them, and evaluate a dataset split.
 
 Paper / darknet -> code
   darknet's test path: RGB, /255, resize_image (or letterbox_image) to the net size ...... preprocess()
-  YOLOv1 §2.3 Inference: eq. 1 class-specific scores, then non-maximum suppression ..... detect() -> yolov1.postprocess
-  YOLOv2 §2 "Direct location prediction": boxes from the anchors, then NMS ............. detect() -> yolov2.postprocess
+  YOLOv1 §2.3 Inference: eq. 1 class-specific scores, then NMS ............ predict() -> yolov1.detections
+  YOLOv2 §2 "Direct location prediction": boxes from the anchors, then NMS . predict() -> yolov2.detections
   darknet image.c draw_detections: boxes and labels in per-class colours ............... draw(), class_colour()
   YOLOv1 §2: the grid cell holding an object's centre "is responsible for detecting" it  draw(show_grid=True)
-  Evaluation (VOC07, VOC12, COCO protocols; comp4 and COCO results files, PR curves) .... evaluate_split()
+  Evaluation: every detection above metrics.EVAL_CONF, then VOC07, VOC12 and COCO AP .... evaluate(), main()
 
-Weights: a checkpoint written by train.py (preset and class names come from it), or an official darknet
-.weights file; such a file holds only numbers, so --model names its cfg (yolov2-voc, yolov2, yolov2-tiny-voc,
-yolov2-tiny, ...), and --names its class names file unless they are VOC's 20 or COCO's 80 (darknet's names).
+Models: FAMILIES maps each detector family to its file; every family file has the same names (PRESETS, build,
+detections, TEST_THRESHOLDS, EVAL_NMS), so nothing below branches on the family. Weights: a train.py checkpoint
+(it stores the model's configuration and class names), or an official darknet .weights file, which holds only
+numbers: --model names its cfg, --names its class names unless they are VOC's 20 or COCO's 80.
+Not in the papers, beside this file: tools/results.py (comp4 and COCO results files), tools/plots.py (PR curves),
+tools/darknet_order.py (darknet's listing order), each imported only where its option asks for it.
 
 Run:
   python detect.py --weights runs/synthetic/best.pt photo.jpg photos/ --save-json detections.json
@@ -21,6 +24,7 @@ Run:
   python detect.py --weights runs/synthetic/best.pt --data shapes       # the run's held-out synthetic images
 """
 import argparse
+import functools
 import json
 import math
 import os
@@ -34,31 +38,26 @@ from PIL import Image, ImageDraw, ImageFont
 
 import darknet
 import data
+import images
 import metrics
 import yolov1
 import yolov2
 
-# -----------------------------------------------------------------------------
-# Darknet's thresholds. conf applies to the class-specific score (YOLOv1 eq. 1; YOLOv2 objectness x class
-# probability); NMS suppresses a box whose IoU with a higher-scored box of its class is > nms.
-#   YOLOv1, yolo.c test_yolo: -thresh .2, nms .4 (pjreddie/darknet, unchanged from 2016 to 2018).
-#   YOLOv2, detector.c test_detector of the YOLOv2 release (d2dece3, Jan 2017, plain resize_image): -thresh .24,
-#     nms .4. Darknet's later, letterboxed test_detector (2018) uses -thresh .5 and nms .45: pass them with
-#     --letterbox to reproduce it.
-# Evaluation: detector.c validate_detector writes results at thresh .005, nms .45; yolo.c validate_yolo at
-#   .001, nms .5 for YOLOv1. We keep .005 for both families (issue 4) and each family's NMS (train.py too).
-TEST_DEFAULTS = {"yolov1": dict(conf=0.2, nms=0.4), "yolov2": dict(conf=0.24, nms=0.4)}
-EVAL_DEFAULTS = {"yolov1": dict(conf=0.005, nms=0.5), "yolov2": dict(conf=0.005, nms=0.45)}
+FAMILIES = {"yolov1": yolov1, "yolov2": yolov2}     # a new detector family is one more file, and one more entry
 # The class names of a darknet .weights file without --names, by class count (darknet's data/*.names)
 DARKNET_NAMES = {len(data.VOC_CLASSES): data.VOC_CLASSES, len(data.COCO_CLASSES): data.COCO_CLASSES}
 
 
-def family(preset: str) -> str:
-    if preset in yolov1.PRESETS or preset.startswith("yolov1+"):     # "yolov1+resnet18": train.py --backbone
-        return "yolov1"
-    if preset in yolov2.PRESETS:
-        return "yolov2"
-    raise ValueError(f"unknown model {preset!r}; expected one of {sorted(yolov1.PRESETS) + sorted(yolov2.PRESETS)}")
+def family_of(preset: str):
+    """The family file (yolov1, yolov2, ...) whose PRESETS hold preset."""
+    for family in FAMILIES.values():
+        if preset in family.PRESETS:
+            return family
+    raise ValueError(f"unknown model {preset!r}; expected one of {preset_names()}")
+
+
+def preset_names() -> list[str]:
+    return sorted(name for family in FAMILIES.values() for name in family.PRESETS)
 
 
 # -----------------------------------------------------------------------------
@@ -66,86 +65,131 @@ def family(preset: str) -> str:
 
 def load_model(weights: str, model_name: str | None = None, img_size: int | None = None,
                names_file: str | None = None):
-    """-> (model in eval mode, class names, the training config or {}). torch.save writes zip archives; anything
-    else is taken to be a darknet .weights file."""
-    if zipfile.is_zipfile(weights):
-        # weights_only=True: an untrusted checkpoint cannot run code while it is unpickled.
+    """-> (model in eval mode, class names, the training configuration or {}). A checkpoint says which network
+    it holds (its "model_config"); a darknet .weights file does not: model_name names its cfg."""
+    if zipfile.is_zipfile(weights):     # torch.save writes zip archives; weights_only: unpickling runs no code
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
-        preset, config = checkpoint["preset"], checkpoint.get("config") or {}
-        if model_name is not None and model_name != preset:
-            raise ValueError(f"{weights}: --model does not match the checkpoint: expected {preset!r} "
+        config = dict(checkpoint["model_config"])               # what the family's build() takes, and "family"
+        if config["family"] not in FAMILIES:
+            raise ValueError(f"{weights}: a checkpoint of a {config['family']} model ({config['preset']}), "
+                             "not a detector")
+        if model_name is not None and model_name != config["preset"]:
+            raise ValueError(f"{weights}: --model does not match the checkpoint: expected {config['preset']!r} "
                              f"(stored in the checkpoint), found --model {model_name!r}")
-        if checkpoint.get("task", "detect") != "detect":
-            raise ValueError(f"{weights}: a checkpoint of task {checkpoint['task']!r}, not a detector")
-        class_names = list(checkpoint["class_names"])
-        # the architecture values train.py stores in the config; img_size may be overridden (YOLOv2)
-        keys = ("img_size", "batch_norm", "S", "B") if family(preset) == "yolov1" else ("img_size",)
-        kwargs = {k: config[k] for k in keys if config.get(k) is not None}
-        kwargs.update({"img_size": img_size} if img_size else {})
-        if config.get("backbone"):       # train.py --backbone: YOLOv1 on a torchvision ResNet (not the paper)
-            try:
-                model = yolov1.ResNetYOLOv1(config["backbone"], len(class_names), kwargs.get("img_size", 448),
-                                            S=kwargs.get("S", yolov1.S), B=kwargs.get("B", yolov1.B),
-                                            pretrained=False)
-            except ImportError as error:
-                raise ValueError(f"{weights}: a YOLOv1 on {config['backbone']}: {error}") from None
-        else:
-            model = (yolov1 if family(preset) == "yolov1" else yolov2).build(preset, len(class_names), **kwargs)
-        try:
-            model.load_state_dict(checkpoint["model"])        # strict: every name and shape must match
-        except RuntimeError as error:
-            raise ValueError(f"{weights} does not fit {preset!r} with {len(class_names)} classes: {error}") from None
+        try:                            # train.py --backbone: yolov1.ResNetYOLOv1 needs torchvision
+            model = FAMILIES[config.pop("family")].build(**dict(config, img_size=img_size or config["img_size"]))
+        except ImportError as error:
+            raise ValueError(f"{weights}: {error}") from None
+        class_names, train_config = list(checkpoint["class_names"]), checkpoint.get("config") or {}
+    elif model_name is None:
+        raise ValueError(f"{weights}: a darknet .weights file does not say which network it is; name its "
+                         f"cfg with --model (one of {preset_names()})")
     else:
-        if model_name is None:
-            raise ValueError(f"{weights}: a darknet .weights file does not say which network it is; name its "
-                             f"cfg with --model (one of {sorted(yolov1.PRESETS) + sorted(yolov2.PRESETS)})")
-        model = (yolov1 if family(model_name) == "yolov1" else yolov2).build(model_name, img_size=img_size)
-        # A file of the wrong size is refused before anything is loaded. YOLOv1's detection-layer order is
-        # converted by darknet.py through fc2.darknet_permutation.
-        info = darknet.load_darknet_weights(model, weights)
-        print(f"loaded {weights}: {info['layers_loaded']} darknet layers, version "
-              f"{'.'.join(map(str, info['version']))}, {info['seen']:,} images seen in training")
-        class_names = list(DARKNET_NAMES[model.num_classes]) if model.num_classes in DARKNET_NAMES else None
-        config = {}
+        model = family_of(model_name).build(model_name, img_size=img_size)
+        class_names, train_config = DARKNET_NAMES.get(model.num_classes), {}
+    print(load_weights(model, weights))
     if names_file:
         class_names = data.read_names(names_file)
     if class_names is None or len(class_names) != model.num_classes:
         found = "none" if class_names is None else len(class_names)
         raise ValueError(f"{model.preset} has {model.num_classes} classes; class names: expected "
                          f"{model.num_classes}, found {found} (give a names file, one name per line, with --names)")
-    return model.eval(), class_names, config
+    return model.eval(), list(class_names), train_config
+
+
+def load_weights(model, path: str, partial: bool = False) -> str:
+    """A train.py checkpoint or a darknet .weights file into model -> a one-line message. A darknet file must hold
+    exactly the model's values (its size is checked before anything is loaded), or with partial=True its first
+    layers (extraction.conv.weights, darknet19_448.conv.23). YOLOv1's detection-layer order is converted by
+    darknet.py through the permutation yolov1.py sets on its last connected layer."""
+    if zipfile.is_zipfile(path):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        load_state(model, checkpoint, path)
+        return f"loaded {path}: {model.preset} after {checkpoint.get('epoch', '?')} epochs"
+    info = darknet.load_darknet_weights(model, path, prefix_ok=partial)
+    part = "all" if info["layers_loaded"] == info["layers_total"] else "the first"
+    return (f"loaded {path}: {part} {info['layers_loaded']} of {info['layers_total']} darknet layers "
+            f"(version {'.'.join(map(str, info['version']))}, {info['seen']:,} images seen)")
+
+
+def load_state(model, checkpoint: dict, path: str):
+    """A checkpoint's weights into model, refused with what differs (never loaded in part)."""
+    found, expected = checkpoint["model_config"], model.config
+    if (found["preset"], found["num_classes"]) != (expected["preset"], expected["num_classes"]):
+        raise ValueError(f"{path}: checkpoint for preset {found['preset']!r} with {found['num_classes']} classes; "
+                         f"this run expects {expected['preset']!r} with {expected['num_classes']} classes")
+    state, mine = checkpoint["model"], model.state_dict()
+    problems = [f"missing {k}" for k in mine if k not in state] + [f"unexpected {k}" for k in state if k not in mine]
+    problems += [f"{k}: expected {tuple(v.shape)}, found {tuple(state[k].shape)}"
+                 for k, v in mine.items() if k in state and v.shape != state[k].shape]
+    if problems:
+        raise ValueError(f"{path} does not fit {model.preset}: " + "; ".join(problems[:8]))
+    model.load_state_dict(state)
 
 
 # -----------------------------------------------------------------------------
-# Darknet's test path: preprocess, forward, postprocess
+# Darknet's test path: preprocess, forward, the family's post-processing
 
 def preprocess(image: torch.Tensor, net_size: int, letterbox: bool) -> torch.Tensor:
-    """(3, h, w) RGB in [0, 1] (darknet: /255, no mean or std) -> (3, net_size, net_size). Darknet's
-    resize_image is bilinear with aligned corners, which PIL's resize is not: data.py reproduces it.
-    Note: built without OpenCV, darknet decodes with stb_image, which ignores EXIF orientation (we apply it to
-    photos, issue 6) and decodes JPEGs with its own IDCT, not libjpeg's as Pillow does, so a few pixel values
-    may differ slightly; PNGs decode the same."""
-    resize = data.letterbox_darknet if letterbox else data.resize_darknet
+    """(3, h, w) RGB in [0, 1] (darknet: /255, no mean or std) -> (3, net_size, net_size) by darknet's resize_image
+    (bilinear, corners aligned: not PIL's resize) or letterbox_image. Note: darknet built without OpenCV decodes
+    with stb_image, which ignores EXIF orientation (we apply it to photos) and has its own JPEG IDCT, so a few
+    pixel values may differ from Pillow's; PNGs decode the same."""
+    resize = images.letterbox_darknet if letterbox else images.resize_darknet
     return resize(image, (net_size, net_size))
 
 
 @torch.no_grad()
-def detect(model, images: list[torch.Tensor], conf: float, nms: float, letterbox: bool = False,
-           sizes: list[tuple[int, int]] | None = None) -> list[dict]:
-    """images: (3, h, w) RGB tensors in [0, 1] of any sizes -> one dict per image: "boxes" (K, 4) pixel xyxy of
-    that image (or of `sizes`, (width, height) each), "scores" (K,), "labels" (K,), "grid" (rows, cols)."""
-    device = next(model.parameters()).device
-    x = torch.stack([preprocess(image, model.img_size, letterbox) for image in images]).to(device)  # (N, 3, H, W)
-    sizes = sizes or [(image.shape[2], image.shape[1]) for image in images]
-    out = model(x)
-    if family(model.preset) == "yolov1":
-        grid = tuple(out.shape[1:3])                          # out: (N, S, S, B*5+C)
-        detections = yolov1.postprocess(out, sizes, conf_threshold=conf, nms_threshold=nms, B=model.B)
-    else:
-        grid = tuple(out.shape[2:4])                          # out: (N, A*(5+C), H, W)
-        detections = yolov2.postprocess(out, model.anchors, sizes, conf_threshold=conf, nms_threshold=nms,
-                                        letterbox=letterbox, net_size=(x.shape[3], x.shape[2]))
-    return [{**{k: v.cpu() for k, v in d.items()}, "grid": grid} for d in detections]
+def predict(model, x: torch.Tensor, sizes: list[tuple[int, int]], conf: float, nms: float, letterbox: bool = False,
+            order=None) -> list[dict]:
+    """x (N, 3, H, W) preprocessed images -> one dict per image: "boxes" (K, 4) pixel xyxy of an image of
+    sizes[n] = (width, height), "scores" (K,), "labels" (K,), "grid" (rows, cols). order: see yolov2.postprocess."""
+    out = model(x.to(next(model.parameters()).device)).float()
+    found = FAMILIES[model.config["family"]].detections(model, out, sizes, conf, nms, letterbox,
+                                                        (x.shape[3], x.shape[2]), order)
+    return [{k: v.cpu() if torch.is_tensor(v) else v for k, v in d.items()} for d in found]
+
+
+def detect(model, image_list: list[torch.Tensor], conf: float, nms: float, letterbox: bool = False,
+           order=None) -> list[dict]:
+    """(3, h, w) RGB tensors in [0, 1] of any sizes -> predict()'s dicts, boxes in pixels of each image."""
+    x = torch.stack([preprocess(image, model.img_size, letterbox) for image in image_list])   # (N, 3, H, W)
+    return predict(model, x, [(image.shape[2], image.shape[1]) for image in image_list], conf, nms, letterbox, order)
+
+
+def _load_batch(indices, dataset, net_size, letterbox):
+    """evaluate()'s collate_fn, run in the loader's workers: -> ({index: preprocessed image}, [(path, error)])."""
+    loaded, failed = {}, []
+    for i in indices:
+        try:        # the dataset's loader: EXIF rotation only when it makes the annotation's size
+            loaded[i] = preprocess(images.image_to_tensor(dataset.load(i)), net_size, letterbox)
+        except (OSError, ValueError) as error:                # images.ImageError is a ValueError naming the file
+            failed.append((dataset.record(i)["path"], str(error)))
+    return loaded, failed
+
+
+def evaluate(model, dataset, conf: float, nms: float, batch_size: int = 8, workers: int = 0,
+             letterbox: bool = False):
+    """Detections on every image of dataset -> (detections, ground truths, [(path, error)] of unreadable images),
+    the first two in dataset order, as metrics.evaluate takes them; an unreadable image has no detections (its
+    objects count as missed). Boxes in pixels of the annotation's image size (a file resized since is mapped
+    back to it). train.py evaluates with this too."""
+    truths = [dataset.annotation(i) for i in range(len(dataset))]
+    nothing = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
+    detections, failed, was_training = [nothing] * len(dataset), [], model.training
+    loader = torch.utils.data.DataLoader(range(len(dataset)), batch_size, num_workers=workers, collate_fn=
+                                         functools.partial(_load_batch, dataset=dataset, net_size=model.img_size,
+                                                           letterbox=letterbox))
+    model.eval()
+    for loaded, bad in loader:
+        failed += bad
+        if loaded:
+            found = predict(model, torch.stack(list(loaded.values())), [truths[i]["size"] for i in loaded],
+                            conf, nms, letterbox)
+            for i, d in zip(loaded, found):
+                detections[i] = d
+    model.train(was_training)
+    return detections, truths, failed
 
 
 # -----------------------------------------------------------------------------
@@ -177,7 +221,7 @@ def draw(image: Image.Image, det: dict, class_names: list[str], show_grid: bool 
         rows, cols = det["grid"]
         # where the network input's corners land in the image (beyond it, in the grey bands, with --letterbox)
         corners = torch.tensor([0.0, 0.0, 1.0, 1.0])
-        x0, y0, x1, y1 = data.boxes_to_original(corners, image.size, (net_size, net_size), letterbox).tolist()
+        x0, y0, x1, y1 = images.boxes_to_original(corners, image.size, (net_size, net_size), letterbox).tolist()
         cell_w, cell_h = (x1 - x0) / cols, (y1 - y0) / rows                  # one cell in image pixels
         for c in range(cols + 1):
             pen.line([(x0 + c * cell_w, y0), (x0 + c * cell_w, y1)], fill=(255, 255, 255, 160), width=1)
@@ -214,7 +258,7 @@ def collect_images(inputs: list[str]) -> list[Path]:
     for given in inputs:
         path = Path(given)
         if path.is_dir():
-            paths += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in data.IMAGE_EXTENSIONS)
+            paths += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in images.IMAGE_EXTENSIONS)
         else:
             paths.append(path)
     return paths
@@ -232,6 +276,9 @@ def output_name(path: Path, used: set[str]) -> str:
 
 def run_images(args, model, class_names: list[str]) -> dict:
     """Detect on every readable image, draw each into --out, list the unreadable ones at the end."""
+    order = None
+    if args.darknet_order:                  # not the paper: darknet's listing order, for parity checks
+        from tools.darknet_order import darknet_order as order
     paths, used, records, outputs, failed = collect_images(args.inputs), set(), [], [], []
     if not paths:
         print(f"no images found in {' '.join(args.inputs)}")
@@ -240,12 +287,12 @@ def run_images(args, model, class_names: list[str]) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in paths:
         try:
-            image = data.load_image(path, exif=True)          # RGB, the photo's EXIF orientation applied
-        except (OSError, ValueError) as error:                # data.ImageError is a ValueError naming the file
+            image = images.load_image(path, exif=True)          # RGB, the photo's EXIF orientation applied
+        except (OSError, ValueError) as error:                # images.ImageError is a ValueError naming the file
             failed.append((str(path), str(error)))
             continue
         start = time.perf_counter()
-        det = detect(model, [data.image_to_tensor(image)], args.conf, args.nms, args.letterbox)[0]
+        det = detect(model, [images.image_to_tensor(image)], args.conf, args.nms, args.letterbox, order)[0]
         ms = (time.perf_counter() - start) * 1000
         out_path = out_dir / output_name(path, used)
         draw(image, det, class_names, args.show_grid, model.img_size, args.letterbox).save(out_path)
@@ -267,104 +314,69 @@ def run_images(args, model, class_names: list[str]) -> dict:
 
 
 # -----------------------------------------------------------------------------
-# Evaluation of a dataset split (issue 4)
+# Evaluation of a dataset split
 
-def open_split(data_dir: str, split: str, img_size: int, config: dict):
+def open_split(data_dir: str, split: str, img_size: int, train_config: dict):
     """-> (dataset, COCO category id of each label). data_dir: "shapes" (the held-out synthetic images of the
     checkpoint's run), a VOCdevkit folder (split YEAR/SPLIT, or SPLIT for 2007), a COCO folder with
     annotations/instances_<split>.json and images in <split>/ or images/, a COCO json, or darknet txt labels."""
     if data_dir == "shapes":
-        dataset = data.shapes_split("val", config.get("val_images") or 200, img_size, config.get("seed", 0))
+        dataset = data.shapes_split("val", train_config.get("val_images") or 200, img_size,
+                                    train_config.get("seed", 0))
         return dataset, list(range(1, len(dataset.class_names) + 1))
     year, _, name = split.rpartition("/")
     coco_json = data_dir if data_dir.endswith(".json") else os.path.join(data_dir, "annotations",
                                                                            f"instances_{split}.json")
-    voc_list = os.path.join("VOC" + (year or "2007"), "ImageSets", "Main", name + ".txt")
     if os.path.isfile(coco_json):           # images in <split>/, images/ or beside annotations/ (data.open_dataset)
         dataset = data.open_dataset(coco_json, img_size=img_size)
         # data.COCODataset numbers the categories 0..K-1 in sorted id order; results files need the ids back
         return dataset, dataset.category_ids
-    if any(os.path.isfile(os.path.join(d, voc_list)) for d in (data_dir, os.path.join(data_dir, "VOCdevkit"))):
+    if data.voc_splits(data_dir, name, years=[year or "2007"]):
         dataset = data.VOCDataset(data_dir, splits=[(year or "2007", name)], img_size=img_size)
     else:
-        dataset = data.open_dataset(data_dir, img_size=img_size)   # darknet txt labels (or a VOC tree without it)
+        dataset = open_any(data_dir, img_size=img_size)
     return dataset, list(range(1, len(dataset.class_names) + 1))
 
 
-def write_voc_results(results_dir: Path, truths: list[dict], detections: list[dict], class_names: list[str]):
-    """comp4_det_test_<class>.txt, one line "image_id score xmin ymin xmax ymax" per detection, as darknet's
-    detector.c print_detector_detections writes them: 1-based pixels (+1 on our 0-based boxes), clipped to
-    [1, w] x [1, h], %f."""
-    files = [open(results_dir / f"comp4_det_test_{name}.txt", "w") for name in class_names]
-    for truth, det in zip(truths, detections):
-        w, h = truth["size"]
-        for (x1, y1, x2, y2), score, label in zip(det["boxes"].tolist(), det["scores"].tolist(),
-                                                  det["labels"].tolist()):
-            x1, y1, x2, y2 = max(x1 + 1, 1), max(y1 + 1, 1), min(x2 + 1, w), min(y2 + 1, h)
-            files[label].write(f"{truth['image_id']} {score:f} {x1:f} {y1:f} {x2:f} {y2:f}\n")
-    for f in files:
-        f.close()
+def open_any(path: str, **options):
+    """data.open_dataset (VOCdevkit, COCO), else darknet txt labels (tools/darknet_txt.py, not in the papers)."""
+    try:
+        return data.open_dataset(path, **options)
+    except data.UnknownFormat:
+        from tools.darknet_txt import open_txt_dataset
+        return open_txt_dataset(path, **options)
 
 
-def write_coco_results(path: Path, truths: list[dict], detections: list[dict], category_ids: list[int],
-                       numeric_ids: bool):
-    """COCO results json, as darknet's print_cocos: {"image_id", "category_id" (the dataset's own ids),
-    "bbox": [x, y, w, h] 0-based pixels clipped to the image, "score"}. Numeric image ids are written as
-    numbers (COCO's); others (VOC's "000001") as strings."""
-    results = []
-    for truth, det in zip(truths, detections):
-        w, h = truth["size"]
-        image_id = int(truth["image_id"]) if numeric_ids else truth["image_id"]
-        for (x1, y1, x2, y2), score, label in zip(det["boxes"].tolist(), det["scores"].tolist(),
-                                                  det["labels"].tolist()):
-            x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
-            results.append({"image_id": image_id, "category_id": category_ids[label],
-                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
-    path.write_text(json.dumps(results))
-
-
-def evaluate_split(args, model, class_names: list[str], config: dict) -> dict:
+def evaluate_split(args, model, class_names: list[str], train_config: dict) -> dict:
     """Detections on every image of the split at a low threshold, then AP under the three protocols."""
-    dataset, category_ids = open_split(args.data, args.split, model.img_size, config)
+    dataset, category_ids = open_split(args.data, args.split, model.img_size, train_config)
     if len(dataset.class_names) != len(class_names):
         raise ValueError(f"the model's classes do not match the dataset's: expected {len(dataset.class_names)} "
                          f"{list(dataset.class_names)} (dataset {args.data}), found {len(class_names)} "
                          f"{class_names} (weights {args.weights})")
     renamed = [(a, b) for a, b in zip(class_names, dataset.class_names) if a != b]
     if renamed:   # labels match by index; spellings may differ (darknet's coco.names "motorbike", COCO "motorcycle")
-        print(f"note: class names differ, labels are matched by index: "
-              + ", ".join(f"{a} = {b}" for a, b in renamed))
+        print("note: class names differ, labels are matched by index: " + ", ".join(f"{a} = {b}" for a, b in renamed))
     if len(dataset) == 0:
         raise ValueError(f"{args.data} {args.split}: no images; " + "; ".join(dataset.problems[:5]))
-    truths = [dataset.annotation(i) for i in range(len(dataset))]
-    detections, failed, start = [], [], time.perf_counter()
-    nothing = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
-    for first in range(0, len(dataset), args.batch_size):
-        batch, loaded = range(first, min(first + args.batch_size, len(dataset))), {}
-        for i in batch:
-            try:        # the dataset's loader: EXIF rotation only when it makes the annotation's size (issue 6)
-                loaded[i] = data.image_to_tensor(dataset.load(i))
-            except (OSError, ValueError) as error:            # its objects count as missed; listed at the end
-                failed.append((truths[i]["path"], str(error)))
-        # boxes in pixels of the annotation's image size (a file resized since is mapped back to it)
-        found = detect(model, list(loaded.values()), args.conf, args.nms, args.letterbox,
-                       [truths[i]["size"] for i in loaded]) if loaded else []
-        found = dict(zip(loaded, found))
-        detections += [found.get(i, nothing) for i in batch]
+    start = time.perf_counter()
+    detections, truths, failed = evaluate(model, dataset, args.conf, args.nms, args.batch_size, args.workers,
+                                          args.letterbox)
     seconds = time.perf_counter() - start
     print(f"{len(dataset)} images in {seconds:.1f} s ({1000 * seconds / len(dataset):.0f} ms per image), "
           f"{sum(len(d['scores']) for d in detections)} detections")
     results = {protocol: metrics.evaluate(detections, truths, protocol=protocol, num_classes=len(class_names))
                for protocol in ("voc07", "voc12", "coco")}
     print(metrics.format_ap_table(results, class_names))
-
-    results_dir = Path(args.results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    metrics.save_pr_curves_png(results["voc07"], class_names, results_dir / "pr_curves.png")
-    write_voc_results(results_dir, truths, detections, class_names)
-    write_coco_results(results_dir / "coco_results.json", truths, detections, category_ids,
-                       numeric_ids=isinstance(dataset, data.COCODataset))
-    print(f"wrote {results_dir}: pr_curves.png (VOC07), comp4_det_test_<class>.txt, coco_results.json")
+    if args.results_dir:                    # not the paper: the official servers' files, and PR curves
+        from tools import plots, results as results_files
+        results_dir = Path(args.results_dir)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        plots.save_pr_curves_png(results["voc07"], class_names, results_dir / "pr_curves.png")
+        results_files.write_voc_results(results_dir, truths, detections, class_names)
+        results_files.write_coco_results(results_dir / "coco_results.json", truths, detections, category_ids,
+                                         numeric_ids=isinstance(dataset, data.COCODataset))
+        print(f"wrote {results_dir}: pr_curves.png (VOC07), comp4_det_test_<class>.txt, coco_results.json")
     if failed:
         print(f"{len(failed)} of {len(dataset)} images could not be read (their objects count as missed):")
         for path, reason in failed:
@@ -383,12 +395,14 @@ def get_args_parser():
     p.add_argument("--names", help="class names, one per line (darknet .names): for darknet weights of neither "
                    "VOC's 20 nor COCO's 80 classes (data.VOC_CLASSES, data.COCO_CLASSES); overrides any")
     p.add_argument("--conf", type=float, help="score threshold (default darknet's: YOLOv1 .2, YOLOv2 .24; "
-                   "with --data .005)")
+                   f"with --data {metrics.EVAL_CONF})")
     p.add_argument("--nms", type=float, help="NMS IoU threshold, 1.0 disables it (default darknet's: .4; with "
                    "--data YOLOv1 .5, YOLOv2 .45)")
     p.add_argument("--img-size", type=int, help="network input size (default: the checkpoint's or the cfg's)")
     p.add_argument("--letterbox", action="store_true", help="YOLOv2: keep the aspect ratio and pad with grey, as "
                    "darknet's 2018 test path, instead of resizing as the 2016 release")
+    p.add_argument("--darknet-order", action="store_true", help="YOLOv2: list the detections in darknet's order "
+                   "(tools/darknet_order.py), to compare with darknet's output line by line")
     p.add_argument("--out", default="predictions", help="folder for the drawn images (default: predictions)")
     p.add_argument("--save-json", help="write the detections here: [{image (the path as given or found), "
                    "label, class, bbox [x, y, w, h] in pixels of the original image, score}]")
@@ -397,9 +411,10 @@ def get_args_parser():
                    "labels, or 'shapes'")
     p.add_argument("--split", default="test", help="with --data: VOC YEAR/SPLIT or SPLIT (year 2007), COCO "
                    "instances_<SPLIT>.json (default: test)")
-    p.add_argument("--results-dir", default="results", help="with --data: where the comp4 files, the COCO "
-                   "results json and pr_curves.png go (default: results)")
+    p.add_argument("--results-dir", help="with --data: also write the comp4 files, the COCO results json and "
+                   "pr_curves.png into this folder (tools/results.py, tools/plots.py)")
     p.add_argument("--batch-size", type=int, default=8, help="with --data: images per forward pass (default: 8)")
+    p.add_argument("--workers", type=int, default=0, help="with --data: image-loading processes (default: 0)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     return p
 
@@ -409,17 +424,16 @@ def main(args) -> dict:
     "outputs", "failed"; with --data, "results" per protocol."""
     if not args.inputs and not args.data:
         raise ValueError("nothing to do: give images or folders, or --data to evaluate a dataset")
-    model, class_names, config = load_model(args.weights, args.model, args.img_size, args.names)
-    if args.letterbox and family(model.preset) == "yolov1":
-        raise ValueError("--letterbox: darknet's YOLOv1 (yolo.c) always resizes; letterboxing is YOLOv2's test path")
+    model, class_names, train_config = load_model(args.weights, args.model, args.img_size, args.names)
     model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    defaults = (EVAL_DEFAULTS if args.data else TEST_DEFAULTS)[family(model.preset)]
+    family = FAMILIES[model.config["family"]]
+    defaults = dict(conf=metrics.EVAL_CONF, nms=family.EVAL_NMS) if args.data else family.TEST_THRESHOLDS
     args.conf = defaults["conf"] if args.conf is None else args.conf
     args.nms = defaults["nms"] if args.nms is None else args.nms
     print(f"{model.preset} at {model.img_size}, {len(class_names)} classes, conf {args.conf}, nms {args.nms}"
           f"{', letterbox' if args.letterbox else ''}")
     if args.data:
-        return evaluate_split(args, model, class_names, config)
+        return evaluate_split(args, model, class_names, train_config)
     return run_images(args, model, class_names)
 
 

@@ -1,6 +1,7 @@
 """
 Detection metrics: box geometry, non-maximum suppression, average precision, and the Pascal VOC and
-MS COCO evaluation protocols, computing what the official tools compute. All of it is in this file.
+MS COCO evaluation protocols, computing what the official tools compute. Needs torch and numpy only.
+Boxes are xyxy float pixels, 0-based continuous coordinates: [0, 0, 10, 10] is 10 pixels wide.
 
 Paper / official tool -> code
   Boxes: centre-size (YOLO's output) <-> corners (everything else) ...... xywh_to_xyxy, xyxy_to_xywh
@@ -11,27 +12,23 @@ Paper / official tool -> code
   VOC2007 test protocol, the one in both papers' VOC tables ............... evaluate(protocol="voc07")
   VOC2010+ protocol ........................................................ evaluate(protocol="voc12")
   COCO bbox protocol (pycocotools 2.0: evaluateImg, accumulate, summarize) . evaluate(protocol="coco")
-  Reporting .......................................................... save_pr_curves_png, format_ap_table
+  Per-class AP table, as text (PR-curve plots: tools/plots.py) ............ format_ap_table
 
 "The official tools": for VOC, voc_eval.py from py-faster-rcnn (the devkit's Python port, also what
 darknet's scripts/reval_voc.py runs); for COCO, pycocotools 2.0's COCOeval with iouType "bbox".
 evaluate() equals them to 1e-6 (tests/test_metrics.py and bench/bench_metrics.py check it).
 
-Why evaluate() must get ALL detections, not those above a confidence threshold:
-AP is the area under the precision-recall curve that appears when the confidence threshold sweeps
-from the highest score down to the lowest. Cutting the detections at a fixed threshold first (0.25
-or 0.5, as a demo does) ends that curve at the recall this threshold reaches; the devkits count the
-recall range beyond it as precision 0, so the AP drops, by a different amount for each threshold,
-and the result is no longer the number the papers report. The official evaluations therefore keep
-every detection down to a tiny score (darknet's detector.c validate_detector: thresh = .005); NMS
-belongs to the detector and comes before. The only cut that belongs to a protocol is COCO's 100
+Why evaluate() must get ALL detections (above EVAL_CONF), not those above a demo's threshold (0.25, 0.5):
+AP is the area under the precision-recall curve traced as the confidence threshold sweeps from the highest
+score to the lowest. A cut ends that curve at the recall it reaches; the devkits count the recall beyond
+as precision 0, so the AP drops, by an amount that depends on the cut, below the number the papers report.
+NMS belongs to the detector and comes before; the only cut that belongs to a protocol is COCO's 100
 detections per image and class.
-
-Boxes are xyxy float pixels, 0-based continuous coordinates (see INTERFACES.md).
 """
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+
+EVAL_CONF = 0.005   # darknet detector.c validate_detector: thresh .005; the official evaluations keep every detection above it
 
 # -----------------------------------------------------------------------------
 # Box formats and IoU
@@ -49,17 +46,15 @@ def xyxy_to_xywh(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def _iou_from_corners(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a, b broadcastable (..., 4) xyxy -> (...). Inverted boxes count as empty.
-    IoU = area(a ∩ b) / (area(a) + area(b) - area(a ∩ b)); 0 where the union is 0 (two empty boxes),
-    written so that neither the value nor the gradient is ever NaN."""
+    """a, b broadcastable (..., 4) xyxy -> (...); inverted boxes count as empty. IoU = area(a ∩ b) /
+    (area(a) + area(b) - area(a ∩ b)); 0 where the union is 0, and neither value nor gradient is NaN."""
     area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
     area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
     w = (torch.min(a[..., 2], b[..., 2]) - torch.max(a[..., 0], b[..., 0])).clamp(min=0)
     h = (torch.min(a[..., 3], b[..., 3]) - torch.max(a[..., 1], b[..., 1])).clamp(min=0)
     inter = w * h
     union = area_a + area_b - inter
-    # union == 0 implies inter == 0: divide by 1 there, giving 0 (a where() after the division
-    # would still send NaN into the backward pass)
+    # union == 0 implies inter == 0: divide by 1 there (a where() after the division would send NaN backward)
     return inter / torch.where(union > 0, union, torch.ones_like(union))
 
 
@@ -75,16 +70,11 @@ def box_iou_aligned(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 # -----------------------------------------------------------------------------
 # YOLOv1 §2.3: non-maximal suppression, with torchvision.ops.nms semantics
-#
-# torchvision csrc/ops/cpu/nms_kernel.cpp: order = scores.sort(stable=True, descending=True);
-# areas = (x2 - x1) * (y2 - y1); walking the order, each box not yet suppressed is kept and suppresses
-# every later box j with inter / (area_i + area_j - inter) > iou_threshold, all in the boxes' dtype,
-# the comparison in double. We do the same arithmetic in numpy, vectorized: each pass takes the next
-# NMS_CHUNK boxes still alive (the "head"), computes their IoU with every alive box at once, runs the
-# greedy rule inside the head (a head box is kept unless a kept head box above it suppresses it),
-# and drops every alive box that a kept head box suppresses. A loop per box would cost ~30 µs of
-# Python per kept box; a head of 16 rows amortizes that and still wastes little work when most of
-# the head is suppressed (clustered boxes).
+# torchvision csrc/ops/cpu/nms_kernel.cpp: order = scores.sort(stable=True, descending=True); areas = (x2 - x1) *
+# (y2 - y1); walking the order, each box not yet suppressed is kept and suppresses every later box j with
+# inter / (area_i + area_j - inter) > iou_threshold, in the boxes' dtype, compared in double. Same arithmetic here,
+# NMS_CHUNK alive boxes (the "head") at a time: IoU with every alive box at once, the greedy rule inside the head,
+# then drop every alive box a kept head box suppresses (amortizes Python's cost; little waste on clustered boxes).
 NMS_CHUNK = 16
 
 
@@ -124,19 +114,15 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     return torch.from_numpy(_greedy_nms(b, s, iou_threshold)).to(boxes.device)
 
 
-def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
-                iou_threshold: float) -> torch.Tensor:
-    """NMS inside each class separately (boxes of different labels never suppress each other).
-    Returns kept indices in decreasing score, ties in input order.
-    Note: torchvision.ops.batched_nms gives the same set; it shifts the boxes of each class apart
-    (its "coordinate trick", which can change an IoU in the last bit) or, for large inputs, sorts
-    the result with an unstable sort. We run the exact per-class NMS and a stable sort."""
+def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """NMS inside each class separately -> kept indices in decreasing score, ties in input order.
+    torchvision.ops.batched_nms gives the same set; it shifts each class's boxes apart (its "coordinate
+    trick": an IoU can change in the last bit) or, for large inputs, sorts unstably. Here: exact, stable."""
     b, s = _nms_arrays(boxes, scores)
     lab = labels.detach().cpu().numpy().reshape(-1)
-    kept = [np.flatnonzero(lab == c)[_greedy_nms(b[lab == c], s[lab == c], iou_threshold)]
-            for c in np.unique(lab)]
+    kept = [np.flatnonzero(lab == c)[_greedy_nms(b[lab == c], s[lab == c], iou_threshold)] for c in np.unique(lab)]
     kept = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
-    kept = kept[np.lexsort((kept, -s[kept]))]                   # by decreasing score, then index
+    kept = kept[np.lexsort((kept, -s[kept]))]                   # = sorted(kept, key=lambda i: (-s[i], i))
     return torch.from_numpy(kept.astype(np.int64)).to(boxes.device)
 
 # -----------------------------------------------------------------------------
@@ -159,7 +145,7 @@ def _coco_interpolate(recall: np.ndarray, precision: np.ndarray) -> np.ndarray:
     q = np.zeros((T, len(COCO_RECALL_THRESHOLDS)))
     if n == 0:
         return q
-    envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+    envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]   # = [max(pr[i:]) for i in range(n)]
     for t in range(T):
         i = np.searchsorted(recall[t], COCO_RECALL_THRESHOLDS, side="left")
         q[t] = np.where(i < n, envelope[t, np.minimum(i, n - 1)], 0.0)
@@ -171,19 +157,17 @@ def average_precision(recall, precision, method: str = "voc07") -> float:
     'voc07': 11-point interpolation, the VOC2007 devkit's metric (voc_ap(use_07_metric=True));
     'voc12': area under the precision envelope, VOC2010+ (voc_ap(use_07_metric=False));
     'coco':  mean precision envelope at recall 0, .01, ..., 1 (COCOeval.accumulate)."""
-    rec = np.asarray(recall, dtype=np.float64).reshape(-1)
-    prec = np.asarray(precision, dtype=np.float64).reshape(-1)
+    rec, prec = (np.asarray(x, dtype=np.float64).reshape(-1) for x in (recall, precision))
     if method == "voc07":
         # voc_eval.py voc_ap: the thresholds are np.arange(0., 1.1, 0.1) exactly (0.30000000000000004...),
         # p = max precision at recall >= t (0 if none), summed as ap = ap + p / 11.
         ap = 0.0
         for t in np.arange(0., 1.1, 0.1):
-            p = prec[rec >= t].max() if np.any(rec >= t) else 0.0
-            ap = ap + p / 11.
+            ap = ap + (prec[rec >= t].max() if np.any(rec >= t) else 0.0) / 11.
         return float(ap)
     if method == "voc12":
-        # voc_eval.py voc_ap: sentinels (0, 0) and (1, 0), envelope from the right, then
-        # sum of (Δ recall) * precision where recall changes.
+        # voc_eval.py voc_ap: sentinels (0, 0) and (1, 0), envelope from the right (its loop
+        # "mpre[i - 1] = max(mpre[i - 1], mpre[i])"), then sum of (Δ recall) * precision where recall changes.
         mrec = np.concatenate(([0.], rec, [1.]))
         mpre = np.maximum.accumulate(np.concatenate(([0.], prec, [0.]))[::-1])[::-1]
         i = np.where(mrec[1:] != mrec[:-1])[0]
@@ -205,27 +189,24 @@ def _flat(dicts, key, dtype, fill=None, cols=None) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, cols) if cols else 0, dtype)
 
 
-def _gather(detections, ground_truths):
+def _gather(dets, gts):
     """Lists of per-image dicts -> one dict of flat arrays each for detections and ground truths, with
     "image" = the index of the image in the list (the image order breaks ties, as in pycocotools)."""
-    if len(detections) != len(ground_truths):
-        raise ValueError(f"{len(detections)} detection entries for {len(ground_truths)} images")
-    det = {"boxes": _flat(detections, "boxes", np.float64, cols=4),
-           "scores": _flat(detections, "scores", np.float64),
-           "labels": _flat(detections, "labels", np.int64)}
-    gt = {"boxes": _flat(ground_truths, "boxes", np.float64, cols=4),
-          "labels": _flat(ground_truths, "labels", np.int64),
-          "difficult": _flat(ground_truths, "difficult", bool, False),
-          "iscrowd": _flat(ground_truths, "iscrowd", bool, False),
-          "area": _flat(ground_truths, "area", np.float64, np.nan)}    # nan: use the box area
-    for flat, dicts in ((det, detections), (gt, ground_truths)):
+    if len(dets) != len(gts):
+        raise ValueError(f"{len(dets)} detection entries for {len(gts)} images")
+    det = {"boxes": _flat(dets, "boxes", np.float64, cols=4), "scores": _flat(dets, "scores", np.float64),
+           "labels": _flat(dets, "labels", np.int64)}
+    gt = {"boxes": _flat(gts, "boxes", np.float64, cols=4), "labels": _flat(gts, "labels", np.int64),
+          "difficult": _flat(gts, "difficult", bool, False), "iscrowd": _flat(gts, "iscrowd", bool, False),
+          "area": _flat(gts, "area", np.float64, np.nan)}                  # nan: use the box area
+    for flat, dicts in ((det, dets), (gt, gts)):
         flat["image"] = np.repeat(np.arange(len(dicts)), [len(d["labels"]) for d in dicts])
     return det, gt
 
 
 def _pairs(det_key: np.ndarray, gt_key: np.ndarray):
-    """Every (detection, ground truth) with the same key (image, class) -> two index arrays, grouped by
-    detection, ground truths of a detection in their input order. Vectorized with repeat/searchsorted."""
+    """Every (detection, ground truth) with the same key (image, class) -> two index arrays: the pairs of
+    = [(d, g) for d in range(len(det_key)) for g in range(len(gt_key)) if det_key[d] == gt_key[g]]."""
     gt_order = np.argsort(gt_key, kind="stable")
     start = np.searchsorted(gt_key[gt_order], det_key, side="left")
     count = np.searchsorted(gt_key[gt_order], det_key, side="right") - start
@@ -234,19 +215,17 @@ def _pairs(det_key: np.ndarray, gt_key: np.ndarray):
     return pair_det, gt_order[np.repeat(start, count) + within]
 
 
-def _group_starts(sorted_ids: np.ndarray) -> np.ndarray:
-    """Start index of each run of equal values in a grouped array (for ufunc.reduceat)."""
-    return np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]) if len(sorted_ids) else \
-        np.zeros(0, dtype=np.int64)
+def _group_starts(ids: np.ndarray) -> np.ndarray:
+    """Start of each run of equal values in grouped ids, for ufunc.reduceat.
+    = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]"""
+    return np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
 
 # -----------------------------------------------------------------------------
 # Pascal VOC protocols (py-faster-rcnn lib/datasets/voc_eval.py, rule by rule)
 
-def _evaluate_voc(det, gt, num_classes, method):
-    # voc_eval.py: a crowd box has no VOC meaning; by our convention it counts as difficult.
-    difficult = gt["difficult"] | gt["iscrowd"]
-    pair_det, pair_gt = _pairs(det["image"] * num_classes + det["labels"],
-                               gt["image"] * num_classes + gt["labels"])
+def _evaluate_voc(det, gt, K, method):
+    difficult = gt["difficult"] | gt["iscrowd"]                 # no crowd in VOC: our convention, difficult
+    pair_det, pair_gt = _pairs(det["image"] * K + det["labels"], gt["image"] * K + gt["labels"])
     # voc_eval.py overlaps, with the devkit's inclusive pixels (+1 on widths and heights), float64,
     # in the same order of operations so that the IoUs are bit for bit the same.
     bb, g = det["boxes"][pair_det], gt["boxes"][pair_gt]
@@ -256,10 +235,9 @@ def _evaluate_voc(det, gt, num_classes, method):
     uni = ((bb[:, 2] - bb[:, 0] + 1.) * (bb[:, 3] - bb[:, 1] + 1.) +
            (g[:, 2] - g[:, 0] + 1.) * (g[:, 3] - g[:, 1] + 1.) - inters)
     iou = inters / uni
-    # voc_eval.py: each detection goes to the ground truth of its class in its image with the highest
-    # IoU (np.argmax: the first one on ties), whether that object is already matched or not.
-    ovmax = np.full(len(det["scores"]), -np.inf)
-    jmax = np.full(len(det["scores"]), -1)
+    # voc_eval.py: each detection goes to the ground truth of its class in its image with the highest IoU
+    # (np.argmax: first on ties), matched or not. = for each d: ovmax[d], jmax[d] = max, argmax over pairs of d
+    ovmax, jmax = np.full(len(det["scores"]), -np.inf), np.full(len(det["scores"]), -1)
     if len(iou):
         starts = _group_starts(pair_det)
         best = np.maximum.reduceat(iou, starts)
@@ -272,44 +250,41 @@ def _evaluate_voc(det, gt, num_classes, method):
     hit = ovmax > VOC_IOU_THRESHOLD
     hit_difficult = np.zeros_like(hit)                           # neither TP nor FP
     hit_difficult[hit] = difficult[jmax[hit]]
-    # Detections ranked by score over the whole class. voc_eval.py uses np.argsort(-confidence), a
-    # quicksort that leaves ties in no promised order; we keep ties in input order (a stable sort),
-    # as pycocotools does (mergesort).
+    # Detections ranked by score over the whole class. voc_eval.py's np.argsort(-confidence) is a quicksort:
+    # ties in no promised order; we keep ties in input order (a stable sort), as pycocotools (mergesort).
     order = np.lexsort((-det["scores"], det["labels"]))         # class, then decreasing score
-    # The first detection (in that order) of a non-difficult object is a TP; any later one is a FP
-    # ("R['det'][jmax]" already set), as is every detection with no IoU > 0.5.
+    # The first detection (in that order) of a non-difficult object is a TP, any later one a FP ("R['det'][jmax]"
+    # already set), as is one with no IoU > 0.5. = for i in order: tp[i] = hit, not difficult, jmax[i] unclaimed
     tp = np.zeros(len(order))
     claims = np.flatnonzero((hit & ~hit_difficult)[order])
     _, first = np.unique(jmax[order][claims], return_index=True)
     tp[claims[first]] = 1.
     fp = 1. - tp - hit_difficult[order]
-    class_bounds = np.searchsorted(det["labels"][order], np.arange(num_classes + 1))
-    npos = np.bincount(gt["labels"][~difficult], minlength=num_classes)
+    class_bounds = np.searchsorted(det["labels"][order], np.arange(K + 1))  # = [first i of class c in order]
+    npos = np.bincount(gt["labels"][~difficult], minlength=K)
     ap, curves = {}, {}
-    for c in range(num_classes):
+    for c in range(K):
         lo, hi = class_bounds[c], class_bounds[c + 1]
         if npos[c] == 0:                                         # voc_eval.py would divide by 0
             ap[c], curves[c] = float("nan"), (np.zeros(0), np.zeros(0))
             continue
-        tp_c, fp_c = np.cumsum(tp[lo:hi]), np.cumsum(fp[lo:hi])
+        tp_c, fp_c = np.cumsum(tp[lo:hi]), np.cumsum(fp[lo:hi])  # = TPs, FPs among the first i + 1, as voc_eval.py
         rec = tp_c / float(npos[c])
-        # voc_eval.py (current version): "avoid divide by zero in case the first detection matches
-        # a difficult ground truth"
+        # voc_eval.py (current): "avoid divide by zero in case the first detection matches a difficult ground truth"
         prec = tp_c / np.maximum(tp_c + fp_c, np.finfo(np.float64).eps)
         ap[c], curves[c] = average_precision(rec, prec, method), (rec, prec)
     valid = [v for v in ap.values() if not np.isnan(v)]
     return {"protocol": method, "map": float(np.mean(valid)) if valid else float("nan"), "ap": ap,
-            "curves": curves, "num_gt": {c: int(npos[c]) for c in range(num_classes)}}
+            "curves": curves, "num_gt": {c: int(npos[c]) for c in range(K)}}
 
 # -----------------------------------------------------------------------------
 # COCO protocol (pycocotools 2.0 PythonAPI/pycocotools/cocoeval.py, rule by rule)
 
 def _coco_match(rank, pair_det, pair_gt, pair_iou, gt_ignore, gt_crowd, num_dets):
     """COCOeval.evaluateImg's greedy matching for all area ranges A and IoU thresholds T at once.
-    Returns the matched ground truth of each detection, (A, T, D), -1 if none. Within an image and
-    class a detection's match depends on the matches of the higher-scored ones, so we loop over the
-    rank r = 0..99 of a detection in its image and class (at most maxDets steps), each step
-    vectorized over every image, class, area range and threshold."""
+    Returns the matched ground truth of each detection, (A, T, D), -1 if none. In an image and class a
+    detection's match depends on those of the higher-scored ones, so we loop over its rank r = 0..99 there
+    (maxDets steps), each step vectorized over every image, class, area range and threshold."""
     A, T, G = gt_ignore.shape[0], len(COCO_IOU_THRESHOLDS), gt_ignore.shape[1]
     match = np.full((A, T, num_dets), -1)
     taken = np.zeros((A, T, G), bool)                            # gtm > 0
@@ -318,7 +293,7 @@ def _coco_match(rank, pair_det, pair_gt, pair_iou, gt_ignore, gt_crowd, num_dets
     by_rank = np.argsort(pair_rank, kind="stable")               # keeps pairs grouped by detection
     bounds = np.searchsorted(pair_rank[by_rank], np.arange(COCO_MAX_DETECTIONS + 1))
     for r in range(COCO_MAX_DETECTIONS):
-        p = by_rank[bounds[r]:bounds[r + 1]]
+        p = by_rank[bounds[r]:bounds[r + 1]]                     # = [q for q in pairs if pair_rank[q] == r]
         if len(p) == 0:
             continue
         det, g, iou = pair_det[p], pair_gt[p], pair_iou[p]
@@ -327,16 +302,15 @@ def _coco_match(rank, pair_det, pair_gt, pair_iou, gt_ignore, gt_crowd, num_dets
         # "if this gt already matched, and not a crowd, continue"; "if ious[d,g] < iou: continue"
         ok = (~taken[:, :, g] | gt_crowd[g]) & (iou >= thresholds)             # (A, T, n)
         regular = ok & ~gt_ignore[:, None, g]
-        # ground truths are sorted "ignore last", and "if dt matched to reg gt, and on ignore gt, stop":
-        # a detection takes a regular object when one qualifies, an ignored one (crowd, out of the
-        # area range) only otherwise.
-        has_regular = np.logical_or.reduceat(regular, starts, axis=2)
+        # ground truths are sorted "ignore last", and "if dt matched to reg gt, and on ignore gt, stop": a
+        # detection takes a regular object when one qualifies, an ignored one (crowd, out of range) only otherwise.
+        has_regular = np.logical_or.reduceat(regular, starts, axis=2)   # = for each d: any(regular[..., pairs of d])
         candidate = np.where(np.repeat(has_regular, counts, axis=2), regular, ok)
         # best IoU wins; on equal IoU the later ground truth (m is updated when ious[d,g] == iou)
         score = np.where(candidate, iou, -1.0)
-        best = np.maximum.reduceat(score, starts, axis=2)
+        best = np.maximum.reduceat(score, starts, axis=2)         # = for each d: max(score[..., pairs of d])
         is_best = candidate & (score == np.repeat(best, counts, axis=2))
-        last = np.maximum.reduceat(np.where(is_best, np.arange(len(p)), -1), starts, axis=2)
+        last = np.maximum.reduceat(np.where(is_best, np.arange(len(p)), -1), starts, axis=2)  # last such pair
         a, t, j = np.nonzero(last >= 0)
         matched_gt = g[last[a, t, j]]
         match[a, t, det[starts[j]]] = matched_gt
@@ -344,26 +318,21 @@ def _coco_match(rank, pair_det, pair_gt, pair_iou, gt_ignore, gt_crowd, num_dets
     return match
 
 
-def _evaluate_coco(det, gt, num_classes):
-    K, A, T = num_classes, len(COCO_AREA_RANGES), len(COCO_IOU_THRESHOLDS)
-    # COCO boxes are [x, y, w, h] in float64; the IoU (maskApi.c bbIou) and the areas are computed
-    # from them, so we convert first and repeat that arithmetic: the IoUs are bit for bit the same.
-    def xywh(b):
-        return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
-    # evaluateImg / computeIoU: per image and class, detections sorted by score (mergesort: stable),
-    # only the first maxDets = 100 kept.
-    order = np.lexsort((-det["scores"], det["labels"], det["image"]))
+def _evaluate_coco(det, gt, K):
+    A, T = len(COCO_AREA_RANGES), len(COCO_IOU_THRESHOLDS)
+    # evaluateImg / computeIoU: per image and class, detections by score (mergesort: stable), first maxDets kept
+    order = np.lexsort((-det["scores"], det["labels"], det["image"]))   # = sorted by (image, class, -score)
     key = (det["image"] * K + det["labels"])[order]
-    rank_sorted = np.arange(len(order)) - np.searchsorted(key, key, side="left")
+    rank_sorted = np.arange(len(order)) - np.searchsorted(key, key, side="left")  # = rank in its (image, class)
     sel = order[rank_sorted < COCO_MAX_DETECTIONS]
     image, label, score = det["image"][sel], det["labels"][sel], det["scores"][sel]
     rank = rank_sorted[rank_sorted < COCO_MAX_DETECTIONS]
-    d, g = xywh(det["boxes"][sel]), xywh(gt["boxes"])           # (D, 4), (G, 4)
+    # COCO boxes are [x, y, w, h] in float64; the IoU (maskApi.c bbIou) and the areas are computed
+    # from them, so we convert first (d: (D, 4), g: (G, 4)) and repeat that arithmetic, bit for bit.
+    d, g = (np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1) for b in (det["boxes"][sel], gt["boxes"]))
     d_area = d[:, 2] * d[:, 3]                                   # loadRes: ann['area'] = bb[2]*bb[3]
-    # _prepare: gt['ignore'] = iscrowd; by our convention a difficult box counts as a crowd region.
-    crowd = gt["iscrowd"] | gt["difficult"]
-    # the ground truth's "area" field decides its size class (annotation area, not box area, in COCO
-    # json); without one we use the box area
+    crowd = gt["iscrowd"] | gt["difficult"]     # _prepare: gt['ignore'] = iscrowd; our convention: difficult too
+    # the "area" field (COCO json: annotation area, not box area; box area without one) decides the size class
     g_area = np.where(np.isnan(gt["area"]), g[:, 2] * g[:, 3], gt["area"])
     ranges = np.array(list(COCO_AREA_RANGES.values()))          # (A, 2)
     # evaluateImg: "if g['ignore'] or (g['area']<aRng[0] or g['area']>aRng[1])" -> ignored
@@ -381,42 +350,36 @@ def _evaluate_coco(det, gt, num_classes):
     useful = iou >= COCO_IOU_THRESHOLDS[0]                       # a pair below .5 can never match
     match = _coco_match(rank, pair_det[useful], pair_gt[useful], iou[useful], gt_ignore, crowd, len(sel))
     matched = match >= 0
-    # evaluateImg: a matched detection inherits the ignore flag of its ground truth; an unmatched one
-    # is ignored when its own area is outside the range ("set unmatched detections outside of area
-    # range to ignore").
+    # evaluateImg: a matched detection inherits its ground truth's ignore flag; an unmatched one is ignored
+    # when its own area is outside the range ("set unmatched detections outside of area range to ignore").
     det_out = (d_area[None] < ranges[:, :1]) | (d_area[None] > ranges[:, 1:])    # (A, D)
-    if len(g_area):
-        dt_ignore = np.where(matched, gt_ignore[np.arange(A)[:, None, None], np.maximum(match, 0)],
-                             det_out[:, None, :])                                 # (A, T, D)
-    else:
-        dt_ignore = np.repeat(det_out[:, None, :], T, axis=1)
-    # accumulate: per class and area range, the kept detections of all images concatenated in image
-    # order, then sorted by score with mergesort. Our detections are already in (image, rank) order,
-    # so a stable sort by (class, -score) gives the same order, ties included.
+    padded = np.c_[gt_ignore, np.zeros(A, bool)]                # match -1 reads the pad column, then unused
+    dt_ignore = np.where(matched, padded[np.arange(A)[:, None, None], match], det_out[:, None, :])   # (A, T, D)
+    # accumulate: per class and area range, the kept detections of all images concatenated in image order,
+    # then sorted by score with mergesort; ours are in (image, rank) order, so a stable sort by (class, -score)
+    # gives the same order, ties included.
     by_class = np.lexsort((-score, label))
     class_bounds = np.searchsorted(label[by_class], np.arange(K + 1))
     matched, dt_ignore = matched[:, :, by_class], dt_ignore[:, :, by_class]   # classes now contiguous
     npig = np.stack([np.bincount(gt["labels"][~gt_ignore[a]], minlength=K) for a in range(A)])  # (A, K)
     precision = -np.ones((T, len(COCO_RECALL_THRESHOLDS), K, A))  # -1: no ground truth (as accumulate)
-    curves = {}
+    curves = {k: (np.zeros(0), np.zeros(0)) for k in range(K)}
     for k in range(K):
         a = np.flatnonzero(npig[:, k])                           # "if npig == 0: continue"
         if len(a) == 0:
-            curves[k] = (np.zeros(0), np.zeros(0))
             continue
         lo, hi = class_bounds[k], class_bounds[k + 1]
         m, ig = matched[a, :, lo:hi], dt_ignore[a, :, lo:hi]     # (len(a), T, n)
-        # tps = dtm & ~dtIg, fps = ~dtm & ~dtIg; cumulative counts (exact in float64)
-        tp = np.cumsum(m & ~ig, axis=2, dtype=np.float64)
-        fp = np.cumsum(~m & ~ig, axis=2, dtype=np.float64)
+        # tps = dtm & ~dtIg, fps = ~dtm & ~dtIg; tp[..., i] = sum(tps[..., :i + 1]) (exact in float64)
+        tp, fp = (np.cumsum(x, axis=2, dtype=np.float64) for x in (m & ~ig, ~m & ~ig))
         rc = tp / npig[a, k][:, None, None]
         pr = tp / (fp + tp + np.spacing(1))
         q = _coco_interpolate(rc.reshape(len(a) * T, hi - lo), pr.reshape(len(a) * T, hi - lo))
         precision[:, :, k, a] = q.reshape(len(a), T, -1).transpose(1, 2, 0)
-        curves[k] = (rc[0, 0], pr[0, 0]) if npig[0, k] else (np.zeros(0), np.zeros(0))  # IoU .50, all areas
+        if npig[0, k]:
+            curves[k] = (rc[0, 0], pr[0, 0])                     # IoU .50, all areas
     # summarize: mean over all entries > -1 of the selected slice (maxDets = 100 throughout)
-    def mean_valid(s):
-        return float(np.mean(s[s > -1])) if np.any(s > -1) else float("nan")
+    mean_valid = lambda s: float(np.mean(s[s > -1])) if np.any(s > -1) else float("nan")
     ap = {k: mean_valid(precision[:, :, k, 0]) for k in range(K)}
     return {"protocol": "coco", "map": mean_valid(precision[..., 0]), "ap": ap,
             "ap50": {k: mean_valid(precision[0, :, k, 0]) for k in range(K)},
@@ -434,7 +397,6 @@ def evaluate(detections, ground_truths, protocol: str = "voc07", num_classes: in
                         optional "area" (M,) (COCO's annotation area; box area when absent)}
     numpy arrays or torch tensors. Give ALL detections (see the module docstring), after NMS.
     protocol: "voc07" (11-point, VOC2007 devkit), "voc12" (area, VOC2010+), "coco" (pycocotools).
-
     Returns {"protocol", "map", "ap": {class: AP or nan}, "curves": {class: (recall, precision)},
     "num_gt": {class: count}} and for "coco" also "ap50" (per class), "map50", "map75", "map_small",
     "map_medium", "map_large". A class with no (non-difficult, non-crowd) ground truth gets AP nan
@@ -445,8 +407,7 @@ def evaluate(detections, ground_truths, protocol: str = "voc07", num_classes: in
         num_classes = int(max(det["labels"].max(initial=-1), gt["labels"].max(initial=-1))) + 1
     for name, labels in (("detection", det["labels"]), ("ground truth", gt["labels"])):
         if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"{name} labels must be in [0, {num_classes}), "
-                             f"got {labels.min()}..{labels.max()}")
+            raise ValueError(f"{name} labels must be in [0, {num_classes}), got {labels.min()}..{labels.max()}")
     if protocol in ("voc07", "voc12"):
         return _evaluate_voc(det, gt, num_classes, protocol)
     if protocol == "coco":
@@ -454,31 +415,7 @@ def evaluate(detections, ground_truths, protocol: str = "voc07", num_classes: in
     raise ValueError(f"unknown protocol {protocol!r}: use 'voc07', 'voc12' or 'coco'")
 
 # -----------------------------------------------------------------------------
-# Reporting: PR curves as a PNG (Pillow only) and a per-class AP table
-
-def save_pr_curves_png(result: dict, class_names, path, columns: int = 5, panel=(220, 180)) -> None:
-    """One small recall (x) / precision (y) plot per class, titled with its AP, in a grid."""
-    n = len(class_names)
-    cols, (pw, ph), m = max(1, min(columns, n)), panel, 28      # m: margin around each plot area
-    rows = max(1, -(-n // cols))
-    image = Image.new("RGB", (cols * pw, rows * ph), "white")
-    draw = ImageDraw.Draw(image)
-    for c, name in enumerate(class_names):
-        x0, y0 = (c % cols) * pw, (c // cols) * ph
-        left, top, right, bottom = x0 + m, y0 + 20, x0 + pw - 10, y0 + ph - m
-        draw.rectangle([left, top, right, bottom], outline="black")
-        for v in (0.5, 1.0):                                      # axis ticks at 0.5 and 1
-            draw.text((left + v * (right - left) - 8, bottom + 2), f"{v:.1f}", fill="gray")
-            draw.text((x0 + 2, bottom - v * (bottom - top) - 5), f"{v:.1f}", fill="gray")
-        ap = result["ap"].get(c, float("nan"))
-        title = f"{name}: AP {ap:.3f}" if not np.isnan(ap) else f"{name}: no ground truth"
-        draw.text((left, y0 + 4), title, fill="black")
-        rec, prec = result["curves"].get(c, (np.zeros(0), np.zeros(0)))
-        if len(rec):
-            xy = [(left + r * (right - left), bottom - p * (bottom - top)) for r, p in zip(rec, prec)]
-            draw.line(xy if len(xy) > 1 else xy * 2, fill=(200, 30, 30), width=2)
-    image.save(path)
-
+# Reporting
 
 def format_ap_table(results_by_protocol: dict, class_names) -> str:
     """{"voc07": evaluate(...), "coco": ...} -> text table, one row per class and a mean row.
@@ -492,8 +429,7 @@ def format_ap_table(results_by_protocol: dict, class_names) -> str:
             fmt(results_by_protocol[p]["ap"].get(c, float("nan"))) for p in protocols))
     lines.append(f"{'mAP':<{width}} " + " ".join(fmt(results_by_protocol[p]["map"]) for p in protocols))
     for p, r in results_by_protocol.items():
-        keys = ("map50", "map75", "map_small", "map_medium", "map_large")
-        extra = [f"{k} {r[k]:.4f}" for k in keys if k in r]
+        extra = [f"{k} {r[k]:.4f}" for k in ("map50", "map75", "map_small", "map_medium", "map_large") if k in r]
         if extra:
             lines.append(f"{p}: " + ", ".join(extra))
     return "\n".join(lines)

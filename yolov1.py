@@ -11,6 +11,8 @@ Paper -> code
   §2.3  Inference: class-specific scores (§2, eq. 1), then non-maximum suppression ... decode(), postprocess()
   darknet: its detection layer's output order <-> ours (.weights files) ............ darknet_output_permutation()
   ours: the synthetic demo preset with a conv head; YOLOv1 on a torchvision ResNet .. "yolov1-shapes", ResNetYOLOv1
+  §2.2  the training recipe; the family interface train.py and detect.py call ........ RECIPE, build(), loss(),
+                                                                                         detections()
 
 Output of the network: (N, S, S, B*5 + C), indexed [image, row i (y cell), column j (x cell)]; per cell
 B x [x, y, sqrt(w), sqrt(h), confidence], then C class probabilities. split_output() is the one place that
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 
 import darknet
 import metrics
+from loss import yolov1_loss
 
 # -----------------------------------------------------------------------------
 # §2, §2.1 constants (PASCAL VOC setting)
@@ -54,8 +57,7 @@ FAST_YOLO_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1
 # max-pool, filters doubling) cut to 6 convs, max 256 filters, 4 max-pools, at 112 x 112 (stride 16 -> a 7 x 7
 # map = the S x S grid), with batch norm (to train from scratch, without ImageNet pre-training).
 # Its batch norm keeps running statistics with torch's momentum 0.1, not darknet's 0.01: after a few hundred
-# steps darknet's average still holds 0.99^200 = 13% of its initial values. Measured (8 images overfitted for
-# 200 Adam steps): mAP@.5 0.008 with those running statistics in eval mode, 0.939 with the batch statistics.
+# steps darknet's average still holds 0.99^200 = 13% of its initial values, far from the data (README, departures).
 SHAPES_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M",
                 (256, 3, 1), (256, 3, 1)]
 
@@ -65,11 +67,7 @@ SHAPES_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), 
 #
 # OUR CHOICE, not the paper (§2.1 uses two FC layers): "yolov1-shapes" has a convolutional head, a linear 1x1
 # conv from the 7 x 7 x 256 map to B*5+C values per cell, as YOLOv2 does (without anchors). The FC head must learn
-# each cell's predictors separately from the others: too sample-hungry for a 10-minute CPU run. Measured on
-# `python train.py` (2 shared CPU cores, held-out images): FC head ("yolov1-shapes-fc": 128 px, stride 32, FC 512)
-# loss stuck at ~4.4 (the average answer), mAP@.5 0.026 after 20 epochs (4.3 min; Adam 1e-3: 0.013 after 540
-# steps); conv head, Adam 1e-3: 0.69 after 620 steps on 2,000 images (then over-fitting), 0.90 after 1,600 steps
-# of 32 fresh images (7 min).
+# each cell's predictors separately from the others: too sample-hungry for a 10-minute CPU run (README, Results).
 PRESETS = {
     "yolov1":        dict(convs=YOLOV1_CONVS, head="fc", bottleneck=None, hidden=4096, batch_norm=False,
                           img_size=IMG_SIZE, S=S, B=B, C=C),
@@ -80,7 +78,7 @@ PRESETS = {
     "yolov1-shapes": dict(convs=SHAPES_CONVS, head="conv", batch_norm=True, bn_momentum=0.1,
                           img_size=112, S=S, B=B, C=3),     # C: data.ShapesDataset's classes
     # the same trunk with a 5th max-pool before the last conv (128 px -> 4 x 4 x 256) and the paper's FC head
-    # (512 units, not 4096): the measured comparison above (`python train.py --model yolov1-shapes-fc --img-size 128`)
+    # (512 units, not 4096), to compare the two heads (README, Results)
     "yolov1-shapes-fc": dict(convs=SHAPES_CONVS[:-1] + ["M", (256, 3, 1)], head="fc", bottleneck=None, hidden=512,
                              batch_norm=True, bn_momentum=0.1, img_size=128, S=S, B=B, C=3),
 }
@@ -174,22 +172,6 @@ class YOLOv1(nn.Module):
         return x.view(-1, self.S, self.S, self.B * 5 + self.num_classes)
 
 
-def build(name, num_classes=None, batch_norm=None, img_size=None, S=None, B=None):
-    """The preset `name` of PRESETS; every other argument left None takes the preset's value, but for a conv head
-    given only img_size: its grid then follows the input, S = img_size / stride (as in YOLOv2)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown YOLOv1 preset {name!r}; choose from {sorted(PRESETS)}")
-    cfg = PRESETS[name]
-    if S is None and img_size is not None and cfg.get("head") == "conv":
-        S = img_size // conv_stride(cfg["convs"])
-    return YOLOv1(name,
-                  num_classes=cfg["C"] if num_classes is None else num_classes,
-                  batch_norm=cfg["batch_norm"] if batch_norm is None else batch_norm,
-                  img_size=cfg["img_size"] if img_size is None else img_size,
-                  S=cfg["S"] if S is None else S,
-                  B=cfg["B"] if B is None else B)
-
-
 # -----------------------------------------------------------------------------
 # Not the paper: YOLOv1's head on a torchvision ResNet (train.py --backbone)
 
@@ -265,12 +247,6 @@ def darknet_output_permutation(S=S, B=B, C=C):
     return torch.cat([boxes, classes], dim=1).view(-1)                        # (S*S*(B*5+C),)
 
 
-def load_darknet_weights(model, path, prefix_ok=False):
-    """darknet.load_darknet_weights, unchanged: fc2.darknet_permutation already reorders the detection layer.
-    For YOLOv1 the files that fit are extraction.conv.weights (prefix_ok=True) and 2015 cfg/yolo.cfg files."""
-    return darknet.load_darknet_weights(model, path, prefix_ok=prefix_ok)
-
-
 # -----------------------------------------------------------------------------
 # §2.3 Inference: from the output grid to boxes in pixels
 
@@ -315,3 +291,60 @@ def postprocess(pred, image_sizes, conf_threshold=0.2, nms_threshold=0.5, B=B):
         det_boxes[:, 1::2] = det_boxes[:, 1::2].clamp(0, height)
         results.append({"boxes": det_boxes, "scores": det_scores[keep], "labels": labels[keep]})
     return results
+
+
+# -----------------------------------------------------------------------------
+# The family interface: yolov2.py has the same names, so train.py and detect.py never branch on the family
+
+# YOLOv1 §2.2 "Training", PASCAL VOC 2007+2012; train.py turns the names into an optimizer and a schedule.
+# OUR CHOICE, not in the paper: §2.2 raises the rate from 1e-3 to 1e-2 over "the first epochs" without saying how
+# many. We ramp linearly over 2 epochs (~ darknet's yolov1.cfg, whose steps 200/400/600 raise its rate over 600
+# batches = 2.3 epochs of VOC 07+12 at 64 images a batch).
+WARMUP_EPOCHS = 2
+RECIPE = dict(model="yolov1", optimizer="sgd", epochs=135, batch_size=64, momentum=0.9, weight_decay=5e-4,
+              dropout=DROPOUT, schedule="yolov1", lr=1e-2, warmup_lr=1e-3, warmup_epochs=WARMUP_EPOCHS,
+              lr_steps=[75, 105],          # 1e-2 until 75, 1e-3 for 30 epochs, 1e-4 for the last 30
+              img_size=IMG_SIZE, augment="yolov1", multiscale=False,
+              eval_every=5)                # ours: evaluate every 5 epochs
+# Darknet's thresholds (yolo.c, pjreddie/darknet, unchanged 2016-2018): `yolo test` -thresh .2, nms .4;
+# `yolo valid` writes its results files after NMS .5 (at .001; metrics.EVAL_CONF says why we keep .005).
+TEST_THRESHOLDS = dict(conf=0.2, nms=0.4)
+EVAL_NMS = 0.5
+
+
+def build(preset, num_classes=None, batch_norm=None, img_size=None, S=None, B=None, backbone=None,
+          pretrained=False):
+    """The network of PRESETS[preset]; every other argument left None takes the preset's value, but for a conv head
+    given only img_size: its grid then follows the input, S = img_size / stride (as in YOLOv2).
+    backbone ("resnet18", "resnet50"): ResNetYOLOv1 instead (not the paper; pretrained: torchvision's weights).
+    model.config holds the arguments that rebuild it (checkpoints store it: detect.py needs nothing else)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown YOLOv1 preset {preset!r}; choose from {sorted(PRESETS)}")
+    cfg = PRESETS[preset]
+    if S is None and img_size is not None and cfg.get("head") == "conv" and backbone is None:
+        S = img_size // conv_stride(cfg["convs"])
+    config = dict(family="yolov1", preset=preset, num_classes=cfg["C"] if num_classes is None else num_classes,
+                  batch_norm=cfg["batch_norm"] if batch_norm is None else batch_norm,
+                  img_size=cfg["img_size"] if img_size is None else img_size,
+                  S=cfg["S"] if S is None else S, B=cfg["B"] if B is None else B, backbone=backbone)
+    if backbone:
+        model = ResNetYOLOv1(backbone, config["num_classes"], config["img_size"], config["S"], config["B"],
+                             pretrained=pretrained)
+    else:
+        model = YOLOv1(**{k: v for k, v in config.items() if k not in ("family", "backbone")})
+    model.config = config
+    return model
+
+
+def loss(model, out, targets, seen):
+    """Eq. 3 for out (N, S, S, B*5+C); seen (images trained on) is YOLOv2's and unused here."""
+    return yolov1_loss(out, targets, B=model.B, C=model.num_classes)
+
+
+def detections(model, out, image_sizes, conf, nms, letterbox=False, net_size=None, order=None):
+    """postprocess() with the model's B, each dict with its "grid" (S, S). Darknet's YOLOv1 (yolo.c) always
+    resizes (no letterbox) and lists its detections in decreasing score (no other order)."""
+    if letterbox or order is not None:
+        raise ValueError("--letterbox and --darknet-order are YOLOv2's (detector.c); darknet's YOLOv1 (yolo.c) "
+                         "resizes and lists by score")
+    return [dict(d, grid=(model.S, model.S)) for d in postprocess(out, image_sizes, conf, nms, B=model.B)]

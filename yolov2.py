@@ -10,23 +10,25 @@ Table 2 ("The path from YOLO to YOLOv2") -> code
   convolutional, anchor boxes (§2 "Convolutional With Anchor Boxes") .. YOLOv2.detect: a 1x1 conv predicts
                                                   A boxes per cell, each with its own classes; ANCHORS_*
   new network (§3 "Faster", Table 6) ............ darknet.darknet19_trunk, darknet.tiny_yolov2_trunk
-  dimension priors (§2 "Dimension Clusters") .... kmeans_anchors(), print_dimension_clusters() (Figure 2)
+  dimension priors (§2 "Dimension Clusters") .... kmeans_anchors(), dimension_clusters() (Figure 2)
   location prediction (§2 "Direct location prediction") .. decode()
   passthrough (§2 "Fine-Grained Features") ...... YOLOv2.forward: 26x26 map -> 1x1 conv -> reorg -> concat
   multi-scale (§2 "Multi-Scale Training") ....... MULTI_SCALE_SIZES; the schedule is train.py's
   hi-res detector ............................... build(name, img_size=544): the 544 x 544 row of Table 2
-  not in the paper: darknet's inference ......... postprocess(): thresholds, letterbox, NMS, listing order
+  not in the paper: darknet's inference ......... postprocess(): thresholds, letterbox, NMS
+  §3 "Training for detection" ................... RECIPE; the family interface: build(), loss(), detections()
 
 Output of forward: raw (N, A*(5+C), H, W), H = input height / 32; channel a*(5+C) + k, k = tx, ty, tw,
 th, to, then C class logits (darknet's order). Legend: N images, A anchors, C classes, H x W grid,
 P = A*H*W predictions per image, listed anchor-major (index a*H*W + row*W + col, darknet's order).
 Run: python detect.py --model yolov2-voc --weights yolov2-voc.weights photo.jpg
 """
-import numpy as np
 import torch
 from torch import nn
 
 from darknet import ConvBlock, darknet19_trunk, reorg, tiny_yolov2_trunk
+from images import boxes_to_original
+from loss import yolov2_loss
 from metrics import batched_nms
 
 # -----------------------------------------------------------------------------
@@ -121,23 +123,6 @@ def check_input_size(images):
                          f"got {tuple(images.shape)}")
 
 
-def build(name, num_classes=None, img_size=None):
-    """The preset `name` (a darknet cfg name, see PRESETS). num_classes / img_size override the cfg's."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown YOLOv2 preset {name!r}; choose one of {sorted(PRESETS)}")
-    p = PRESETS[name]
-    C = num_classes or p["num_classes"]
-    size = img_size or p["img_size"]
-    if size % STRIDE:
-        raise ValueError(f"img_size must be a multiple of {STRIDE}, got {size}")
-    if p["tiny"]:
-        model = TinyYOLOv2(C, p["anchors"], size, p["tiny"])
-    else:
-        model = YOLOv2(C, p["anchors"], size)
-    model.preset, model.rescore = name, p["rescore"]
-    return model
-
-
 # -----------------------------------------------------------------------------
 # §2 "Direct location prediction": from the raw map to boxes, objectness and class probabilities
 
@@ -174,7 +159,7 @@ def decode(raw, anchors):
 # box.c do_nms_sort, image.c draw_detections / detector.c print_cocos)
 
 def postprocess(raw, anchors, image_sizes, conf_threshold=0.24, nms_threshold=0.45, letterbox=False,
-                net_size=None):
+                net_size=None, order=None):
     """raw (N, A*(5+C), H, W) -> one dict per image {"boxes": (K, 4) xyxy pixels of the original image,
     "scores": (K,), "labels": (K,) int64}: one entry per (box, class) darknet would print.
 
@@ -184,7 +169,9 @@ def postprocess(raw, anchors, image_sizes, conf_threshold=0.24, nms_threshold=0.
     letterboxed input (correct_region_boxes); False from a plain resize to the network size (the 2016
     release, AlexeyAB's fork). net_size: the network input (width, height), default (32 W, 32 H).
     nms_threshold >= 1.0 suppresses nothing (darknet's test `IoU > thresh` cannot pass at 1).
-    Within one class, NMS takes equal scores in metrics.batched_nms's order, not darknet's."""
+    Detections are listed prediction by prediction (anchor, row, column), each with its classes in order, and
+    NMS breaks ties in score in that order. order(keep (P,), prob (P, C)) -> indices of the kept predictions
+    lists them in another order instead: tools/darknet_order.py gives darknet's, for line-by-line comparisons."""
     boxes, objectness, _, scores = decode(raw, anchors)
     H, W = raw.shape[-2:]
     net_w, net_h = net_size or (STRIDE * W, STRIDE * H)
@@ -194,14 +181,10 @@ def postprocess(raw, anchors, image_sizes, conf_threshold=0.24, nms_threshold=0.
         # objectness·p(j) if > thresh else 0 — both strict, both at the same threshold.
         keep = objectness[b] > conf_threshold                              # (P,)
         prob = torch.where(keep[:, None] & (scores[b] > conf_threshold), scores[b], 0.0)  # (P, C)
-        if letterbox:
-            xyxy = unletterbox(boxes[b], img_w, img_h, net_w, net_h)          # (P, 4) pixels
-        else:                                     # plain resize: fractions of the image times its size
-            xyxy = boxes[b] * boxes.new_tensor([img_w, img_h, img_w, img_h])
-        # DARKNET do_nms_sort: dets with zero objectness are swapped to the end, then for each class in
-        # turn the list is qsorted by that class's prob (descending) and greedily suppressed (IoU > nms).
-        order = darknet_order(keep, prob)                                  # (P',) indices into P
-        prob, xyxy = prob[order], xyxy[order]
+        # (P, 4) pixels: plain resize, x·w and y·h; letterbox: region_layer.c correct_region_boxes
+        xyxy = boxes_to_original(boxes[b], (img_w, img_h), (net_w, net_h), letterbox)
+        listed = keep.nonzero().flatten() if order is None else order(keep, prob)   # (P',) indices into P
+        prob, xyxy = prob[listed], xyxy[listed]
         if nms_threshold < 1.0:
             det, label = prob.nonzero(as_tuple=True)
             kept = batched_nms(xyxy[det], prob[det, label], label, nms_threshold)
@@ -210,49 +193,12 @@ def postprocess(raw, anchors, image_sizes, conf_threshold=0.24, nms_threshold=0.
             prob = torch.where(survivors, prob, 0.0)
         # DARKNET draw_detections / print_*: for each det in list order, each class j with prob[j] > 0,
         # the box clipped to the image (print_cocos: [0, w] x [0, h]; NMS ran on the unclipped boxes).
-        det, label = prob.nonzero(as_tuple=True)                           # row-major = darknet's listing
+        det, label = prob.nonzero(as_tuple=True)                           # row-major = the listing
         out = xyxy[det].clone()
         out[:, 0::2] = out[:, 0::2].clamp(0, img_w)
         out[:, 1::2] = out[:, 1::2].clamp(0, img_h)
         results.append({"boxes": out, "scores": prob[det, label], "labels": label.long()})
     return results
-
-
-def unletterbox(boxes, img_w, img_h, net_w, net_h):
-    """Normalized xyxy boxes on a letterboxed net_w x net_h input -> xyxy pixels of the img_w x img_h
-    image. DARKNET image.c letterbox_image: scale to fit, integer sizes, centred in grey;
-    region_layer.c correct_region_boxes undoes it: x' = (x - (netw - new_w)/2/netw) / (new_w/netw)."""
-    f32 = np.float32
-    if f32(net_w) / f32(img_w) < f32(net_h) / f32(img_h):                 # float compare, as darknet
-        new_w, new_h = net_w, (img_h * net_w) // img_w                    # C integer division
-    else:
-        new_w, new_h = (img_w * net_h) // img_h, net_h
-    offset = boxes.new_tensor([(net_w - new_w) / 2 / net_w, (net_h - new_h) / 2 / net_h] * 2)
-    scale = boxes.new_tensor([new_w / net_w, new_h / net_h] * 2)
-    size = boxes.new_tensor([img_w, img_h] * 2)
-    return (boxes - offset) / scale * size
-
-
-def darknet_order(keep, prob):
-    """The order in which darknet lists detections after do_nms_sort, as indices of the kept predictions.
-    1) Compaction (box.c): scanning from the front, each det with objectness 0 is swapped with the last
-       unscanned one. The result: kept dets in the front part stay in place; the holes there are filled
-       by the kept dets from the back part, last first.
-    2) One qsort per class k = 0..C-1 by prob[k], descending. C leaves qsort's tie order open; glibc's
-       qsort is, in most releases, a merge sort and so stable, and we assume that: the final order sorts
-       by prob[C-1], ties by prob[C-2], ..., then by step 1's order.
-       (NMS of class k only zeroes prob[k] after sort k, so every sort sees the thresholded probs.)"""
-    P = keep.numel()
-    total = int(keep.sum())
-    idx = torch.arange(P, device=keep.device)
-    front, back = idx[:total], idx[total:]
-    compact = front.clone()
-    holes = front[~keep[:total]]                                          # ascending
-    compact[holes] = back[keep[total:]].flip(0)                           # descending from the end
-    p = prob[compact].cpu().numpy()
-    # np.lexsort: last key is the primary one; it is stable, so step 1's order breaks full ties.
-    rank = np.lexsort([np.arange(total)] + [-p[:, k] for k in range(p.shape[1])])
-    return compact[torch.from_numpy(rank).to(keep.device)]
 
 
 # -----------------------------------------------------------------------------
@@ -290,6 +236,19 @@ def kmeans_anchors(boxes_wh, k, iterations=300, seed=0):
     return centroids[(centroids[:, 0] * centroids[:, 1]).argsort()], mean_iou
 
 
+def dimension_clusters(dataset, img_size, seed=0):
+    """print_dimension_clusters() on the boxes of a dataset (train.py --kmeans): every dataset.annotation(i), boxes
+    as fractions of their image, anchors in cells of an img_size input."""
+    wh = []
+    for i in range(len(dataset)):
+        a = dataset.annotation(i)
+        boxes, (width, height) = torch.as_tensor(a["boxes"], dtype=torch.float64).view(-1, 4), a["size"]
+        wh.append(torch.stack([(boxes[:, 2] - boxes[:, 0]) / width, (boxes[:, 3] - boxes[:, 1]) / height], 1))
+    wh, grid = torch.cat(wh), img_size // STRIDE                        # (M, 2) fractions of the image
+    print(f"{len(wh)} boxes of {len(dataset)} training images; anchors for a {img_size} input ({grid} x {grid} grid)")
+    print_dimension_clusters(wh, grid=grid, seed=seed)
+
+
 def print_dimension_clusters(boxes_wh, ks=range(1, 10), grid=13, seed=0):
     """Figure 2, as text: for each k, the average IoU with the closest centroid and the anchors in grid
     cells (boxes_wh as fractions of the image; grid = 13 for 416 inputs). The paper picks k = 5."""
@@ -297,3 +256,49 @@ def print_dimension_clusters(boxes_wh, ks=range(1, 10), grid=13, seed=0):
         anchors, mean_iou = kmeans_anchors(boxes_wh, k, seed=seed)
         cells = ", ".join(f"{w * grid:.3f},{h * grid:.3f}" for w, h in anchors.tolist())
         print(f"k={k}  avg IoU {100 * mean_iou:5.1f}%  anchors {cells}")
+
+
+# -----------------------------------------------------------------------------
+# The family interface: yolov1.py has the same names, so train.py and detect.py never branch on the family
+
+RECIPE = dict(  # YOLOv2 §3 "Training for detection"; train.py turns the names into an optimizer and a schedule
+    model="yolov2-voc", optimizer="sgd", epochs=160, momentum=0.9, weight_decay=5e-4, dropout=0.0,  # no dropout
+    batch_size=64,                      # DARKNET yolov2-voc.cfg (batch=64); the paper does not say
+    schedule="yolov2", lr=1e-3, lr_steps=[60, 90],
+    burn_in=1000,                       # DARKNET yolov2-voc.cfg burn_in=1000 (power 4, parser.c default)
+    img_size=416, augment="yolov2", multiscale=True,
+    eval_every=5)                       # ours: evaluate every 5 epochs
+# DARKNET detector.c: test_detector of the YOLOv2 release (d2dece3, Jan 2017, plain resize_image): -thresh .24,
+# nms .4 (the later letterboxed test_detector of 2018 uses .5 and .45: pass them with --letterbox to reproduce it);
+# validate_detector writes its results after NMS .45 (metrics.EVAL_CONF: at .005).
+TEST_THRESHOLDS = dict(conf=0.24, nms=0.4)
+EVAL_NMS = 0.45
+
+
+def build(preset, num_classes=None, img_size=None):
+    """The preset (a darknet cfg name, see PRESETS); num_classes / img_size override the cfg's. model.config
+    holds the arguments that rebuild it (checkpoints store it: detect.py needs nothing else)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown YOLOv2 preset {preset!r}; choose one of {sorted(PRESETS)}")
+    p = PRESETS[preset]
+    config = dict(family="yolov2", preset=preset, num_classes=num_classes or p["num_classes"],
+                  img_size=img_size or p["img_size"])
+    if config["img_size"] % STRIDE:
+        raise ValueError(f"img_size must be a multiple of {STRIDE}, got {config['img_size']}")
+    if p["tiny"]:
+        model = TinyYOLOv2(config["num_classes"], p["anchors"], config["img_size"], p["tiny"])
+    else:
+        model = YOLOv2(config["num_classes"], p["anchors"], config["img_size"])
+    model.preset, model.rescore, model.config = preset, p["rescore"], config
+    return model
+
+
+def loss(model, out, targets, seen):
+    """Darknet's region layer (loss.yolov2_loss) for the raw map out, with the model's anchors and rescore."""
+    return yolov2_loss(out, targets, model.anchors, seen, rescore=model.rescore)
+
+
+def detections(model, out, image_sizes, conf, nms, letterbox=False, net_size=None, order=None):
+    """postprocess() with the model's anchors, each dict with its "grid" (H, W)."""
+    found = postprocess(out, model.anchors, image_sizes, conf, nms, letterbox, net_size, order)
+    return [dict(d, grid=tuple(out.shape[2:])) for d in found]

@@ -3,6 +3,7 @@ Benchmark of metrics.py (issues 4 and 7): evaluation time of each protocol on a 
 next to the official tools' logic (a loop port of py-faster-rcnn's voc_eval.py, and pycocotools when
 installed), with a check that the results are equal; peak memory of the evaluation; NMS time on 1000
 and 10000 boxes, random and clustered, checked against a loop port of torchvision's CPU kernel.
+Why metrics.NMS_CHUNK: a Python loop per box costs ~30 µs per kept box; a head of 16 rows amortizes that.
 
 Run: python bench/bench_metrics.py [--quick]     (--quick: skip the slow reference implementations)
 """

@@ -42,9 +42,7 @@ def hand_set_yolov1(num_classes=3, label=1):
 
 def save_checkpoint(model, class_names, path):
     """The keys of train.py's checkpoints that detect.py reads (train.py also stores optimizer, rng, ...)."""
-    config = {k: getattr(model, k) for k in ("img_size", "batch_norm", "S", "B") if hasattr(model, k)}
-    torch.save({"task": "detect", "preset": model.preset, "num_classes": model.num_classes,
-                "class_names": list(class_names), "config": config, "model": model.state_dict()}, path)
+    torch.save({"model_config": model.config, "class_names": list(class_names), "model": model.state_dict()}, path)
     return str(path)
 
 
@@ -154,8 +152,9 @@ def test_model_that_contradicts_the_checkpoint_is_refused(tmp_path):
     weights = save_checkpoint(hand_set_yolov1(), CLASS_NAMES, tmp_path / "model.pt")
     with pytest.raises(ValueError, match=f"expected '{FC_PRESET}'.*found --model 'yolov1'"):
         run(tmp_path, "--weights", weights, "--model", "yolov1", str(tmp_path))
+    grey(64, 48).save(tmp_path / "photo.png")
     with pytest.raises(ValueError, match="letterbox"):             # darknet's YOLOv1 never letterboxes
-        run(tmp_path, "--weights", weights, "--letterbox", str(tmp_path))
+        run(tmp_path, "--weights", weights, "--letterbox", str(tmp_path / "photo.png"))
 
 
 def test_darknet_weights_give_the_checkpoint_detections(tmp_path):
@@ -358,7 +357,7 @@ def test_evaluation_of_a_coco_split_writes_results_the_official_tool_reads(tmp_p
 
 
 def test_checkpoint_of_a_resnet_backbone_needs_torchvision(tmp_path, monkeypatch):
-    # train.py --backbone resnet18 stores preset "yolov1+resnet18" and config["backbone"]; detect.py rebuilds it
+    # train.py --backbone resnet18 stores backbone "resnet18" in the model's config; detect.py rebuilds it
     # with yolov1.ResNetYOLOv1, which needs torchvision: without it, a clear message instead of a traceback.
     import builtins
     real_import = builtins.__import__
@@ -370,7 +369,8 @@ def test_checkpoint_of_a_resnet_backbone_needs_torchvision(tmp_path, monkeypatch
 
     monkeypatch.setattr(builtins, "__import__", no_torchvision)
     path = tmp_path / "resnet.pt"
-    torch.save({"task": "detect", "preset": "yolov1+resnet18", "num_classes": 3, "class_names": CLASS_NAMES,
-                "config": {"backbone": "resnet18", "img_size": 448, "S": 7, "B": 2}, "model": {}}, path)
+    config = dict(family="yolov1", preset="yolov1", num_classes=3, batch_norm=True, img_size=448, S=7, B=2,
+                  backbone="resnet18")
+    torch.save({"model_config": config, "class_names": CLASS_NAMES, "model": {}}, path)
     with pytest.raises(ValueError, match="resnet18 needs torchvision"):
         detect.load_model(str(path))

@@ -15,8 +15,8 @@ import torch.nn as nn
 from PIL import Image
 
 import darknet
-import loss
 import train
+import yolov1
 import yolov2
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,8 +44,8 @@ def run_script(*argv, timeout=240):
 def test_yolov1_lr_follows_section_2_2():
     # warm-up 1e-3 -> 1e-2 over WARMUP_EPOCHS (our choice), then 1e-2 to epoch 75, 1e-3 for 30, 1e-4 for 30
     assert train.yolov1_lr(0) == pytest.approx(1e-3)
-    assert train.yolov1_lr(train.WARMUP_EPOCHS / 2) == pytest.approx(1e-3 + (1e-2 - 1e-3) / 2)
-    assert train.yolov1_lr(train.WARMUP_EPOCHS) == pytest.approx(1e-2)
+    assert train.yolov1_lr(yolov1.WARMUP_EPOCHS / 2) == pytest.approx(1e-3 + (1e-2 - 1e-3) / 2)
+    assert train.yolov1_lr(yolov1.WARMUP_EPOCHS) == pytest.approx(1e-2)
     assert train.yolov1_lr(74.99) == pytest.approx(1e-2)
     assert train.yolov1_lr(75) == pytest.approx(1e-3)
     assert train.yolov1_lr(104.99) == pytest.approx(1e-3)
@@ -138,7 +138,7 @@ def test_resume_continues_exactly(tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     ckpt = torch.load(tmp_path / "split" / "last.pt", map_location="cpu", weights_only=True)
-    assert ckpt["epoch"] == 2 and ckpt["seen"] == 2 * 16 and ckpt["preset"] == "yolov1-shapes"
+    assert ckpt["epoch"] == 2 and ckpt["seen"] == 2 * 16 and ckpt["model_config"]["preset"] == "yolov1-shapes"
     assert ckpt["class_names"] == ["circle", "rectangle", "triangle"] and ckpt["config"]["epochs"] == 2
     assert set(ckpt["rng"]) == {"torch", "numpy", "python", "cuda"} and ckpt["config"]["seed"] == 3
 
@@ -163,7 +163,7 @@ def test_accumulation_equals_the_full_batch(tmp_path):
 
 def test_non_finite_loss_stops_with_step_files_and_checkpoint(tmp_path, monkeypatch):
     calls = []
-    original = loss.yolov1_loss
+    original = yolov1.yolov1_loss
 
     def nan_on_second_step(*a, **k):
         terms = original(*a, **k)
@@ -172,7 +172,7 @@ def test_non_finite_loss_stops_with_step_files_and_checkpoint(tmp_path, monkeypa
             terms["total"] = terms["total"] * float("nan")
         return terms
 
-    monkeypatch.setattr(loss, "yolov1_loss", nan_on_second_step)
+    monkeypatch.setattr(yolov1, "yolov1_loss", nan_on_second_step)
     with pytest.raises(SystemExit) as error:
         train.main(tiny_args(tmp_path, "--train-images", "8", "--epochs", "2"))
     message = str(error.value)
@@ -193,7 +193,7 @@ def test_checkpoint_for_another_class_count_is_refused(tmp_path):
     train.resolve(args)
     other = train.build_model(args, num_classes=5)
     with pytest.raises(SystemExit, match="3 classes.*expects 'yolov1-shapes' with 5 classes"):
-        train.load_weights(other, str(tmp_path / "last.pt"), "yolov1")
+        train.load_weights(other, str(tmp_path / "last.pt"))
 
 
 def test_weights_takes_a_partial_darknet_backbone(tmp_path):
@@ -201,7 +201,7 @@ def test_weights_takes_a_partial_darknet_backbone(tmp_path):
     source = yolov2.build("yolov2-tiny-voc", num_classes=3, img_size=64)
     darknet.save_darknet_weights(source.trunk, str(tmp_path / "tiny.conv.weights"), seen=640)
     model = yolov2.build("yolov2-tiny-voc", num_classes=3, img_size=64)
-    message = train.load_weights(model, str(tmp_path / "tiny.conv.weights"), "yolov2")
+    message = train.load_weights(model, str(tmp_path / "tiny.conv.weights"))
     assert message.endswith("the first 8 of 9 darknet layers (version 0.2.0, 640 images seen)")
     assert torch.equal(model.trunk[0].conv.weight, source.trunk[0].conv.weight)
     assert not torch.equal(model.detect.conv.weight, source.detect.conv.weight)    # the head keeps its own
@@ -239,7 +239,7 @@ def test_trains_on_a_vocdevkit_tree(tmp_path, capsys):
     assert len(result["history"]) == 1 and 0.0 <= result["best"] <= 1.0
     assert "training set: 8 images, 8 objects; validation set: 8 images, 8 objects" in capsys.readouterr().out
     ckpt = torch.load(tmp_path / "out" / "last.pt", map_location="cpu", weights_only=True)
-    assert ckpt["num_classes"] == 20 and ckpt["class_names"][11] == "dog"
+    assert ckpt["model_config"]["num_classes"] == 20 and ckpt["class_names"][11] == "dog"
 
 
 @pytest.mark.parametrize("name", list(yolov2.PRESETS))
@@ -249,13 +249,13 @@ def test_each_yolov2_preset_trains_on_a_vocdevkit_tree_and_on_shapes(tmp_path, n
     result = train.main(tiny_args(tmp_path / "voc_run", "--data", str(tmp_path / "voc"), "--model", name))
     assert len(result["history"]) == 1
     ckpt = torch.load(tmp_path / "voc_run" / "last.pt", map_location="cpu", weights_only=True)
-    assert ckpt["preset"] == name and ckpt["num_classes"] == 20
+    assert ckpt["model_config"]["preset"] == name and ckpt["model_config"]["num_classes"] == 20
     assert ckpt["config"]["recipe"] == "yolov2" and ckpt["config"]["multiscale"] is True
     assert ckpt["seen"] == 8                        # one epoch of the 8 training images (darknet's `seen`)
     # without --data: the synthetic default, 3 classes
     train.main(tiny_args(tmp_path / "shapes_run", "--model", name))
     ckpt = torch.load(tmp_path / "shapes_run" / "last.pt", map_location="cpu", weights_only=True)
-    assert ckpt["preset"] == name and ckpt["num_classes"] == 3 and ckpt["seen"] == 16
+    assert ckpt["model_config"]["preset"] == name and ckpt["model_config"]["num_classes"] == 3 and ckpt["seen"] == 16
 
 
 def test_misconfigured_dataset_fails_before_the_first_step(tmp_path):
@@ -354,7 +354,7 @@ def test_classifier_pretraining_and_its_trunk_in_the_detector(tmp_path, capsys):
     assert 0.0 <= result["result"]["top1"] <= result["result"]["top5"] == 1.0      # 2 classes: top-5 is all
     assert "top-1" in capsys.readouterr().out
     detector = yolov2.build("yolov2-voc", num_classes=3, img_size=64)
-    message = train.load_weights(detector, str(tmp_path / "cls" / "last.pt"), "yolov2")
+    message = train.load_weights(detector, str(tmp_path / "cls" / "last.pt"))
     assert "the darknet19 trunk, 18 of" in message
     classifier = weights(tmp_path / "cls" / "last.pt")
     assert torch.equal(detector.stage_a[0].conv.weight, classifier["stage_a.0.conv.weight"])

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import darknet
+import images
 import yolov2
+from tools.darknet_order import darknet_order
 from loss import yolov2_loss
 
 
@@ -171,7 +173,7 @@ def test_postprocess_letterbox_maps_back_to_the_original_image():
                              nms_threshold=1.0, letterbox=True, net_size=(64, 64))[0]
     assert len(out["boxes"]) == 4                                          # 4 cells, 1 class
     assert torch.allclose(out["boxes"][0], torch.tensor([0.0, 0.0, 100.0, 50.0]))
-    boxes = yolov2.unletterbox(torch.tensor([[0.25, 0.375, 0.75, 0.625]]), 200, 100, 64, 64)
+    boxes = images.boxes_to_original(torch.tensor([[0.25, 0.375, 0.75, 0.625]]), (200, 100), (64, 64), letterbox=True)
     assert torch.allclose(boxes, torch.tensor([[50.0, 25.0, 150.0, 75.0]]))  # (.375-.25)/.5 = .25 -> 25 px
 
 
@@ -194,16 +196,24 @@ def darknet_listing(objectness, prob, thresh):
     return [(d[0], c) for d in dets for c in range(C) if d[2][c] > 0]
 
 
-def test_postprocess_lists_detections_in_darknets_order():
+def test_postprocess_lists_detections_in_darknets_order_with_tools_darknet_order():
     torch.manual_seed(1)
     A, C, H, W = 3, 4, 3, 3
     raw = torch.randn(1, A * (5 + C), H, W) * 2
     raw[0, 5:9] = 0.0                          # ties: anchor 0's class probs all equal
     _, objectness, _, scores = yolov2.decode(raw, torch.ones(A, 2))
     listing = darknet_listing(objectness[0].tolist(), scores[0].tolist(), 0.05)
-    out = yolov2.postprocess(raw, torch.ones(A, 2), [(W, H)], conf_threshold=0.05, nms_threshold=1.0)[0]
+    out = yolov2.postprocess(raw, torch.ones(A, 2), [(W, H)], conf_threshold=0.05, nms_threshold=1.0,
+                             order=darknet_order)[0]
     assert out["labels"].tolist() == [c for _, c in listing]
     assert out["scores"].tolist() == [scores[0, p, c].item() for p, c in listing]
+    # without the order: the same detections, listed prediction by prediction, classes in order
+    plain = yolov2.postprocess(raw, torch.ones(A, 2), [(W, H)], conf_threshold=0.05, nms_threshold=1.0)[0]
+    assert sorted(zip(plain["labels"].tolist(), plain["scores"].tolist())) == \
+        sorted(zip(out["labels"].tolist(), out["scores"].tolist()))
+    kept = (objectness[0] > 0.05).nonzero().flatten().tolist()
+    expected = [(p, c) for p in kept for c in range(C) if scores[0, p, c] > 0.05]
+    assert plain["scores"].tolist() == [scores[0, p, c].item() for p, c in expected]
 
 
 def test_postprocess_nms_suppresses_within_a_class_only():
