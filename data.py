@@ -11,9 +11,6 @@ Datasets: ShapesDataset (synthetic, the default: no download; shapes_split() giv
 COCODataset; open_dataset(path) guesses which. dataset[i] -> (image (3, H, W) float in [0, 1], target);
 dataset.annotation(i) -> ground truth in pixels of the original image, without decoding it. Decoding, darknet's
 resize and the augmentations are in images.py; darknet txt labels, dataset checks and the VOC download in tools/.
-
-Run:  python -m tools.datasets --check DIR      every problem of a VOCdevkit tree / COCO json / darknet txt dataset
-      python -m tools.datasets --download DEST  VOC2007 trainval + test and VOC2012 trainval (about 2.9 GB)
 """
 import json
 import os
@@ -434,8 +431,7 @@ def open_dataset(path, img_size=448, augment=None, seed=0):
     except FileNotFoundError:
         raise UnknownFormat(f"{path}: not a VOCdevkit tree or a COCO json (darknet txt labels: "
                             f"tools.darknet_txt.open_txt_dataset)") from None
-    splits = [(n[3:], s) for n in _listdir(devkit) if n.startswith("VOC") for s in ("trainval", "test")
-              if os.path.isfile(os.path.join(devkit, n, "ImageSets", "Main", s + ".txt"))]
+    splits = sorted(voc_splits(devkit, "trainval") + voc_splits(devkit, "test"), key=lambda s: (s[0], s[1] == "test"))
     if not splits:
         raise OSError(f"{devkit}: no VOC<year>/ImageSets/Main/trainval.txt or test.txt")
     return VOCDataset(devkit, splits=splits, **options)

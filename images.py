@@ -72,7 +72,7 @@ def decode_image(path):
 def load_image(path, exif=True, expected_size=None):
     """Decode a file to a PIL RGB image. exif=True applies the EXIF orientation (photos, detect.py). Given
     expected_size=(w, h) (the size a dataset's annotation records), the EXIF rotation is applied only when it
-    turns the stored size into expected_size (issue 6). Raises ImageError / FileNotFoundError naming the file."""
+    turns the stored size into expected_size (a photo whose annotation was made on the rotated view). Raises ImageError / FileNotFoundError naming the file."""
     img, orientation = decode_image(path)
     if orientation != 1 and (exif or expected_size is not None):
         rotated = img.size[::-1] if orientation >= 5 else img.size

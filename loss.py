@@ -11,7 +11,7 @@ predictors inside, as darknet does. Both return a dict with each term under its 
 """
 import torch
 
-from metrics import box_iou, box_iou_aligned, xywh_to_xyxy, xyxy_to_xywh
+from metrics import box_iou_aligned, shape_iou, xywh_to_xyxy, xyxy_to_xywh
 
 # -----------------------------------------------------------------------------
 # YOLOv1 §2.2, eq. (3)
@@ -30,7 +30,7 @@ def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noob
     1. An object belongs to the cell (row i, column j) holding its centre. When objects share a cell, the
        first listed wins and the others are ignored (darknet shuffles the list first, so its winner is
        random; here the dataset's order decides). §2.4: a cell holds one object. (data.c also drops boxes
-       with w or h < .005 before this; data.py decides what boxes reach the loss.)
+       with w or h < .005 before this: images.MIN_BOX_SIDE; the datasets decide what boxes reach the loss.)
     2. The responsible predictor of that cell is the one whose current box has the highest IoU with the
        object; while all its IoUs are 0, the one nearest by root-mean-square distance over (x/S, y/S, w, h),
        x, y measured from the cell's corner (darknet's box_rmse fallback).
@@ -173,9 +173,7 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
     i = (truth[:, 0] * W).long().clamp(max=W - 1)                    # darknet: i = (truth.x * l.w)
     j = (truth[:, 1] * H).long().clamp(max=H - 1)
     anchor_w, anchor_h = anchors[:, 0] / W, anchors[:, 1] / H        # (A,) fractions of the image
-    inter = torch.minimum(truth[:, 2:3], anchor_w) * torch.minimum(truth[:, 3:4], anchor_h)      # (K, A)
-    shape_iou = inter / (truth[:, 2:3] * truth[:, 3:4] + anchor_w * anchor_h - inter)
-    n = shape_iou.argmax(1)                                          # first best, as darknet's strict >
+    n = shape_iou(truth[:, 2:4], torch.stack([anchor_w, anchor_h], 1)).argmax(1)   # (K,); first best = strict >
     # A later object in the same slot overwrites an earlier one entirely (every delta of the slot is set
     # again), so only the last object of each slot counts.
     slot = ((image * A + n) * H + j) * W + i                         # (K,) flat index into (N, A, H, W)

@@ -68,6 +68,15 @@ def box_iou_aligned(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Elementwise IoU of a (..., 4) and b (..., 4), broadcasting -> (...). Used by the losses."""
     return _iou_from_corners(a, b)
 
+
+def shape_iou(wh_a: torch.Tensor, wh_b: torch.Tensor) -> torch.Tensor:
+    """IoU of boxes (M, 2) and (K, 2) given by width and height only, both centred at the origin -> (M, K).
+    YOLOv2's shape distance: k-means "Dimension Clusters" (yolov2.kmeans_anchors) and darknet's bias_match."""
+    inter = torch.minimum(wh_a[:, None, 0], wh_b[None, :, 0]) * torch.minimum(wh_a[:, None, 1], wh_b[None, :, 1])
+    union = (wh_a[:, 0] * wh_a[:, 1])[:, None] + (wh_b[:, 0] * wh_b[:, 1])[None, :] - inter
+    return inter / union.clamp(min=torch.finfo(wh_a.dtype).tiny)
+
+
 # -----------------------------------------------------------------------------
 # YOLOv1 §2.3: non-maximal suppression, with torchvision.ops.nms semantics
 # torchvision csrc/ops/cpu/nms_kernel.cpp: order = scores.sort(stable=True, descending=True); areas = (x2 - x1) *

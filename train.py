@@ -2,21 +2,17 @@
 Train YOLOv1 / YOLOv2 the way the papers did, or the synthetic default that runs in minutes on a laptop.
 
 Paper -> code
-  YOLOv1 §2.2  Training: 135 epochs, batch 64, momentum .9, decay 5e-4, dropout .5 ........ yolov1.RECIPE
-  YOLOv1 §2.2  lr: warm-up 1e-3 -> 1e-2, 1e-2 to epoch 75, 1e-3 for 30, 1e-4 for 30 ....... yolov1_lr()
-  YOLOv2 §3    "Training for detection": 160 epochs, 1e-3, /10 at 60 and 90 ............. yolov2.RECIPE
-  darknet      burn-in: lr·(batch/1000)^4 for the first 1000 batches ...................... yolov2_lr()
-  YOLOv2 §3    "Training for classification": polynomial decay, power 4 ................... poly_lr()
-  YOLOv2 §2    "Multi-Scale Training": a new size from {320, ..., 608} every 10 batches ..... multiscale_size()
-  YOLOv2 §2    "Dimension Clusters": k-means on the training boxes (Figure 2 as text) ....... --kmeans
-  darknet      weight decay on conv / connected weights only ............................. param_groups()
-  ours         the synthetic default (SYNTHETIC), checkpoints and exact resume, DDP ......... main()
+  YOLOv1 §2.2, YOLOv2 §3: the recipes and their lr schedules ....... recipes.py (yolov1.RECIPE, yolov2.RECIPE)
+  YOLOv2 §2    "Multi-Scale Training": a new size every 10 batches ..... train_one_epoch, recipes.multiscale_size
+  YOLOv2 §2    "Dimension Clusters": k-means on the training boxes ..... --kmeans (yolov2.dimension_clusters)
+  darknet      weight decay on conv / connected weights only ........... param_groups()
+  ours         checkpoints and exact resume, DDP, AMP, accumulation .... start_run(), end_epoch(), main()
 
 The loop (main, train_one_epoch): set lr -> for each micro-batch: forward, the family's loss terms,
 (total / accumulate).backward() -> optimizer step, zero_grad -> log -> at the epoch's end: evaluate
 (VOC07 mAP@0.5 with detect.evaluate), checkpoint. Each detector family (yolov1.py, yolov2.py) gives the same
 names: build, loss, detections, RECIPE, so nothing here branches on the family. --task classify pre-trains a
-backbone with tools/classify.py, the one module of tools/ this file imports (at that option's use).
+backbone with tools/classify.py; --plots draws with tools/plots.py (imported at those options' use only).
 
 Run:
   python train.py                                            # synthetic shapes, small YOLOv1, CPU or GPU
@@ -26,7 +22,6 @@ Run:
   torchrun --nproc_per_node=4 train.py --model yolov2-voc --data VOCdevkit             # several GPUs
   python train.py --resume runs/synthetic/last.pt                                      # continue exactly
 """
-import argparse
 import contextlib
 import csv
 import os
@@ -40,79 +35,12 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-import darknet
 import data
 import detect
 import metrics
+import recipes
 import yolov2
-
-# -----------------------------------------------------------------------------
-# Recipes: the papers' are the families' (yolov1.RECIPE, yolov2.RECIPE); the synthetic default is ours
-
-DEFAULTS = dict(task="detect", accumulate=1, amp=False, workers=2, log_interval=10, seed=0, plots=True)
-SYNTHETIC = dict(  # OUR CHOICE: `python train.py`, data.ShapesDataset, ~8 minutes on 2 CPU cores (README, Results)
-    # one epoch of 57,600 fresh images (1,800 steps of 32; rendering one costs ~1 ms) rather than many epochs of
-    # a few: no image is seen twice. Adam (not the papers' SGD) at 2e-3, /10 at 90% and 97% of the steps.
-    model="yolov1-shapes", optimizer="adam", epochs=1, batch_size=32, momentum=0.9, weight_decay=0.0,
-    dropout=0.0, schedule="yolov1", lr=2e-3, warmup_lr=2e-4, warmup_epochs=0.05, lr_steps=[0.9, 0.97],
-    img_size=112, augment="none", multiscale=False, eval_every=1, train_images=57_600, val_images=500)
-RECIPES = {**{name: family.RECIPE for name, family in detect.FAMILIES.items()}, "synthetic": SYNTHETIC}
-
-
-def family_of(args):
-    """The family file of --model: yolov1.py, yolov2.py, or with --task classify tools/classify.py."""
-    if args.task == "classify":
-        from tools import classify          # the backbones' pre-training, beside the detector path
-        return classify
-    try:
-        return detect.family_of(args.model)
-    except ValueError as error:
-        raise SystemExit(f"--model: {error} (or darknet19 / extraction with --task classify)") from None
-
-
-# -----------------------------------------------------------------------------
-# Learning-rate schedules: pure functions of the step
-
-def yolov1_lr(epoch, lr=1e-2, warmup_lr=1e-3, warmup_epochs=detect.yolov1.WARMUP_EPOCHS, steps=(75, 105)):
-    """YOLOv1 §2.2: raise warmup_lr -> lr over the first epochs, keep lr until epoch 75, then 1e-3 for 30
-    epochs and 1e-4 for the last 30. epoch is fractional (step / steps per epoch)."""
-    if epoch < warmup_epochs:       # 1) warm-up, linear (its length and shape are our choice)
-        return warmup_lr + (lr - warmup_lr) * epoch / warmup_epochs
-    return lr * 0.1 ** sum(epoch >= s for s in steps)   # 2) lr, /10 at each step
-
-
-def yolov2_lr(batch_index, batches_per_epoch, lr=1e-3, burn_in=1000, steps=(60, 90), power=4):
-    """YOLOv2 §3: lr 1e-3, divided by 10 at epochs 60 and 90.
-    DARKNET (network.c get_current_rate): for the first burn_in batches, lr·(batch / burn_in)^power."""
-    if batch_index < burn_in:
-        return lr * (batch_index / burn_in) ** power
-    return lr * 0.1 ** sum(batch_index / batches_per_epoch >= s for s in steps)
-
-
-def poly_lr(batch_index, total_batches, lr=0.1, burn_in=0, power=4):
-    """YOLOv2 §3 classification: "polynomial rate decay with a power of 4" (darknet policy=poly):
-    lr·(1 - batch / max_batches)^4, after darknet's burn-in (darknet19.cfg: 1000 batches) as in yolov2_lr."""
-    if batch_index < burn_in:
-        return lr * (batch_index / burn_in) ** power
-    return lr * (1 - batch_index / total_batches) ** power
-
-
-def learning_rate(args, step, steps_per_epoch):
-    if args.schedule == "yolov1":
-        return yolov1_lr(step / steps_per_epoch, args.lr, args.warmup_lr, args.warmup_epochs, args.lr_steps)
-    if args.schedule == "yolov2":
-        return yolov2_lr(step, steps_per_epoch, args.lr, args.burn_in, args.lr_steps)
-    return poly_lr(step, args.epochs * steps_per_epoch, args.lr, args.burn_in)
-
-
-def multiscale_size(seed, step, img_size=416):
-    """YOLOv2 §2 "Multi-Scale Training": every 10 batches a random size from {320, 352, ..., 608}, i.e. 416 - 3·32
-    to 416 + 6·32; for another input size we keep the same offsets (our choice). A function of (seed, step // 10),
-    so that a resumed run draws the same sizes. DARKNET also trains its last 200 batches at 608 (detector.c); we
-    do not, so that the size does not depend on the length of the run."""
-    sizes = [s - 416 + img_size for s in yolov2.MULTI_SCALE_SIZES if s - 416 + img_size >= yolov2.STRIDE]
-    return random.Random(seed * 1_000_003 + step // 10).choice(sizes)
-
+from recipes import family_of, learning_rate, multiscale_size, resolve
 
 # -----------------------------------------------------------------------------
 # Model, optimizer, weights
@@ -346,95 +274,6 @@ def write_csv(history, path):
         writer.writerows(history)
 
 
-# -----------------------------------------------------------------------------
-# Command line: every default comes from a recipe, and --help shows it
-
-def recipe_help(text, key):
-    """A flag's help followed by its value in each recipe, so that --help shows the defaults."""
-    return f"{text} [recipe defaults: " + ", ".join(f"{n} {r[key]}" for n, r in RECIPES.items() if key in r) + "]"
-
-
-def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    d, add = recipe_help, p.add_argument
-    add("--recipe", choices=sorted(RECIPES) + ["classify"], help="default: synthetic without --data, else the "
-        "model's family (yolov1 = YOLOv1 §2.2, yolov2 = YOLOv2 §3), classify with --task classify")
-    add("--task", choices=["detect", "classify"], help="detect (default) or classify: ImageNet-style pre-training "
-        "of the backbone (YOLOv1 §2.2, YOLOv2 §3 'Training for classification'; tools/classify.py)")
-    add("--model", help=d("a yolov1 / yolov2 preset, or darknet19 / extraction with --task classify", "model"))
-    add("--data", help="VOCdevkit folder (train: 2007+2012 trainval, val: 2007 test), COCO json, darknet txt "
-        "labels; with --task classify a folder of class sub-folders (or train/ and val/). Default: synthetic shapes")
-    add("--val-data", help="validation set for a COCO json / darknet txt --data (default: --data itself)")
-    add("--train-images", type=int, help=d("synthetic training images", "train_images"))
-    add("--val-images", type=int, help=d("held-out synthetic images", "val_images"))
-    add("--img-size", type=int, help=d("network input size (YOLOv1 §2: 448; YOLOv2: 416)", "img_size"))
-    add("--epochs", type=int, help=d("epochs (YOLOv1 §2.2: 135; YOLOv2 §3: 160)", "epochs"))
-    add("--batch-size", type=int, help=d("images per optimizer step over all processes (§2.2: 64)", "batch_size"))
-    add("--accumulate", type=int, help="micro-batches per step (darknet's subdivisions): each process runs "
-        "batch-size / (processes * accumulate) images at a time (default: 1)")
-    add("--lr", type=float, help=d("peak learning rate (YOLOv1 §2.2: 1e-2; YOLOv2 §3: 1e-3)", "lr"))
-    add("--schedule", choices=["yolov1", "yolov2", "poly"], help=d("lr schedule", "schedule"))
-    add("--warmup-lr", type=float, help=d("yolov1 schedule: starting rate (§2.2: 1e-3)", "warmup_lr"))
-    add("--warmup-epochs", type=float, help=d("yolov1 schedule: warm-up length (not in the paper)", "warmup_epochs"))
-    add("--lr-steps", type=float, nargs="*", help=d("epochs where the rate drops 10x (YOLOv1 §2.2: 75 105; "
-                                                    "YOLOv2 §3: 60 90)", "lr_steps"))
-    add("--burn-in", type=int, help=d("yolov2 schedule: batches of burn-in (darknet)", "burn_in"))
-    add("--optimizer", choices=["sgd", "adam"], help=d("sgd with momentum (YOLOv1 §2.2, YOLOv2 §3) or adam (our "
-                                                       "choice for the synthetic recipe)", "optimizer"))
-    add("--momentum", type=float, help=d("SGD momentum, Adam's beta1 (§2.2 / §3: 0.9)", "momentum"))
-    add("--weight-decay", type=float, help=d("on conv / connected weights (§2.2 / §3: 5e-4)", "weight_decay"))
-    add("--dropout", type=float, help=d("after the first connected layer (YOLOv1 §2.2: .5)", "dropout"))
-    add("--augment", help=d("data.py augmentation: yolov1 (§2.2), yolov2 (darknet), none", "augment"))
-    add("--multiscale", action=argparse.BooleanOptionalAction, help=d("YOLOv2 §2: new input size every 10 "
-                                                                      "batches", "multiscale"))
-    add("--batch-norm", action=argparse.BooleanOptionalAction, help="batch norm in every conv (default: the "
-        "preset's; the YOLOv1 paper has none)")
-    add("--backbone", choices=["resnet18", "resnet50"], help="YOLOv1 on a torchvision ResNet (not the paper)")
-    add("--weights", help="start from: a train.py checkpoint (a classifier's gives its trunk), a full darknet "
-        ".weights file, or a partial one (extraction.conv.weights, darknet19_448.conv.23)")
-    add("--resume", help="checkpoint (or its folder) to continue exactly; flags given override its config")
-    add("--out", help="output folder (default: runs/<recipe>, or the --resume checkpoint's folder)")
-    add("--eval-every", type=int, help=d("evaluate every N epochs (and after the last)", "eval_every"))
-    add("--time-limit", type=float, help="stop after this many seconds of training, then evaluate and save (the "
-        "run is then no longer a function of the seed)")
-    add("--amp", action=argparse.BooleanOptionalAction, help="mixed precision: float16 + GradScaler on CUDA, "
-        "bfloat16 on CPU (default: off)")
-    add("--device", help="cuda, cpu, ... (default: cuda if available)")
-    add("--workers", type=int, help="data-loading processes per training process (default: 2)")
-    add("--log-interval", type=int, help="optimizer steps between progress lines (default: 10)")
-    add("--plots", action=argparse.BooleanOptionalAction, help="draw curves.png and pr_curves.png at the end "
-        "(tools/plots.py; default: on)")
-    add("--kmeans", action="store_true", help="YOLOv2 §2 'Dimension Clusters': print the average IoU and the "
-        "k-means anchors (1 - IoU distance) for k = 1..9 on the training boxes, then exit")
-    add("--seed", type=int, help="model init, data order and augmentation follow (seed, epoch) (default: 0)")
-    return p
-
-
-def resolve(args):
-    """Fill every flag left unset: from the checkpoint being resumed, else from DEFAULTS and the recipe (a resumed
-    run keeps its seed, accumulation, ... unless a flag says otherwise). -> the checkpoint or None"""
-    checkpoint = None
-    if args.resume:
-        path = os.path.join(args.resume, "last.pt") if os.path.isdir(args.resume) else args.resume
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        args.resume, args.out = path, args.out or os.path.dirname(path)
-        for key, value in checkpoint["config"].items():
-            if getattr(args, key, None) is None and key not in ("resume", "weights"):
-                setattr(args, key, value)
-    for key, value in DEFAULTS.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.recipe is None:
-        args.recipe = ("classify" if args.task == "classify" else "synthetic" if args.data is None
-                       else detect.family_of(args.model).__name__ if args.model else "yolov1")
-    recipe = family_of(args).RECIPE if args.recipe == "classify" else RECIPES[args.recipe]
-    for key, value in recipe.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    args.out = args.out or os.path.join("runs", args.recipe)
-    return checkpoint
-
-
 def setup_distributed(args):
     """torchrun sets WORLD_SIZE, RANK and LOCAL_RANK: one process per GPU (NCCL) or per CPU slot (gloo).
     -> (processes, this process's rank, its device)"""
@@ -569,6 +408,10 @@ def main(args):
     if world > 1:
         dist.destroy_process_group()
     return {"history": run["history"], "best": run["best"], "result": result, "out": args.out}
+
+
+def get_args_parser():
+    return recipes.get_args_parser(__doc__)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from torch import nn
 from darknet import ConvBlock, darknet19_trunk, reorg, tiny_yolov2_trunk
 from images import boxes_to_original
 from loss import yolov2_loss
-from metrics import batched_nms
+from metrics import batched_nms, shape_iou
 
 # -----------------------------------------------------------------------------
 # §2 "Dimension Clusters": anchor (prior) sizes, in grid cells (1 cell = 32 input pixels).
@@ -203,13 +203,6 @@ def postprocess(raw, anchors, image_sizes, conf_threshold=0.24, nms_threshold=0.
 
 # -----------------------------------------------------------------------------
 # §2 "Dimension Clusters": k-means on box shapes with d(box, centroid) = 1 - IOU(box, centroid)
-
-def shape_iou(wh_a, wh_b):
-    """IoU of boxes (M, 2) and (K, 2) given by width and height only, both centred at the origin -> (M, K)."""
-    inter = torch.minimum(wh_a[:, None, 0], wh_b[None, :, 0]) * torch.minimum(wh_a[:, None, 1], wh_b[None, :, 1])
-    union = (wh_a[:, 0] * wh_a[:, 1])[:, None] + (wh_b[:, 0] * wh_b[:, 1])[None, :] - inter
-    return inter / union.clamp(min=torch.finfo(wh_a.dtype).tiny)
-
 
 def kmeans_anchors(boxes_wh, k, iterations=300, seed=0):
     """boxes_wh (M, 2) box widths and heights (any unit, e.g. fractions of the image) -> (anchors (k, 2)

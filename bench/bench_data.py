@@ -1,5 +1,5 @@
 """
-Data pipeline throughput (issue 7): decoded, augmented, target-ready images per second per worker, at 448x448.
+Data pipeline throughput: decoded, augmented, target-ready images per second per worker, at 448x448.
 
 Writes its own VOC-layout folder of JPEGs (default 200 images of 500x375, textured, 1-4 boxes each, like VOC's
 typical size), then times VOCDataset.__getitem__ in one process with one torch thread (= one DataLoader worker)

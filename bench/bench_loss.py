@@ -1,7 +1,7 @@
 """
 Time of loss.yolov1_loss and loss.yolov2_loss, forward + backward, for one batch (16 by default) with
 VOC-like targets, next to the forward + backward of the model that produces their input (yolov1 at 448,
-yolov2-voc at 416). Goal (issue 7): the loss costs under 1% of the model's training step on this CPU.
+yolov2-voc at 416). Goal: the loss costs under 1% of the model's training step on this CPU.
 
 Targets: VOC 2007 trainval has 12,608 objects in 5,011 images (2.5 per image, up to 42); we draw each
 image's count from a Poisson of mean 2.5, at least 1, at most 42, with random centres and sizes from 5% to

@@ -1,5 +1,5 @@
 """
-Benchmark of metrics.py (issues 4 and 7): evaluation time of each protocol on a VOC2007-test-sized case,
+Benchmark of metrics.py: evaluation time of each protocol on a VOC2007-test-sized case,
 next to the official tools' logic (a loop port of py-faster-rcnn's voc_eval.py, and pycocotools when
 installed), with a check that the results are equal; peak memory of the evaluation; NMS time on 1000
 and 10000 boxes, random and clustered, checked against a loop port of torchvision's CPU kernel.
@@ -219,7 +219,7 @@ def main():
                   f"small {ours[3]:.4f}  medium {ours[4]:.4f}  large {ours[5]:.4f}")
 
     print("\n## nms(iou_threshold=0.5)  (wall best / median, CPU best). Reference: torchvision's C++\n"
-          "   nms takes ~1.1 ms for 1000 clustered boxes here (issue 7; torchvision is not installable)")
+          "   nms takes ~1.1 ms for 1000 clustered boxes here (torchvision is not installable beside this torch)")
     g = np.random.default_rng(0)
     for n in (1000, 10000):
         for clustered in (False, True):

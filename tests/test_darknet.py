@@ -145,8 +145,8 @@ def test_darknet19_448_conv_23_size():
     assert darknet_file_bytes(Darknet19(), (0, 1, 0)) == 79_327_120 + 4 * (1000 + 1024 * 1000)
 
 
-def test_tiny_yolov2_sizes_match_issue_3():
-    # trunk + the detector's 1x1 prediction conv (A = 5 anchors): sizes given in issue 3 (16-byte header)
+def test_tiny_yolov2_sizes_match_the_official_files():
+    # trunk + the detector's 1x1 prediction conv (A = 5 anchors): the official files' sizes (16-byte header)
     for variant, c, num_classes, size in [("voc", 1024, 20, 63_471_556), ("coco", 512, 80, 44_948_596)]:
         model = nn.Sequential(tiny_yolov2_trunk(variant),
                               ConvBlock(c, 5 * (5 + num_classes), 1, batch_norm=False, activation="linear"))

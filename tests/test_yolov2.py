@@ -84,7 +84,7 @@ def test_preset_layers_parameters_and_weight_file_size(name, tmp_path):
     assert sum(p.numel() for p in model.parameters()) == sum(a * b * k * k + (2 * b if bn else b)
                                                              for a, b, k, bn in convs)
     floats = sum(a * b * k * k + (4 * b if bn else b) for a, b, k, bn in convs)
-    expected = {"yolov2-voc": 202_704_260, "yolov2": 203_934_260,            # issue 3, official files
+    expected = {"yolov2-voc": 202_704_260, "yolov2": 203_934_260,            # the official files
                 "yolov2-tiny-voc": 63_471_556, "yolov2-tiny": 44_948_596}[name]
     assert 16 + 4 * floats == expected == yolov2.PRESETS[name]["weights_bytes"]
     path = tmp_path / f"{name}.weights"
