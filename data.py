@@ -4,13 +4,11 @@ Datasets for YOLOv1 and YOLOv2: synthetic shapes, Pascal VOC, COCO, one record p
 Paper / darknet -> code
   darknet scripts/voc_label.py: 1-based XML, difficult objects left out of training .. VOCDataset
   darknet data/voc.names, data/coco.names ............................................ VOC_CLASSES, COCO_CLASSES
-  darknet data.c load_data_detection: an image resized or augmented (images.py), boxes with it ... dataset[i]
-  YOLOv2 §2 "Multi-Scale Training": train.py resizes whole batches; datasets give img_size x img_size.
+  darknet data.c load_data_detection: the image resized or augmented (images.py), boxes with it . dataset[i]
 
-Datasets: ShapesDataset (synthetic, the default: no download; shapes_split() gives a run's two sets), VOCDataset,
-COCODataset; open_dataset(path) guesses which. dataset[i] -> (image (3, H, W) float in [0, 1], target);
-dataset.annotation(i) -> ground truth in pixels of the original image, without decoding it. Decoding, darknet's
-resize and the augmentations are in images.py; darknet txt labels, dataset checks and the VOC download in tools/.
+dataset[i] -> (image (3, img_size, img_size) float in [0, 1], target); dataset.annotation(i) -> ground truth in
+pixels of the original image, without decoding it. open_dataset(path) guesses VOC or COCO; shapes_split() gives a
+run's synthetic sets. Beside the paper path: darknet txt labels, dataset checks, the VOC download (tools/).
 """
 import json
 import os
