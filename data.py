@@ -39,12 +39,6 @@ COCO_CLASSES = ["person", "bicycle", "car", "motorbike", "aeroplane", "bus", "tr
 SHAPE_CLASSES = ["circle", "rectangle", "triangle"]
 
 
-def read_names(path):
-    """A darknet .names file: one class name per line (detect.py --names, tools/darknet_txt.py)."""
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
-
-
 # -----------------------------------------------------------------------------
 # Datasets: one record per image {path, image_id, size, boxes (M, 4) pixel xyxy, labels, difficult, iscrowd}
 
@@ -129,9 +123,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         return {**{k: torch.from_numpy(rec[k]) for k in ("boxes", "labels", "difficult", "iscrowd", "area")
                    if k in rec}, "size": rec["size"], "path": rec["path"], "image_id": rec["image_id"]}
 
-    def load(self, i):
-        rec = self.record(i)
-        return load_image(rec["path"], exif=False, expected_size=rec["size"])
+    def load(self, i):                      # EXIF rotation only when it makes the annotation's size
+        return load_image(self.record(i)["path"], exif=False, expected_size=self.record(i)["size"])
 
     def __getitem__(self, i):
         # An image that fails to decode is reported once (per process) and replaced by the next readable one.

@@ -13,8 +13,7 @@ Models: FAMILIES maps each detector family to its file; every family file has th
 detections, TEST_THRESHOLDS, EVAL_NMS), so nothing below branches on the family. Weights: a train.py checkpoint
 (it stores the model's configuration and class names), or an official darknet .weights file, which holds only
 numbers: --model names its cfg, --names its class names unless they are VOC's 20 or COCO's 80.
-Not in the papers, beside this file: tools/results.py (comp4 and COCO results files), tools/plots.py (PR curves),
-tools/darknet_order.py (darknet's listing order), each imported only where its option asks for it.
+Beside it (not the papers; imported at their options' use): tools/results.py, plots.py, darknet_order.py.
 
 Run:
   python detect.py --weights runs/synthetic/best.pt photo.jpg photos/ --save-json detections.json
@@ -89,12 +88,18 @@ def load_model(weights: str, model_name: str | None = None, img_size: int | None
         class_names, train_config = DARKNET_NAMES.get(model.num_classes), {}
     print(load_weights(model, weights))
     if names_file:
-        class_names = data.read_names(names_file)
+        class_names = read_names(names_file)
     if class_names is None or len(class_names) != model.num_classes:
         found = "none" if class_names is None else len(class_names)
         raise ValueError(f"{model.preset} has {model.num_classes} classes; class names: expected "
                          f"{model.num_classes}, found {found} (give a names file, one name per line, with --names)")
     return model.eval(), list(class_names), train_config
+
+
+def read_names(path):
+    """A darknet .names file: one class name per line (--names, tools/darknet_txt.py)."""
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
 
 
 def load_weights(model, path: str, partial: bool = False) -> str:

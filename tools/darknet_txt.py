@@ -16,7 +16,8 @@ import os
 
 from PIL import Image
 
-from data import DetectionDataset, _listdir, read_names
+from data import DetectionDataset, _listdir
+from detect import read_names
 from images import IMAGE_EXTENSIONS
 
 
