@@ -34,7 +34,7 @@ SYNTHETIC = dict(  # OUR CHOICE: `python train.py`, data.ShapesDataset, ~8 minut
 RECIPES = {**{name: family.RECIPE for name, family in detect.FAMILIES.items()}, "synthetic": SYNTHETIC}
 
 
-def family_of(args):
+def family_for(args):
     """The family file of --model: yolov1.py, yolov2.py, or with --task classify tools/classify.py."""
     if args.task == "classify":
         from tools import classify          # the backbones' pre-training, beside the detector path
@@ -170,7 +170,7 @@ def resolve(args):
     if args.recipe is None:
         args.recipe = ("classify" if args.task == "classify" else "synthetic" if args.data is None
                        else detect.family_of(args.model).__name__ if args.model else "yolov1")
-    recipe = family_of(args).RECIPE if args.recipe == "classify" else RECIPES[args.recipe]
+    recipe = family_for(args).RECIPE if args.recipe == "classify" else RECIPES[args.recipe]
     for key, value in recipe.items():
         if getattr(args, key) is None:
             setattr(args, key, value)

@@ -40,7 +40,7 @@ import detect
 import metrics
 import recipes
 import yolov2
-from recipes import family_of, learning_rate, multiscale_size, resolve
+from recipes import family_for, learning_rate, multiscale_size, resolve
 
 # -----------------------------------------------------------------------------
 # Model, optimizer, weights
@@ -49,7 +49,7 @@ def build_model(args, num_classes):
     """The network of args.model through its family's build(); its .config goes into every checkpoint."""
     options = dict(batch_norm=args.batch_norm, backbone=args.backbone, pretrained=bool(args.backbone) or None)
     try:
-        model = family_of(args).build(args.model, num_classes=num_classes, img_size=args.img_size,
+        model = family_for(args).build(args.model, num_classes=num_classes, img_size=args.img_size,
                                       **{k: v for k, v in options.items() if v is not None})
     except ImportError as error:        # yolov1.ResNetYOLOv1 needs torchvision
         raise SystemExit(f"--backbone {args.backbone} needs torchvision ({error}); leave --backbone out for the "
@@ -342,7 +342,7 @@ def end_epoch(run, row, args, metric_name):
 
 def main(args):
     checkpoint = resolve(args)
-    family = family_of(args)
+    family = family_for(args)
     world, rank, device = setup_distributed(args)
     micro = args.batch_size // (world * args.accumulate)
     if micro * world * args.accumulate != args.batch_size:
