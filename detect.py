@@ -9,8 +9,8 @@ Paper / darknet -> code
   YOLOv1 §2: the grid cell holding an object's centre "is responsible for detecting" it  draw(show_grid=True)
   Evaluation: every detection above metrics.EVAL_CONF, then VOC07, VOC12 and COCO AP .... evaluate(), main()
 
-Models: FAMILIES maps each detector family to its file; every family file has the same names (PRESETS, build,
-detections, TEST_THRESHOLDS, EVAL_NMS), so nothing below branches on the family. Weights: a train.py checkpoint
+Models (models.py): FAMILIES maps each detector family to its file; every family file has the same names (PRESETS,
+build, detections, TEST_THRESHOLDS, EVAL_NMS), so nothing below branches on the family. Weights: a train.py checkpoint
 (it stores the model's configuration and class names), or an official darknet .weights file, which holds only
 numbers: --model names its cfg, --names its class names unless they are VOC's 20 or COCO's 80.
 Beside it (not the papers; imported at their options' use): tools/results.py, plots.py, darknet_order.py.
@@ -29,108 +29,15 @@ import math
 import os
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-import darknet
 import data
 import images
 import metrics
-import yolov1
-import yolov2
-
-FAMILIES = {"yolov1": yolov1, "yolov2": yolov2}     # a new detector family is one more file, and one more entry
-# The class names of a darknet .weights file without --names, by class count (darknet's data/*.names)
-DARKNET_NAMES = {len(data.VOC_CLASSES): data.VOC_CLASSES, len(data.COCO_CLASSES): data.COCO_CLASSES}
-
-
-def family_of(preset: str):
-    """The family file (yolov1, yolov2, ...) whose PRESETS hold preset."""
-    for family in FAMILIES.values():
-        if preset in family.PRESETS:
-            return family
-    raise ValueError(f"unknown model {preset!r}; expected one of {preset_names()}")
-
-
-def preset_names() -> list[str]:
-    return sorted(name for family in FAMILIES.values() for name in family.PRESETS)
-
-
-# -----------------------------------------------------------------------------
-# Loading: a project checkpoint or an official darknet .weights file
-
-def load_model(weights: str, model_name: str | None = None, img_size: int | None = None,
-               names_file: str | None = None):
-    """-> (model in eval mode, class names, the training configuration or {}). A checkpoint says which network
-    it holds (its "model_config"); a darknet .weights file does not: model_name names its cfg."""
-    if zipfile.is_zipfile(weights):     # torch.save writes zip archives; weights_only: unpickling runs no code
-        checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
-        config = dict(checkpoint["model_config"])               # what the family's build() takes, and "family"
-        if config["family"] not in FAMILIES:
-            raise ValueError(f"{weights}: a checkpoint of a {config['family']} model ({config['preset']}), "
-                             "not a detector")
-        if model_name is not None and model_name != config["preset"]:
-            raise ValueError(f"{weights}: --model does not match the checkpoint: expected {config['preset']!r} "
-                             f"(stored in the checkpoint), found --model {model_name!r}")
-        try:                            # train.py --backbone: yolov1.ResNetYOLOv1 needs torchvision
-            model = FAMILIES[config.pop("family")].build(**dict(config, img_size=img_size or config["img_size"]))
-        except ImportError as error:
-            raise ValueError(f"{weights}: {error}") from None
-        class_names, train_config = list(checkpoint["class_names"]), checkpoint.get("config") or {}
-    elif model_name is None:
-        raise ValueError(f"{weights}: a darknet .weights file does not say which network it is; name its "
-                         f"cfg with --model (one of {preset_names()})")
-    else:
-        model = family_of(model_name).build(model_name, img_size=img_size)
-        class_names, train_config = DARKNET_NAMES.get(model.num_classes), {}
-    print(load_weights(model, weights))
-    if names_file:
-        class_names = read_names(names_file)
-    if class_names is None or len(class_names) != model.num_classes:
-        found = "none" if class_names is None else len(class_names)
-        raise ValueError(f"{model.preset} has {model.num_classes} classes; class names: expected "
-                         f"{model.num_classes}, found {found} (give a names file, one name per line, with --names)")
-    return model.eval(), list(class_names), train_config
-
-
-def read_names(path):
-    """A darknet .names file: one class name per line (--names, tools/darknet_txt.py)."""
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
-
-
-def load_weights(model, path: str, partial: bool = False) -> str:
-    """A train.py checkpoint or a darknet .weights file into model -> a one-line message. A darknet file must hold
-    exactly the model's values (its size is checked before anything is loaded), or with partial=True its first
-    layers (extraction.conv.weights, darknet19_448.conv.23). YOLOv1's detection-layer order is converted by
-    darknet.py through the permutation yolov1.py sets on its last connected layer."""
-    if zipfile.is_zipfile(path):
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        load_state(model, checkpoint, path)
-        return f"loaded {path}: {model.preset} after {checkpoint.get('epoch', '?')} epochs"
-    info = darknet.load_darknet_weights(model, path, prefix_ok=partial)
-    part = "all" if info["layers_loaded"] == info["layers_total"] else "the first"
-    return (f"loaded {path}: {part} {info['layers_loaded']} of {info['layers_total']} darknet layers "
-            f"(version {'.'.join(map(str, info['version']))}, {info['seen']:,} images seen)")
-
-
-def load_state(model, checkpoint: dict, path: str):
-    """A checkpoint's weights into model, refused with what differs (never loaded in part)."""
-    found, expected = checkpoint["model_config"], model.config
-    if (found["preset"], found["num_classes"]) != (expected["preset"], expected["num_classes"]):
-        raise ValueError(f"{path}: checkpoint for preset {found['preset']!r} with {found['num_classes']} classes; "
-                         f"this run expects {expected['preset']!r} with {expected['num_classes']} classes")
-    state, mine = checkpoint["model"], model.state_dict()
-    problems = [f"missing {k}" for k in mine if k not in state] + [f"unexpected {k}" for k in state if k not in mine]
-    problems += [f"{k}: expected {tuple(v.shape)}, found {tuple(state[k].shape)}"
-                 for k, v in mine.items() if k in state and v.shape != state[k].shape]
-    if problems:
-        raise ValueError(f"{path} does not fit {model.preset}: " + "; ".join(problems[:8]))
-    model.load_state_dict(state)
-
+import models
 
 # -----------------------------------------------------------------------------
 # Darknet's test path: preprocess, forward, the family's post-processing
@@ -150,7 +57,7 @@ def predict(model, x: torch.Tensor, sizes: list[tuple[int, int]], conf: float, n
     """x (N, 3, H, W) preprocessed images -> one dict per image: "boxes" (K, 4) pixel xyxy of an image of
     sizes[n] = (width, height), "scores" (K,), "labels" (K,), "grid" (rows, cols). order: see yolov2.postprocess."""
     out = model(x.to(next(model.parameters()).device)).float()
-    found = FAMILIES[model.config["family"]].detections(model, out, sizes, conf, nms, letterbox,
+    found = models.FAMILIES[model.config["family"]].detections(model, out, sizes, conf, nms, letterbox,
                                                         (x.shape[3], x.shape[2]), order)
     return [{k: v.cpu() if torch.is_tensor(v) else v for k, v in d.items()} for d in found]
 
@@ -429,9 +336,9 @@ def main(args) -> dict:
     "outputs", "failed"; with --data, "results" per protocol."""
     if not args.inputs and not args.data:
         raise ValueError("nothing to do: give images or folders, or --data to evaluate a dataset")
-    model, class_names, train_config = load_model(args.weights, args.model, args.img_size, args.names)
+    model, class_names, train_config = models.load_model(args.weights, args.model, args.img_size, args.names)
     model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    family = FAMILIES[model.config["family"]]
+    family = models.FAMILIES[model.config["family"]]
     defaults = dict(conf=metrics.EVAL_CONF, nms=family.EVAL_NMS) if args.data else family.TEST_THRESHOLDS
     args.conf = defaults["conf"] if args.conf is None else args.conf
     args.nms = defaults["nms"] if args.nms is None else args.nms

@@ -20,7 +20,7 @@ import random
 
 import torch
 
-import detect
+import models
 import yolov1
 import yolov2
 
@@ -31,7 +31,7 @@ SYNTHETIC = dict(  # OUR CHOICE: `python train.py`, data.ShapesDataset, ~8 minut
     model="yolov1-shapes", optimizer="adam", epochs=1, batch_size=32, momentum=0.9, weight_decay=0.0,
     dropout=0.0, schedule="yolov1", lr=2e-3, warmup_lr=2e-4, warmup_epochs=0.05, lr_steps=[0.9, 0.97],
     img_size=112, augment="none", multiscale=False, eval_every=1, train_images=57_600, val_images=500)
-RECIPES = {**{name: family.RECIPE for name, family in detect.FAMILIES.items()}, "synthetic": SYNTHETIC}
+RECIPES = {**{name: family.RECIPE for name, family in models.FAMILIES.items()}, "synthetic": SYNTHETIC}
 
 
 def family_for(args):
@@ -40,7 +40,7 @@ def family_for(args):
         from tools import classify          # the backbones' pre-training, beside the detector path
         return classify
     try:
-        return detect.family_of(args.model)
+        return models.family_of(args.model)
     except ValueError as error:
         raise SystemExit(f"--model: {error} (or darknet19 / extraction with --task classify)") from None
 
@@ -169,7 +169,7 @@ def resolve(args):
             setattr(args, key, value)
     if args.recipe is None:
         args.recipe = ("classify" if args.task == "classify" else "synthetic" if args.data is None
-                       else detect.family_of(args.model).__name__ if args.model else "yolov1")
+                       else models.family_of(args.model).__name__ if args.model else "yolov1")
     recipe = family_for(args).RECIPE if args.recipe == "classify" else RECIPES[args.recipe]
     for key, value in recipe.items():
         if getattr(args, key) is None:

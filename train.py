@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 import data
 import detect
+import models
 import metrics
 import recipes
 import yolov2
@@ -84,7 +85,7 @@ def make_optimizer(args, model):
 
 
 def load_weights(model, path):
-    """--weights into model: a classifier checkpoint's trunk (tools/classify.py), else detect.load_weights (a
+    """--weights into model: a classifier checkpoint's trunk (tools/classify.py), else models.load_weights (a
     train.py checkpoint, or a darknet file, whole or its first layers: extraction.conv.weights, ...)."""
     try:
         if zipfile.is_zipfile(path):                 # torch.save writes zip archives
@@ -92,7 +93,7 @@ def load_weights(model, path):
             if checkpoint["model_config"]["family"] == "classify" != model.config["family"]:
                 from tools import classify
                 return classify.copy_trunk(checkpoint, model, path)
-        return detect.load_weights(model, path, partial=True)
+        return models.load_weights(model, path, partial=True)
     except ValueError as error:
         raise SystemExit(str(error)) from None
 
@@ -306,7 +307,7 @@ def start_run(args, family, class_names, checkpoint, device, world, rank):
                class_names=list(class_names), last_path=os.path.join(args.out, "last.pt"))
     if checkpoint:
         try:
-            detect.load_state(raw_model, checkpoint, args.resume)
+            models.load_state(raw_model, checkpoint, args.resume)
         except ValueError as error:
             raise SystemExit(str(error)) from None
         run["optimizer"].load_state_dict(checkpoint["optimizer"])

@@ -11,6 +11,7 @@ from PIL import Image
 import darknet
 import data
 import detect
+import models
 import yolov1
 import yolov2
 
@@ -196,10 +197,10 @@ def test_darknet_weights_of_80_classes_take_cocos_names(tmp_path):
     # yolov2-tiny.cfg is darknet's COCO model: its 80 classes are named by data.COCO_CLASSES, no --names needed
     model = yolov2.build("yolov2-tiny", img_size=64)
     darknet.save_darknet_weights(model, tmp_path / "tiny-coco.weights")
-    _, names, _ = detect.load_model(str(tmp_path / "tiny-coco.weights"), "yolov2-tiny", 64)
+    _, names, _ = models.load_model(str(tmp_path / "tiny-coco.weights"), "yolov2-tiny", 64)
     assert names == data.COCO_CLASSES and len(names) == 80
     (tmp_path / "mine.names").write_text("".join(f"thing{k}\n" for k in range(80)))      # --names still overrides
-    _, names, _ = detect.load_model(str(tmp_path / "tiny-coco.weights"), "yolov2-tiny", 64,
+    _, names, _ = models.load_model(str(tmp_path / "tiny-coco.weights"), "yolov2-tiny", 64,
                                     str(tmp_path / "mine.names"))
     assert names[0] == "thing0" and names[79] == "thing79"
 
@@ -373,4 +374,4 @@ def test_checkpoint_of_a_resnet_backbone_needs_torchvision(tmp_path, monkeypatch
                   backbone="resnet18")
     torch.save({"model_config": config, "class_names": CLASS_NAMES, "model": {}}, path)
     with pytest.raises(ValueError, match="resnet18 needs torchvision"):
-        detect.load_model(str(path))
+        models.load_model(str(path))

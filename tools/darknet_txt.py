@@ -17,7 +17,7 @@ import os
 from PIL import Image
 
 from data import DetectionDataset, _listdir
-from detect import read_names
+from models import read_names
 from images import IMAGE_EXTENSIONS
 
 
