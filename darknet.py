@@ -1,5 +1,5 @@
 """
-Darknet building blocks, the YOLOv1 / YOLOv2 backbones, and darknet's .weights file format.
+Darknet building blocks and the YOLOv1 / YOLOv2 backbones.
 
 Papers: YOLOv1 (Redmon et al., arXiv:1506.02640), YOLOv2 (Redmon & Farhadi, "YOLO9000", arXiv:1612.08242).
 Darknet: github.com/pjreddie/darknet, src/*.c, and the cfg files named below.
@@ -13,16 +13,16 @@ Paper -> code
   YOLOv2 §2    "Fine-Grained Features": the passthrough's reorg .............. reorg()
   darknet only tiny-YOLOv2 trunk (yolov2-tiny-voc.cfg, yolov2-tiny.cfg) ....... tiny_yolov2_trunk()
   darknet only max-pool padding (maxpool_layer.c) ............................ maxpool()
+  darknet only activation "ramp" of the 2015 yolo-small.cfg (activations.h) ... ConvBlock(activation="ramp"), act()
+  darknet only the locally connected layer of yolov1.cfg (local_layer.c) ..... LocalLayer
   inference    conv + batch-norm folding ...................................... fuse()
-  darknet only .weights files (parser.c) ..... darknet_layers(), load_darknet_weights(), save_darknet_weights()
+The .weights file format (parser.c) is weights.py's.
 
 Shapes: N images, C channels, H x W feature map. Every module takes (N, C, H, W) float tensors.
 Nothing here reads a cfg file: the cfgs were read once and their layer lists are written out below.
 """
 import copy
-import os
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -32,6 +32,20 @@ import torch.nn.functional as F
 
 # YOLOv1 §2.2, eq. 2: φ(x) = x if x > 0, else 0.1·x (darknet activations.h: leaky_activate).
 LEAKY_SLOPE = 0.1
+ACTIVATIONS = ("leaky", "linear", "ramp", "logistic")
+
+
+def act(x, activation):
+    """Darknet's activations (activations.h, unchanged from 2015 to f6afaab) by cfg name:
+    leaky: x if x > 0 else .1x (eq. 2); linear: x; logistic: 1 / (1 + e^-x);
+    ramp (only the 2015 yolo-small.cfg): x·(x > 0) + .1x, i.e. 1.1x for x > 0 and .1x below."""
+    if activation == "leaky":
+        return F.leaky_relu(x, LEAKY_SLOPE)
+    if activation == "ramp":
+        return torch.where(x > 0, x, torch.zeros_like(x)) + 0.1 * x
+    if activation == "logistic":
+        return torch.sigmoid(x)
+    return x
 
 # Darknet batch norm (batchnorm_layer.c), as nn.BatchNorm2d(eps=BN_EPS, momentum=BN_MOMENTUM):
 #   running = 0.99·running + 0.01·batch  (scal .99, axpy .01; cuDNN exponentialAverageFactor .01)
@@ -47,7 +61,7 @@ BN_MOMENTUM = 0.01
 
 
 class ConvBlock(nn.Module):
-    """Darknet's [convolutional] layer: conv -> batch norm (optional) -> leaky ReLU or linear.
+    """Darknet's [convolutional] layer: conv -> batch norm (optional) -> leaky ReLU, linear (or ramp, act()).
 
     Padding is size // 2 (cfg pad=1, parser.c), so a stride-1 conv keeps H x W. With batch norm the
     conv has no bias: darknet's `biases` are then the batch norm's shift β (convolutional_layer.c
@@ -57,8 +71,8 @@ class ConvBlock(nn.Module):
 
     def __init__(self, c_in, c_out, size, stride=1, batch_norm=True, activation="leaky"):
         super().__init__()
-        if activation not in ("leaky", "linear"):
-            raise ValueError(f"activation must be 'leaky' or 'linear', got {activation!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.conv = nn.Conv2d(c_in, c_out, size, stride, padding=size // 2, bias=not batch_norm)
         self.bn = nn.BatchNorm2d(c_out, eps=BN_EPS, momentum=BN_MOMENTUM) if batch_norm else None
         self.activation = activation
@@ -67,9 +81,7 @@ class ConvBlock(nn.Module):
         x = self.conv(x)
         if self.bn is not None:
             x = self.bn(x)
-        if self.activation == "leaky":
-            x = F.leaky_relu(x, LEAKY_SLOPE)
-        return x
+        return act(x, self.activation)
 
     def extra_repr(self):
         return f"activation={self.activation!r}"
@@ -268,166 +280,45 @@ def tiny_yolov2_trunk(variant="voc"):
 
 
 # -----------------------------------------------------------------------------
-# Darknet .weights files (parser.c: load_weights_upto, save_weights_upto)
-#
-# File = header, then float32 values of each layer with weights, in cfg order, nothing between them:
-#   header: int32 major, minor, revision; then `seen` (images trained on) as uint64 when
-#           major*10 + minor >= 2 and major < 1000 and minor < 1000 (20 bytes), else int32 (16 bytes).
-#           Darknet reads major or minor > 1000 as an old format with transposed connected weights;
-#           we refuse those files rather than guess.
-#   [convolutional]: biases (n), then if batch_normalize: scales γ (n), rolling mean (n), rolling
-#           variance (n); then weights (n, c, size, size) row-major = torch's Conv2d.weight layout.
-#   [connected]: biases (out), weights (out, in) row-major = torch's Linear.weight layout
-#           (forward_connected_layer: gemm(0, 1, ...) = input · Wᵀ); then the batch norm values if any
-#           (connected layers with batch norm have no counterpart here; no cfg of ours uses one).
-# All little-endian, as darknet writes them on x86.
-#
-# Output permutation hook. A connected layer whose output order differs between darknet and this
-# project sets `linear.darknet_permutation`: a sequence p of length out_features meaning
-#   our_output[o] = darknet_output[p[o]].
-# Loading then takes rows p of darknet's weights and biases; saving writes them back in darknet's order.
-# YOLOv1's detection layer needs it: darknet lays its output out as all S·S·C class probabilities,
-# then all S·S·B confidences, then all S·S·B·4 coordinates (detection_layer.c), while our layout is
-# per cell (S, S, B*5+C). yolov1.py builds p from that description and sets it on its last nn.Linear.
+# Darknet's locally connected layer (local_layer.c), in darknet's yolov1.cfg after the last conv
 
+class LocalLayer(nn.Module):
+    """Darknet's [local] layer: a convolution whose filters are not shared, one set per output position.
 
-def darknet_layers(model):
-    """Layers in darknet file order: every ConvBlock and nn.Linear in model.modules() order, so a model
-    must register its layers in cfg order. A bare nn.Conv2d would have no place in the file: refused."""
-    layers, in_blocks = [], set()
-    for module in model.modules():
-        if isinstance(module, ConvBlock):
-            layers.append(module)
-            in_blocks.add(id(module.conv))
-        elif isinstance(module, nn.Linear):
-            layers.append(module)
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d) and id(module) not in in_blocks:
-            raise ValueError(f"{name} is a bare nn.Conv2d; wrap it in darknet.ConvBlock so that its "
-                             "place and layout in a darknet .weights file are defined")
-    return layers
-
-
-def _tensors_in_file_order(layer):
-    """The tensors of one layer in the order darknet stores them."""
-    if isinstance(layer, ConvBlock):
-        if layer.bn is not None:
-            bn = layer.bn
-            return [bn.bias, bn.weight, bn.running_mean, bn.running_var, layer.conv.weight]
-        return [layer.conv.bias, layer.conv.weight]
-    if layer.bias is None:
-        raise ValueError("a darknet [connected] layer always has biases; this nn.Linear has bias=False")
-    return [layer.bias, layer.weight]
-
-
-def _permutation(layer):
-    """The layer's darknet_permutation as a LongTensor, checked, or None."""
-    p = getattr(layer, "darknet_permutation", None)
-    if p is None:
-        return None
-    p = torch.as_tensor(p, dtype=torch.long)
-    if not torch.equal(torch.sort(p).values, torch.arange(layer.out_features)):
-        raise ValueError(f"darknet_permutation of {layer} is not a permutation of 0..{layer.out_features - 1}")
-    return p
-
-
-def _layer_floats(layer):
-    return sum(t.numel() for t in _tensors_in_file_order(layer))
-
-
-def _header_bytes(major, minor):
-    seen_is_uint64 = major * 10 + minor >= 2 and major < 1000 and minor < 1000
-    return 12 + (8 if seen_is_uint64 else 4)
-
-
-def darknet_file_bytes(model, version=(0, 2, 0), num_layers=None):
-    """Size in bytes of the darknet file for the first num_layers (default all) darknet_layers(model)."""
-    layers = darknet_layers(model)[:num_layers]
-    return _header_bytes(version[0], version[1]) + 4 * sum(_layer_floats(layer) for layer in layers)
-
-
-def _read_header(f, path):
-    """-> (major, minor, revision), seen, header length in bytes. Refuses anything not darknet's."""
-    head = f.read(20)
-    if head.startswith(b"PK\x03\x04"):
-        raise ValueError(f"{path} is a zip archive (what torch.save writes), not a darknet .weights file; "
-                         "load a project checkpoint with torch.load(path, weights_only=True)")
-    if head[:1] == b"\x80":
-        raise ValueError(f"{path} looks like a Python pickle (an old-style torch.save file), "
-                         "not a darknet .weights file")
-    if len(head) < 16:
-        raise ValueError(f"{path} has {len(head)} bytes, shorter than a darknet header (16 or 20 bytes)")
-    major, minor, revision = (int(v) for v in np.frombuffer(head[:12], "<i4"))
-    if not (0 <= major < 1000 and 0 <= minor < 1000 and 0 <= revision < 1000):
-        raise ValueError(f"{path} does not start with a darknet header: version {major}.{minor}.{revision} "
-                         "(darknet's files say 0.1.0 or 0.2.0; major or minor > 1000 is darknet's "
-                         "old transposed format, not supported here)")
-    header_bytes = _header_bytes(major, minor)
-    if len(head) < header_bytes:
-        raise ValueError(f"{path} ends inside its {header_bytes}-byte darknet header")
-    seen = int(np.frombuffer(head[12:header_bytes], "<u8" if header_bytes == 20 else "<i4")[0])
-    return (major, minor, revision), seen, header_bytes
-
-
-def load_darknet_weights(model, path, prefix_ok=False):
-    """Load a darknet .weights file into model (layers as darknet_layers(model) lists them).
-
-    The file must hold exactly the model's values. With prefix_ok=True it may instead stop exactly at
-    the end of a layer (a partial backbone such as extraction.conv.weights or darknet19_448.conv.23):
-    those first layers are loaded, the rest keep their values. Anything else raises ValueError naming
-    the file, the expected and the actual byte counts; sizes are checked before any value is copied,
-    so the model is never loaded in part by mistake.
-    Returns dict(version=(major, minor, revision), seen=int, layers_loaded=int, layers_total=int).
+    (N, c, h, w) -> (N, n, out_h, out_w). With pad (cfg pad=1) the input is padded by size // 2 on every side and
+    out = (h - 1) // stride + 1 (local_out_height), which for odd sizes is what the padded im2col gives.
+    Parameters, exactly as the .weights file stores them (parser.c, the LOCAL branch of load_weights_upto):
+      bias   (n, out_h, out_w): darknet's biases, one per output value, ordered [c_out][y][x] (l.outputs of them);
+      weight (out_h*out_w, n, c*size*size): for output position j = y*out_w + x, an n x (c*size*size) matrix whose
+             columns are im2col's rows, channel-major then kernel row then column (im2col_cpu), which is
+             F.unfold's order too.
+    forward_local_layer: out[:, j] = bias[:, j] + weight[j] @ im2col(input)[:, j], then the activation.
+    No batch norm (darknet's local layer has none). Activation leaky in yolov1.cfg.
     """
-    layers = darknet_layers(model)
-    permutations = [_permutation(layer) if isinstance(layer, nn.Linear) else None for layer in layers]
-    actual = os.path.getsize(path)
-    with open(path, "rb") as f:
-        version, seen, header_bytes = _read_header(f, path)
-    ends = np.cumsum([0] + [_layer_floats(layer) for layer in layers])       # float offsets of layer ends
-    expected = header_bytes + 4 * int(ends[-1])
-    num_loaded = len(layers) if actual == expected else None
-    if num_loaded is None and prefix_ok:
-        matches = np.flatnonzero(header_bytes + 4 * ends[1:] == actual)
-        num_loaded = int(matches[0]) + 1 if len(matches) else None
-    if num_loaded is None:
-        hint = ("No layer of the model ends there either." if prefix_ok
-                else "A partial backbone needs prefix_ok=True.")
-        raise ValueError(
-            f"{path}: {actual:,} bytes, but {type(model).__name__} needs {expected:,} bytes "
-            f"({header_bytes}-byte header of version {'.'.join(map(str, version))} + "
-            f"{int(ends[-1]):,} float32 values in {len(layers)} layers); "
-            f"difference {actual - expected:+,} bytes. {hint} Nothing was loaded.")
 
-    values = torch.from_numpy(np.fromfile(path, dtype="<f4", count=int(ends[num_loaded]), offset=header_bytes))
-    with torch.no_grad():
-        for layer, p, start in zip(layers[:num_loaded], permutations, ends):
-            offset = int(start)
-            for t in _tensors_in_file_order(layer):
-                chunk = values[offset: offset + t.numel()].view(t.shape)
-                offset += t.numel()
-                t.copy_(chunk if p is None else chunk[p])   # bias (out,) or weight (out, in): rows p
-    return dict(version=version, seen=seen, layers_loaded=num_loaded, layers_total=len(layers))
+    def __init__(self, c_in, c_out, size, in_h, in_w, stride=1, pad=True, activation="leaky"):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.size, self.stride, self.padding, self.activation = size, stride, size // 2 if pad else 0, activation
+        self.in_hw = (in_h, in_w)
+        self.out_h = (in_h + 2 * self.padding - size) // stride + 1         # = (h - 1) // stride + 1 for odd size
+        self.out_w = (in_w + 2 * self.padding - size) // stride + 1
+        L, K = self.out_h * self.out_w, c_in * size * size
+        # OUR CHOICE: every position initialised as darknet initialises its first one (make_local_layer fills only
+        # the first c*n*size*size weights with scale·U(-1, 1), scale = sqrt(2 / (size·size·c)); the rest stay 0)
+        scale = (2.0 / K) ** 0.5
+        self.weight = nn.Parameter(torch.empty(L, c_out, K).uniform_(-scale, scale))   # (L, n, c*size*size)
+        self.bias = nn.Parameter(torch.zeros(c_out, self.out_h, self.out_w))            # (n, out_h, out_w)
 
+    def forward(self, x):
+        if tuple(x.shape[-2:]) != self.in_hw:
+            raise ValueError(f"a locally connected layer built for {self.in_hw} inputs got {tuple(x.shape[-2:])}")
+        cols = F.unfold(x, self.size, padding=self.padding, stride=self.stride)   # (N, c*size*size, L) im2col
+        out = torch.einsum("lnk,bkl->bnl", self.weight, cols)                     # (N, n, L), one matrix per l
+        out = out.view(x.shape[0], -1, self.out_h, self.out_w) + self.bias        # (N, n, out_h, out_w)
+        return act(out, self.activation)
 
-def save_darknet_weights(model, path, seen=0, version=(0, 2, 0)):
-    """Write model in darknet's .weights format (the inverse of load_darknet_weights).
-
-    version (major, minor, revision) decides the header: `seen` is written as uint64 for 0.2.x and
-    later (darknet's save_weights_upto always writes 0.2.0), as int32 for 0.1.x. The file is written
-    to path + ".tmp" and renamed, so an interrupted save leaves no half file under path."""
-    major, minor, revision = version
-    if not (0 <= major < 1000 and 0 <= minor < 1000):
-        raise ValueError(f"version {version}: darknet reads major or minor > 1000 as a transposed format")
-    seen_dtype = "<u8" if _header_bytes(major, minor) == 20 else "<i4"
-    tmp = str(path) + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(np.array([major, minor, revision], "<i4").tobytes() + np.array([seen], seen_dtype).tobytes())
-        for layer in darknet_layers(model):
-            p = _permutation(layer) if isinstance(layer, nn.Linear) else None
-            for t in _tensors_in_file_order(layer):
-                t = t.detach().to("cpu", torch.float32)
-                if p is not None:
-                    t = t[torch.argsort(p)]         # darknet row q holds our row o where p[o] = q
-                f.write(t.numpy().astype("<f4").tobytes())
-    os.replace(tmp, path)
+    def extra_repr(self):
+        return (f"{self.weight.shape[2] // self.size ** 2}, {self.weight.shape[1]}, size={self.size}, "
+                f"stride={self.stride}, in={self.in_hw}, activation={self.activation!r}")

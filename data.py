@@ -63,7 +63,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def __init__(self, img_size=448, augment=None, seed=0, keep_difficult=False, keep_crowd=False):
         if augment not in (None, *AUGMENTATIONS):
-            raise ValueError(f"augment must be None, 'yolov1' or 'yolov2', got {augment!r}")
+            raise ValueError(f"augment must be None or one of {sorted(AUGMENTATIONS)}, got {augment!r}")
         self.img_size, self.augment, self.seed, self.epoch = img_size, augment, seed, 0
         self.keep_difficult, self.keep_crowd = keep_difficult, keep_crowd
         self.records, self.class_names, self.problems, self.counts, self.seen = [], [], [], Counter(), set()

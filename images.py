@@ -5,6 +5,7 @@ papers' augmentation. It imports only numpy, torch and Pillow.
 Paper / darknet -> code
   darknet image.c load_image_color (stb_image, 3 channels: alpha dropped), / 255 .... load_image(), image_to_tensor()
   ours: EXIF orientation, 16-bit and CMYK files, errors that name the file .... decode_image(), load_image()
+  ours: a path, PIL image, numpy array or tensor as one (3, H, W) tensor (the library call) ... any_to_tensor()
   darknet image.c resize_image: two-pass bilinear, corners aligned, float32 ......... resize_darknet()
   darknet image.c letterbox_image; region_layer.c correct_region_boxes ... letterbox_darknet(), boxes_to_original()
   YOLOv1 §2.2 "random scaling and translations of up to 20% of the original image size"
@@ -18,6 +19,7 @@ going into an augmentation and normalized to [0, 1] of the output coming out.
 
 Run:  python -m pytest -q tests/test_images.py     resize_image and distort_image against their C loops
 """
+import functools
 import os
 
 import numpy as np
@@ -84,6 +86,24 @@ def load_image(path, exif=True, expected_size=None):
 def image_to_tensor(img):
     """PIL RGB image -> (3, H, W) float32 in [0, 1]: darknet divides by 255, no mean or std."""
     return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous().float().div_(255)
+
+
+def any_to_tensor(x, name="input"):
+    """A file path (decoded as detect.py does: EXIF orientation applied), a PIL image of any mode, a numpy array
+    (H, W, 3) uint8 RGB, or a tensor (3, H, W) RGB, uint8 or float in [0, 1] -> (3, H, W) float32 in [0, 1]
+    (detect.detect_objects' inputs). name starts the error message."""
+    if isinstance(x, (str, os.PathLike)):
+        return image_to_tensor(load_image(x, exif=True))
+    if isinstance(x, Image.Image):
+        return image_to_tensor(_to_rgb(x))
+    if isinstance(x, np.ndarray):
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3:
+            raise ValueError(f"{name}: a numpy array must be (H, W, 3) uint8 RGB, got {x.shape} {x.dtype}")
+        x = torch.from_numpy(x.copy()).permute(2, 0, 1)      # (3, H, W); a copy: the array may be read-only
+    if not torch.is_tensor(x) or x.dim() != 3 or x.shape[0] != 3:
+        raise ValueError(f"{name}: expected a path, PIL image, numpy array or (3, H, W) tensor, got "
+                         f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+    return x.float().div(255) if x.dtype == torch.uint8 else x.float()
 
 
 # -----------------------------------------------------------------------------
@@ -229,7 +249,7 @@ def augment_yolov2(image, boxes, rng, out_size, jitter=0.3, hue=0.1, saturation=
     """darknet data.c load_data_detection as released with YOLOv2: each side of the crop moves by an integer in
     (-jitter·side, jitter·side) (edges repeated outside the image), resize_image to out_size, mirror with
     probability 1/2, random_distort_image (hue shift in (-hue, hue) turns, rand_scale saturation and exposure).
-    jitter is .3 in yolov2-voc.cfg and yolov2.cfg, .2 in the tiny cfgs. Arguments and returns as augment_yolov1."""
+    jitter is .3 in yolov2-voc.cfg and yolov2.cfg, .2 in yolo-voc.2.0.cfg, yolo.2.0.cfg and the tiny cfgs. Arguments and returns as augment_yolov1."""
     image = image_to_tensor(image) if isinstance(image, Image.Image) else image
     _, oh, ow = image.shape
     # int pleft = rand_uniform(-dw, dw), dw = ow·jitter: C's conversion truncates toward zero, as int() does
@@ -240,4 +260,6 @@ def augment_yolov2(image, boxes, rng, out_size, jitter=0.3, hue=0.1, saturation=
     return out, boxes, keep
 
 
-AUGMENTATIONS = {"yolov1": augment_yolov1, "yolov2": augment_yolov2}
+# "yolov2-jitter.2": the YOLOv2 release's cfgs (yolo-voc.2.0.cfg, yolo.2.0.cfg at darknet c6afc7ff) crop with jitter=.2
+AUGMENTATIONS = {"yolov1": augment_yolov1, "yolov2": augment_yolov2,
+                 "yolov2-jitter.2": functools.partial(augment_yolov2, jitter=0.2)}

@@ -1,29 +1,32 @@
 """
 YOLOv1 network and inference (Redmon et al., "You Only Look Once: Unified, Real-Time Object Detection",
-arXiv:1506.02640). The loss, eq. (3), is loss.yolov1_loss.
+arXiv:1506.02640), and every official darknet YOLOv1 network. The loss, eq. (3), is loss.yolov1_loss.
 
 Paper -> code
   §2    Unified detection: S x S grid, B boxes and C class probabilities per cell ..... S, B, C; YOLOv1.forward
   §2.1  Network design, Fig. 3: 24 conv (the first 20 = darknet.extraction_trunk) + 2 FC ... PRESETS["yolov1"]
-  §2.1  Fast YOLO: 9 conv layers instead of 24, fewer filters ...................... PRESETS["yolov1-tiny"]
+  §2.1  Fast YOLO: 9 conv layers instead of 24, fewer filters ............... PRESETS["yolo-tiny.2015-11"]
   §2.2  Leaky ReLU (eq. 2) everywhere but the last layer; dropout .5 after the 1st FC .. YOLOv1.forward
   §2.2  x, y: offsets in the cell; w, h: relative to the image, predicted as square roots .. split_output()
   §2.3  Inference: class-specific scores (§2, eq. 1), then non-maximum suppression ... decode(), postprocess()
+  darknet: the 2015 cfgs' [crop] input range 2x - 1; the later cfgs' [0, 1] ......... RANGE_CROP_2015, RANGE_01
+  darknet: yolov1.cfg, yolov1-tiny.cfg (BN, [local], B = 3), the 2015 yolo-small .. PRESETS (cfg, commit each)
   darknet: its detection layer's output order <-> ours (.weights files) ............ darknet_output_permutation()
   ours: the synthetic demo preset with a conv head; YOLOv1 on a torchvision ResNet .. "yolov1-shapes", ResNetYOLOv1
   §2.2  the training recipe; the family interface train.py and detect.py call ........ RECIPE, build(), loss(),
                                                                                          detections()
 
 Output of the network: (N, S, S, B*5 + C), indexed [image, row i (y cell), column j (x cell)]; per cell
-B x [x, y, sqrt(w), sqrt(h), confidence], then C class probabilities. split_output() is the one place that
-reads this layout; every other function uses its named tensors.
+B x [x, y, sqrt(w), sqrt(h), confidence], then C class probabilities (w, h themselves where a preset has
+sqrt=False). split_output() is the one place that reads this layout; every other function uses its named tensors.
 
 Legend: N images, S grid side, B boxes per cell, C classes.
 Run:    python train.py --model yolov1-shapes        python detect.py --weights CKPT photo.jpg
 """
+import functools
+
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import darknet
 import metrics
@@ -35,6 +38,14 @@ from loss import yolov1_loss
 S, B, C = 7, 2, 20      # grid side, boxes per cell, classes: a 7 x 7 x 30 output
 IMG_SIZE = 448          # §2.2: "increase the input resolution of the network from 224 x 224 to 448 x 448"
 DROPOUT = 0.5           # §2.2: "A dropout layer with rate = .5 after the first connected layer"
+
+# Input range, the image's [0, 1] mapped to [lo, hi] by the network itself (YOLOv1.forward).
+# DARKNET, not in the paper: the 2015 cfgs (history/*.2015-11.cfg) start with a [crop] layer, whose
+# forward_crop_layer (crop_layer.c, 6103ecc4 and still f6afaab) writes input·2 - 1 at train and test time unless
+# noadjust=1 (none of them sets it): their weights, extraction.conv.weights included, expect [-1, 1].
+# Darknet's cfgs from 2016 on (yolov1.cfg, yolov1-tiny.cfg) have no [crop]: [0, 1] as loaded.
+RANGE_01 = (0.0, 1.0)
+RANGE_CROP_2015 = (-1.0, 1.0)
 
 # Convolutional layers as (filters, size, stride), "M" = 2x2/2 max-pool, "extraction" = the 20 conv layers
 # darknet.extraction_trunk builds (stride 32, 1024 channels: 448 -> 14 x 14).
@@ -48,10 +59,22 @@ YOLOV1_CONVS = ["extraction", (1024, 3, 1), (1024, 3, 2), (1024, 3, 1), (1024, 3
 # is darknet's cfg/yolo-tiny.cfg as committed on 2015-11-09 ("Added tiny yolo model", eaf033c0): nine 3x3 convs,
 # six max-pools, no batch norm, then connected 256 (linear) -> connected 4096 (leaky) -> dropout -> output.
 # DARKNET, not in the paper: the linear 256-unit connected layer before the 4096 one (the paper says Fast YOLO
-# differs from YOLO only in its conv layers). Darknet's later yolov1-tiny.cfg (2016-09-07, "adding new
-# tiny-yolo") is a different net: 8 convs with batch norm and a single connected layer to the output.
+# differs from YOLO only in its conv layers).
 FAST_YOLO_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M",
                    (256, 3, 1), "M", (512, 3, 1), "M", (1024, 3, 1), (1024, 3, 1), (1024, 3, 1)]
+
+# DARKNET yolov1-tiny.cfg (tiny-yolo.cfg of 6b38dcdc, 2016-09-07 "adding new tiny-yolo"; renamed yolov1-tiny.cfg
+# in e84933bf, 2018-03-25): 8 convs with batch norm, six max-pools, then one connected layer to the output.
+TINY_YOLOV1_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M",
+                     (256, 3, 1), "M", (512, 3, 1), "M", (1024, 3, 1), (256, 3, 1)]
+
+# DARKNET cfg/yolo-small.cfg before ea451100 (2015-11-09 "changed yolo-small"; = history/yolo-small.2015-11.cfg):
+# 24 convs with stride-2 convs instead of max-pools, activation "ramp" (darknet.act), connected 2048 (ramp),
+# dropout, connected 7·7·(1·5 + 20) = 1225 with a logistic activation, [detection] num=1 and sqrt=0 (parser.c's
+# defaults: the section sets neither), so w, h are predicted directly.
+SMALL_2015_CONVS = [(64, 7, 2), (192, 3, 2), (128, 1, 1), (256, 3, 2), (128, 1, 1), (256, 3, 1), (128, 1, 1),
+                    (512, 3, 2), *[(256, 1, 1), (512, 3, 1)] * 4, (256, 1, 1), (1024, 3, 2), (512, 1, 1),
+                    (1024, 3, 1), (1024, 3, 1), (1024, 3, 2), (1024, 3, 1), (512, 3, 1)]
 
 # OUR CHOICE, for the synthetic default of train.py on 2 CPU cores: Fast YOLO's pattern (3x3 conv + 2x2
 # max-pool, filters doubling) cut to 6 convs, max 256 filters, 4 max-pools, at 112 x 112 (stride 16 -> a 7 x 7
@@ -61,27 +84,64 @@ FAST_YOLO_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1
 SHAPES_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M",
                 (256, 3, 1), (256, 3, 1)]
 
-# head: "fc" = the paper's two connected layers (§2.1); "conv" = a 1x1 convolution on the S x S map (below).
-# hidden: units of the first FC (§2.1: 4096); bottleneck: optional linear FC before it (Fast YOLO cfg only);
-# bn_momentum: None = darknet's (darknet.BN_MOMENTUM).
-#
-# OUR CHOICE, not the paper (§2.1 uses two FC layers): "yolov1-shapes" has a convolutional head, a linear 1x1
-# conv from the 7 x 7 x 256 map to B*5+C values per cell, as YOLOv2 does (without anchors). The FC head must learn
-# each cell's predictors separately from the others: too sample-hungry for a 10-minute CPU run (README, Results).
+# A preset, in darknet cfg order after the convs:
+#   head "fc": [bottleneck: linear connected] -> [local: 3x3 locally connected, leaky] -> [hidden: connected,
+#     hidden_act] -> [dropout .5 if dropout] -> connected to S*S*(B*5+C), out_act;
+#   head "conv": a 1x1 convolution on the S x S map (below). act: the convs' activation; batch_norm: in every conv;
+#   sqrt: the net outputs sqrt(w), sqrt(h) ([detection] sqrt=1); input_range: RANGE_01 or RANGE_CROP_2015;
+#   bn_momentum: None = darknet's (darknet.BN_MOMENTUM).
+# The official files (weights_bytes: the exact size of darknet's file, 16-byte header; header_2015: its header is
+# 2015's, connected weights transposed, weights.py) and the test path of darknet's yolo.c of their revision:
+#   test_nms .5 in test_yolo up to 6b38dcdc (2016-09), .4 from c6afc7ff (2016-11) to f6afaab; -thresh .2 in all.
+# The 2016 and later files are run with today's yolo.c (f6afaab: .4); the 2015 ones with 6103ecc4's (.5).
+FC = dict(head="fc", bottleneck=None, local=None, hidden=4096, hidden_act="leaky", dropout=True, out_act="linear",
+          act="leaky", sqrt=True, input_range=RANGE_01, img_size=IMG_SIZE, S=S, B=B, C=C)
 PRESETS = {
-    "yolov1":        dict(convs=YOLOV1_CONVS, head="fc", bottleneck=None, hidden=4096, batch_norm=False,
-                          img_size=IMG_SIZE, S=S, B=B, C=C),
-    "yolov1-bn":     dict(convs=YOLOV1_CONVS, head="fc", bottleneck=None, hidden=4096, batch_norm=True,  # darknet's
-                          img_size=IMG_SIZE, S=S, B=B, C=C),                                   # later cfgs use BN
-    "yolov1-tiny":   dict(convs=FAST_YOLO_CONVS, head="fc", bottleneck=256, hidden=4096, batch_norm=False,
-                          img_size=IMG_SIZE, S=S, B=B, C=C),
-    "yolov1-shapes": dict(convs=SHAPES_CONVS, head="conv", batch_norm=True, bn_momentum=0.1,
-                          img_size=112, S=S, B=B, C=3),     # C: data.ShapesDataset's classes
+    # the paper's network: darknet cfg/yolo.cfg of 6103ecc4 (2015-11-09) = history/yolo.2015-11.cfg
+    "yolov1": dict(FC, convs=YOLOV1_CONVS, batch_norm=False, input_range=RANGE_CROP_2015,
+                   cfg="yolo.cfg, 6103ecc4 (2015-11-09)", weights_bytes=1_086_814_216, header_2015=True,
+                   test_nms=0.5),
+    # darknet's yolov1-tiny.cfg and tiny-yolov1.weights (see TINY_YOLOV1_CONVS)
+    "yolov1-tiny": dict(FC, convs=TINY_YOLOV1_CONVS, batch_norm=True, hidden=None, dropout=False,
+                        cfg="yolov1-tiny.cfg, 6b38dcdc (2016-09-07)", weights_bytes=108_399_816, header_2015=False,
+                        test_nms=0.4),
+    # Fast YOLO of 2015 (see FAST_YOLO_CONVS) and yolo-tiny.weights
+    "yolo-tiny.2015-11": dict(FC, convs=FAST_YOLO_CONVS, batch_norm=False, bottleneck=256,
+                              input_range=RANGE_CROP_2015, cfg="yolo-tiny.cfg, eaf033c0 (2015-11-09)",
+                              weights_bytes=180_357_512, header_2015=True, test_nms=0.5),
+    # yolo-small.weights of 2015 (see SMALL_2015_CONVS)
+    "yolo-small.2015-11": dict(FC, convs=SMALL_2015_CONVS, batch_norm=False, act="ramp", hidden=2048,
+                               hidden_act="ramp", out_act="logistic", sqrt=False, B=1, input_range=RANGE_CROP_2015,
+                               cfg="yolo-small.cfg, 6103ecc4 (2015-11-09)", weights_bytes=405_197_876,
+                               header_2015=True, test_nms=0.5),
+    # darknet's yolov1.cfg (cfg/yolo.cfg of aebe9377, 2016-08-11; cfg/yolov1/yolo.cfg from c6afc7ff; yolov1.cfg
+    # from e84933bf): the 24 convs with batch norm, then [local] 3x3x256 leaky, dropout .5, connected 7·7·(3·5 +
+    # 20) = 1715: B = 3, no 4096-unit layer. yolov1.weights as served today.
+    "yolov1-local": dict(FC, convs=YOLOV1_CONVS, batch_norm=True, local=256, hidden=None, B=3,
+                         cfg="yolov1.cfg, aebe9377 (2016-08-11) to f6afaab", weights_bytes=789_312_988,
+                         header_2015=False, test_nms=0.4),
+    # the yolov1.weights served in 2017: the same network with output=1470, num=2 (B = 2). No darknet commit
+    # holds that cfg: the file's users edited yolov1.cfg to fit it; its size is the cfg's arithmetic.
+    "yolov1-local.2017": dict(FC, convs=YOLOV1_CONVS, batch_norm=True, local=256, hidden=None,
+                              cfg="yolov1.cfg with output=1470, num=2", weights_bytes=777_018_888,
+                              header_2015=False, test_nms=0.4),
+    # OUR CHOICE, not the paper (§2.1 uses two FC layers): "yolov1-shapes" has a convolutional head, a linear 1x1
+    # conv from the 7 x 7 x 256 map to B*5+C values per cell, as YOLOv2 does (without anchors). The FC head must
+    # learn each cell's predictors separately from the others: too sample-hungry for a 10-minute CPU run.
+    "yolov1-shapes": dict(convs=SHAPES_CONVS, head="conv", act="leaky", sqrt=True, input_range=RANGE_01,
+                          batch_norm=True, bn_momentum=0.1, img_size=112, S=S, B=B, C=3),  # C: data.ShapesDataset
     # the same trunk with a 5th max-pool before the last conv (128 px -> 4 x 4 x 256) and the paper's FC head
     # (512 units, not 4096), to compare the two heads (README, Results)
-    "yolov1-shapes-fc": dict(convs=SHAPES_CONVS[:-1] + ["M", (256, 3, 1)], head="fc", bottleneck=None, hidden=512,
-                             batch_norm=True, bn_momentum=0.1, img_size=128, S=S, B=B, C=3),
+    "yolov1-shapes-fc": dict(FC, convs=SHAPES_CONVS[:-1] + ["M", (256, 3, 1)], hidden=512, batch_norm=True,
+                             bn_momentum=0.1, img_size=128, S=S, B=B, C=3),
 }
+# Names this file no longer builds, and what replaced them
+RENAMED = {"yolov1-bn": "the paper's network with batch norm is `--model yolov1 --batch-norm` (it matches no "
+                        "darknet file); darknet's yolov1.cfg, with batch norm, is yolov1-local"}
+# The backbone files of YOLOv1 training (not detectors): 16-byte 2015 header + the 20 convs of
+# history/extraction.2015-11.cfg (extraction.conv.weights: `--model yolov1 --weights`, loaded as a prefix), or the
+# whole classifier (20 convs, connected 1024 -> 1000).
+BACKBONE_FILES = {"extraction.conv.weights": 89_612_560, "extraction.weights": 93_712_560}
 
 
 def conv_stride(spec):
@@ -92,7 +152,7 @@ def conv_stride(spec):
     return stride
 
 
-def make_conv_layers(spec, batch_norm):
+def make_conv_layers(spec, batch_norm, activation="leaky"):
     """Layers of a spec list (see YOLOV1_CONVS) -> (nn.Sequential, output channels, total stride)."""
     layers, channels, stride = [], 3, 1
     for item in spec:
@@ -104,7 +164,8 @@ def make_conv_layers(spec, batch_norm):
             stride *= 2
         else:
             filters, size, conv_stride = item
-            layers.append(darknet.ConvBlock(channels, filters, size, conv_stride, batch_norm=batch_norm))
+            layers.append(darknet.ConvBlock(channels, filters, size, conv_stride, batch_norm=batch_norm,
+                                            activation=activation))
             channels, stride = filters, stride * conv_stride
     return nn.Sequential(*layers), channels, stride
 
@@ -113,16 +174,15 @@ def make_conv_layers(spec, batch_norm):
 # §2.1 Network design
 
 class YOLOv1(nn.Module):
-    """Conv layers, then the head, viewed as (N, S, S, B*5+C).
+    """Input range, conv layers, then the head, viewed as (N, S, S, B*5+C).
 
-    head "fc" (the paper): FC hidden (leaky) -> dropout -> linear FC to S*S*(B*5+C). It is sized for one input
-    size: the conv map is (img_size / stride)^2 cells (stride 64 for the paper's net and Fast YOLO: 448 -> 7 x 7),
-    and the first FC takes all of it. S is the output grid and does not depend on the input size.
+    head "fc" (the paper and darknet's cfgs): the layers of PRESETS' comment, the last a linear (or logistic)
+    connected layer to S*S*(B*5+C). It is sized for one input size: the conv map is (img_size / stride)^2 cells
+    (stride 64: 448 -> 7 x 7), and the first connected layer takes all of it. S does not depend on the input size.
     head "conv" (ours, yolov1-shapes): a linear 1x1 conv on the conv map, whose side must then be S.
-    Layers are registered in darknet cfg order, so darknet.darknet_layers() lists them as a .weights file stores
-    them. Files that fit: extraction.conv.weights with prefix_ok=True (the first 20 convs of "yolov1"), and a
-    file for darknet's cfg/yolo.cfg as of 2015-11-09 (6103ecc4), layer for layer the "yolov1" preset. Not darknet's
-    current cfg/yolov1.cfg: it has a locally connected layer and B = 3.
+    Layers are registered in darknet cfg order, so weights.darknet_layers() lists them as a .weights file stores
+    them: each official preset loads its darknet file (PRESETS' weights_bytes), and extraction.conv.weights loads
+    with prefix_ok=True into the first 20 convs of "yolov1".
     """
 
     def __init__(self, preset, num_classes, batch_norm, img_size, S, B):
@@ -130,32 +190,41 @@ class YOLOv1(nn.Module):
         cfg = PRESETS[preset]
         self.preset, self.num_classes, self.batch_norm = preset, num_classes, batch_norm
         self.img_size, self.S, self.B, self.head_type = img_size, S, B, cfg.get("head", "fc")
-        self.features, channels, stride = make_conv_layers(cfg["convs"], batch_norm)
+        self.sqrt, self.input_range = cfg["sqrt"], cfg["input_range"]
+        self.features, channels, stride = make_conv_layers(cfg["convs"], batch_norm, cfg["act"])
         for module in self.features.modules():
             if isinstance(module, nn.BatchNorm2d) and cfg.get("bn_momentum") is not None:
                 module.momentum = cfg["bn_momentum"]
         if img_size % stride:
             raise ValueError(f"{preset}: img_size {img_size} is not a multiple of the network stride {stride}")
-        self.feature_side = img_size // stride
+        side = self.feature_side = img_size // stride
         if self.head_type == "conv":
-            if self.feature_side != S:
+            if side != S:
                 raise ValueError(f"{preset}: the conv head needs img_size = S x stride = {S} x {stride}; "
                                  f"got img_size {img_size}")
             # (N, channels, S, S) -> (N, B*5+C, S, S): darknet's [convolutional] size=1, linear, as YOLOv2's last
             self.head = darknet.ConvBlock(channels, B * 5 + num_classes, 1, batch_norm=False, activation="linear")
             return
-        in_features = channels * self.feature_side ** 2                 # e.g. 1024 * 7 * 7 = 50176
-        if cfg["bottleneck"]:
+        self.bottleneck = self.local = self.fc1 = None
+        self.hidden_act, self.out_act = cfg["hidden_act"], cfg["out_act"]
+        in_features = channels * side * side                            # e.g. 1024 * 7 * 7 = 50176
+        if cfg["bottleneck"]:                                           # 2015 Fast YOLO: linear connected 256
             self.bottleneck = nn.Linear(in_features, cfg["bottleneck"])
             in_features = cfg["bottleneck"]
-        else:
-            self.bottleneck = None
-        self.fc1 = nn.Linear(in_features, cfg["hidden"])
-        self.dropout = nn.Dropout(DROPOUT)
-        self.fc2 = nn.Linear(cfg["hidden"], S * S * (B * 5 + num_classes))
+        if cfg["local"]:                                                # yolov1.cfg: [local] 3x3, 256 filters
+            self.local = darknet.LocalLayer(channels, cfg["local"], 3, side, side, activation="leaky")
+            in_features = cfg["local"] * self.local.out_h * self.local.out_w
+        if cfg["hidden"]:                                               # the paper: connected 4096, leaky
+            self.fc1 = nn.Linear(in_features, cfg["hidden"])
+            in_features = cfg["hidden"]
+        self.dropout = nn.Dropout(DROPOUT) if cfg["dropout"] else nn.Identity()
+        self.fc2 = nn.Linear(in_features, S * S * (B * 5 + num_classes))
         self.fc2.darknet_permutation = darknet_output_permutation(S, B, num_classes)   # for .weights files
 
     def forward(self, images):
+        lo, hi = self.input_range
+        if (lo, hi) != RANGE_01:
+            images = images * (hi - lo) + lo        # DARKNET 2015 [crop]: 2x - 1 (RANGE_CROP_2015)
         x = self.features(images)                   # (N, channels, side, side), side = img_size / stride
         if x.shape[-2:] != (self.feature_side, self.feature_side):
             raise ValueError(f"{self.preset} was built for {self.img_size} x {self.img_size} inputs "
@@ -163,11 +232,14 @@ class YOLOv1(nn.Module):
         if self.head_type == "conv":
             x = self.head(x)                        # (N, B*5+C, S, S), linear
             return x.permute(0, 2, 3, 1).contiguous()   # (N, S, S, B*5+C): the same layout as the FC head
+        if self.local is not None:
+            x = self.local(x)                       # (N, 256, side, side), leaky, unshared 3x3 filters
         x = x.flatten(1)                            # (N, channels*side*side), darknet's (C, H, W) order
         if self.bottleneck is not None:
-            x = self.bottleneck(x)                  # (N, 256) linear, Fast YOLO only
-        x = F.leaky_relu(self.fc1(x), darknet.LEAKY_SLOPE)  # (N, hidden), eq. 2
-        x = self.fc2(self.dropout(x))               # (N, S*S*(B*5+C)), linear (§2.2: the final layer)
+            x = self.bottleneck(x)                  # (N, 256) linear, 2015 Fast YOLO only
+        if self.fc1 is not None:
+            x = darknet.act(self.fc1(x), self.hidden_act)   # (N, hidden), leaky (eq. 2) or 2015's ramp
+        x = darknet.act(self.fc2(self.dropout(x)), self.out_act)  # (N, S*S*(B*5+C)), linear (§2.2), or logistic
         # (N, S, S, B*5+C): per cell B x [x y sqrt(w) sqrt(h) conf], then C class probabilities
         return x.view(-1, self.S, self.S, self.B * 5 + self.num_classes)
 
@@ -205,7 +277,7 @@ class ResNetYOLOv1(nn.Module):
             nn.Flatten(), nn.Linear(256 * S * S, 4096), nn.LeakyReLU(darknet.LEAKY_SLOPE),
             nn.Dropout(DROPOUT), nn.Linear(4096, S * S * (B * 5 + num_classes)))   # (N, S*S*(B*5+C))
         self.preset, self.num_classes, self.img_size = f"yolov1+{backbone}", num_classes, img_size
-        self.S, self.B, self.batch_norm = S, B, True
+        self.S, self.B, self.batch_norm, self.sqrt, self.input_range = S, B, True, True, RANGE_01
 
     def forward(self, images):
         x = self.head(self.features(images))
@@ -218,7 +290,8 @@ class ResNetYOLOv1(nn.Module):
 def split_output(pred, B=B):
     """(N, S, S, B*5+C) -> named tensors:
     xy (N, S, S, B, 2): box centre offset in its cell, [0, 1] from the cell's top-left corner (§2.2);
-    sqrt_wh (N, S, S, B, 2): square roots of width and height, relative to the image (§2.2);
+    sqrt_wh (N, S, S, B, 2): square roots of width and height, relative to the image (§2.2) (width and height
+        themselves for a preset with sqrt=False: the 2015 yolo-small);
     conf (N, S, S, B): Pr(Object) * IOU(truth, pred) (§2); class_prob (N, S, S, C): Pr(Class_i | Object)."""
     N, S = pred.shape[:2]
     boxes = pred[..., : B * 5].reshape(N, S, S, B, 5)          # (N, S, S, B, 5)
@@ -235,24 +308,27 @@ def darknet_output_permutation(S=S, B=B, C=C):
         confidence of box j:      S*S*C + i*B + j
         coordinate k of box j:    S*S*(C+B) + (i*B + j)*4 + k
     with cell i = row*S + column, as ours. YOLOv1 sets it as fc2.darknet_permutation, so that
-    darknet.load_darknet_weights takes rows perm of the last connected layer's weights and biases, and
+    weights.load_darknet_weights takes rows perm of the last connected layer's weights and biases, and
     save_darknet_weights writes them back in darknet's order.
     """
-    cell = torch.arange(S * S).view(S * S, 1, 1)                             # (S*S, 1, 1)
-    box = torch.arange(B).view(1, B, 1)                                       # (1, B, 1)
-    coords = S * S * (C + B) + (cell * B + box) * 4 + torch.arange(4)         # (S*S, B, 4)
+    arange = functools.partial(torch.arange, device="cpu")   # an index of the file layout, never on a device
+    cell = arange(S * S).view(S * S, 1, 1)                                   # (S*S, 1, 1)
+    box = arange(B).view(1, B, 1)                                             # (1, B, 1)
+    coords = S * S * (C + B) + (cell * B + box) * 4 + arange(4)               # (S*S, B, 4)
     conf = S * S * C + cell * B + box                                         # (S*S, B, 1)
     boxes = torch.cat([coords, conf], dim=2).view(S * S, B * 5)               # (S*S, B*5) ours per cell
-    classes = cell.view(S * S, 1) * C + torch.arange(C)                       # (S*S, C)
+    classes = cell.view(S * S, 1) * C + arange(C)                             # (S*S, C)
     return torch.cat([boxes, classes], dim=1).view(-1)                        # (S*S*(B*5+C),)
 
 
 # -----------------------------------------------------------------------------
 # §2.3 Inference: from the output grid to boxes in pixels
 
-def decode(pred, B=B):
+def decode(pred, B=B, sqrt=True):
     """(N, S, S, B*5+C) -> boxes (N, S*S*B, 4) normalized xyxy, scores (N, S*S*B, C) class-specific (eq. 1).
-    Predictions are listed cell by cell (row, then column), then box by box, as darknet lists them."""
+    Predictions are listed cell by cell (row, then column), then box by box, as darknet lists them.
+    This is darknet's get_detection_detections (detection_layer.c, f6afaab; convert_yolo_detections in 2015's
+    yolo.c, 6103ecc4): the same arithmetic, pow(·, sqrt ? 2 : 1) for w and h."""
     N, S = pred.shape[:2]
     out = split_output(pred, B)
     # §2.2: x, y are offsets in cell (row i, column j); w, h are predicted as square roots
@@ -261,22 +337,23 @@ def decode(pred, B=B):
     i = torch.arange(S, device=pred.device, dtype=pred.dtype).view(1, S, 1, 1)      # (1, S, 1, 1) row
     cx = (j + out["xy"][..., 0]) / S                                                # (N, S, S, B)
     cy = (i + out["xy"][..., 1]) / S
-    wh = out["sqrt_wh"] ** 2                                                        # (N, S, S, B, 2)
+    wh = out["sqrt_wh"] ** 2 if sqrt else out["sqrt_wh"]                            # (N, S, S, B, 2)
     boxes = metrics.xywh_to_xyxy(torch.stack([cx, cy, wh[..., 0], wh[..., 1]], dim=-1))  # (N, S, S, B, 4)
     # eq. 1: Pr(Class_i | Object) * Pr(Object) * IOU = Pr(Class_i) * IOU
     scores = out["class_prob"].unsqueeze(3) * out["conf"].unsqueeze(4)              # (N, S, S, B, C)
     return boxes.reshape(N, -1, 4), scores.reshape(N, -1, scores.shape[-1])   # (N, S*S*B, 4), (N, S*S*B, C)
 
 
-def postprocess(pred, image_sizes, conf_threshold=0.2, nms_threshold=0.5, B=B):
+def postprocess(pred, image_sizes, conf_threshold=0.2, nms_threshold=0.5, B=B, sqrt=True):
     """(N, S, S, B*5+C) -> one dict per image: "boxes" (K, 4) pixels xyxy of the original image, "scores" (K,),
     "labels" (K,) int64, in decreasing score. image_sizes: (width, height) per image.
 
     Each (box, class) pair whose eq. 1 score is above conf_threshold is a candidate (darknet:
     `prob > thresh`); class-wise NMS suppresses IoU > nms_threshold; nms_threshold >= 1 keeps everything.
     Boxes are clipped to the image after NMS, as darknet's yolo.c does when it writes results.
-    Darknet's defaults: conf .2 and NMS .4 for `yolo test`, conf .001 and NMS .5 for `yolo valid`."""
-    boxes, scores = decode(pred.detach(), B)                # (N, S*S*B, 4), (N, S*S*B, C)
+    Darknet's defaults: conf .2 and NMS .4 for `yolo test` (.5 until 6b38dcdc, PRESETS' test_nms), conf .001
+    and NMS .5 for `yolo valid`."""
+    boxes, scores = decode(pred.detach(), B, sqrt)                # (N, S*S*B, 4), (N, S*S*B, C)
     results = []
     for n, (width, height) in enumerate(image_sizes):
         scale = boxes.new_tensor([width, height, width, height])
@@ -306,8 +383,9 @@ RECIPE = dict(model="yolov1", optimizer="sgd", epochs=135, batch_size=64, moment
               lr_steps=[75, 105],          # 1e-2 until 75, 1e-3 for 30 epochs, 1e-4 for the last 30
               img_size=IMG_SIZE, augment="yolov1", multiscale=False,
               eval_every=5)                # ours: evaluate every 5 epochs
-# Darknet's thresholds (yolo.c, pjreddie/darknet, unchanged 2016-2018): `yolo test` -thresh .2, nms .4;
-# `yolo valid` writes its results files after NMS .5 (at .001; metrics.EVAL_CONF says why we keep .005).
+# Darknet's thresholds (yolo.c, c6afc7ff 2016-11 to f6afaab): `yolo test` -thresh .2, nms .4 (the 2015 yolo.c,
+# 6103ecc4, to 6b38dcdc: nms .5, PRESETS' test_nms); `yolo valid` writes its results files after NMS .5 (at
+# .001; metrics.EVAL_CONF says why we keep .005).
 TEST_THRESHOLDS = dict(conf=0.2, nms=0.4)
 EVAL_NMS = 0.5
 
@@ -318,6 +396,8 @@ def build(preset, num_classes=None, batch_norm=None, img_size=None, S=None, B=No
     given only img_size: its grid then follows the input, S = img_size / stride (as in YOLOv2).
     backbone ("resnet18", "resnet50"): ResNetYOLOv1 instead (not the paper; pretrained: torchvision's weights).
     model.config holds the arguments that rebuild it (checkpoints store it: detect.py needs nothing else)."""
+    if preset in RENAMED:
+        raise ValueError(f"YOLOv1 preset {preset!r} is gone: {RENAMED[preset]}")
     if preset not in PRESETS:
         raise ValueError(f"unknown YOLOv1 preset {preset!r}; choose from {sorted(PRESETS)}")
     cfg = PRESETS[preset]
@@ -336,9 +416,19 @@ def build(preset, num_classes=None, batch_norm=None, img_size=None, S=None, B=No
     return model
 
 
+# DARKNET: the training step is darknet's. Its detection layer writes deltas scale·(target - output), the
+# gradient of ½·scale·(target - output)², not of eq. 3's scale·(target - output)²; the papers' learning rates
+# (§2.2: 1e-2) were tuned with those deltas, and darknet steps by learning_rate/batch times their sum
+# (update_connected_layer: a mean over the images, as yolov1_loss). Eq. 3 as printed has twice that gradient:
+# the family's loss is ½·eq. 3, here and nowhere else (loss.yolov1_loss stays eq. 3; tests/test_yolov1.py
+# checks one SGD step against darknet's deltas). Every term is halved, so "total" is still their sum.
+DARKNET_DELTA_SCALE = 0.5
+
+
 def loss(model, out, targets, seen):
-    """Eq. 3 for out (N, S, S, B*5+C); seen (images trained on) is YOLOv2's and unused here."""
-    return yolov1_loss(out, targets, B=model.B, C=model.num_classes)
+    """½·eq. 3 (DARKNET_DELTA_SCALE) for out (N, S, S, B*5+C); seen (images trained on) is YOLOv2's, unused."""
+    terms = yolov1_loss(out, targets, B=model.B, C=model.num_classes, sqrt_wh=model.sqrt)
+    return {name: DARKNET_DELTA_SCALE * value for name, value in terms.items()}
 
 
 def detections(model, out, image_sizes, conf, nms, letterbox=False, net_size=None, order=None):
@@ -347,4 +437,5 @@ def detections(model, out, image_sizes, conf, nms, letterbox=False, net_size=Non
     if letterbox or order is not None:
         raise ValueError("--letterbox and --darknet-order are YOLOv2's (detector.c); darknet's YOLOv1 (yolo.c) "
                          "resizes and lists by score")
-    return [dict(d, grid=(model.S, model.S)) for d in postprocess(out, image_sizes, conf, nms, B=model.B)]
+    return [dict(d, grid=(model.S, model.S))
+            for d in postprocess(out, image_sizes, conf, nms, B=model.B, sqrt=model.sqrt)]

@@ -2,17 +2,31 @@
 YOLOv2 detector (Redmon & Farhadi, "YOLO9000: Better, Faster, Stronger", arXiv:1612.08242), read as a
 commentary on §2 "Better": each row of the paper's Table 2 is a named piece of this file (or of the file
 named next to it). The network is built exactly as darknet's cfg files build it, so the official
-.weights files load with darknet.load_darknet_weights.
+.weights files load with weights.load_darknet_weights.
+
+Two revisions of darknet, both presets (PRESETS names each one's cfg and region layer by commit):
+  c6afc7ff (2016-11-17, the release the paper describes; darknet keeps its cfgs as yolo-voc.2.0.cfg and
+    yolo.2.0.cfg): presets yolo-voc.2.0, yolo.2.0. The passthrough is the paper's prose: 26x26x512 ->
+    reorg -> 13x13x2048.
+  60e952ba (2017-03-26; yolov2-voc.cfg, yolov2.cfg, what darknet's site serves today): presets yolov2-voc,
+    yolov2. That commit added a 1x1 conv to 64 channels before the reorg, new k-means anchors, jitter .3
+    (was .2), burn_in=1000, random=1 and 80,200 batches (VOC cfg), and the coordinate scale 2 - w·h in
+    region_layer.c (loss.REGION_2017). The tiny presets are that revision's cfgs, renamed in 2018.
 
 Table 2 ("The path from YOLO to YOLOv2") -> code
   batch norm (§2 "Batch Normalization") ........ darknet.ConvBlock(batch_norm=True), every conv but the last
   hi-res classifier (§2 "High Resolution Classifier")  darknet19_448.conv.23, loaded by train.py --weights
-  convolutional, anchor boxes (§2 "Convolutional With Anchor Boxes") .. YOLOv2.detect: a 1x1 conv predicts
-                                                  A boxes per cell, each with its own classes; ANCHORS_*
+  convolutional (§2 "Convolutional With Anchor Boxes": no fully connected layers) .. YOLOv2.detect, a 1x1
+                                                  conv on the 13x13 map of a 416 input (STRIDE 32)
+  anchor boxes (same paragraph) ................. what the final model keeps: A predictors per cell, each with
+                                                  its own objectness and class probabilities (decode); the
+                                                  row's offset parametrisation x = x_a + t_x·w_a and its hand-
+                                                  picked priors are gone, replaced by the next two rows
   new network (§3 "Faster", Table 6) ............ darknet.darknet19_trunk, darknet.tiny_yolov2_trunk
-  dimension priors (§2 "Dimension Clusters") .... kmeans_anchors(), dimension_clusters() (Figure 2)
+  dimension priors (§2 "Dimension Clusters") .... kmeans_anchors(), dimension_clusters() (Figure 2); ANCHORS_*
   location prediction (§2 "Direct location prediction") .. decode()
-  passthrough (§2 "Fine-Grained Features") ...... YOLOv2.forward: 26x26 map -> 1x1 conv -> reorg -> concat
+  passthrough (§2 "Fine-Grained Features") ...... YOLOv2.forward: 26x26x512 -> reorg -> concat (c6afc7ff);
+                                                  60e952ba puts a 1x1 conv to 64 before the reorg
   multi-scale (§2 "Multi-Scale Training") ....... MULTI_SCALE_SIZES; the schedule is train.py's
   hi-res detector ............................... build(name, img_size=544): the 544 x 544 row of Table 2
   not in the paper: darknet's inference ......... postprocess(): thresholds, letterbox, NMS
@@ -21,54 +35,73 @@ Table 2 ("The path from YOLO to YOLOv2") -> code
 Output of forward: raw (N, A*(5+C), H, W), H = input height / 32; channel a*(5+C) + k, k = tx, ty, tw,
 th, to, then C class logits (darknet's order). Legend: N images, A anchors, C classes, H x W grid,
 P = A*H*W predictions per image, listed anchor-major (index a*H*W + row*W + col, darknet's order).
-Run: python detect.py --model yolov2-voc --weights yolov2-voc.weights photo.jpg
+Run: python detect.py --weights yolov2-voc.weights photo.jpg   (no --model: models.preset_of_file tells the preset
+     from the file's exact size)
 """
 import torch
 from torch import nn
 
 from darknet import ConvBlock, darknet19_trunk, reorg, tiny_yolov2_trunk
 from images import boxes_to_original
-from loss import yolov2_loss
+from loss import REGION_2017, REGION_RELEASE, yolov2_loss
 from metrics import batched_nms, shape_iou
 
 # -----------------------------------------------------------------------------
 # §2 "Dimension Clusters": anchor (prior) sizes, in grid cells (1 cell = 32 input pixels).
 # Darknet calls them "biases" ([region] anchors=... in the cfg); we call them anchors everywhere.
 
-ANCHORS_VOC = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892),         # yolov2-voc.cfg
+ANCHORS_VOC_RELEASE = ((1.08, 1.19), (3.42, 4.41), (6.63, 11.38), (9.42, 5.11), (16.62, 10.52))  # c6afc7ff
+ANCHORS_COCO_RELEASE = ((0.738768, 0.874946), (2.42204, 2.65704), (4.30971, 7.04493),     # c6afc7ff yolo.cfg
+                        (10.246, 4.59428), (12.6868, 11.8741))
+ANCHORS_VOC = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892),         # 60e952ba yolov2-voc.cfg
                (9.47112, 4.84053), (11.2364, 10.0071))
-ANCHORS_COCO = ((0.57273, 0.677385), (1.87446, 2.06253), (3.33843, 5.47434),      # yolov2.cfg, yolov2-tiny.cfg
+ANCHORS_COCO = ((0.57273, 0.677385), (1.87446, 2.06253), (3.33843, 5.47434),      # 60e952ba yolov2.cfg, yolov2-tiny.cfg
                 (7.88282, 3.52778), (9.77052, 9.16828))
-ANCHORS_TINY_VOC = ((1.08, 1.19), (3.42, 4.41), (6.63, 11.38), (9.42, 5.11), (16.62, 10.52))  # yolov2-tiny-voc.cfg
+ANCHORS_TINY_VOC = ANCHORS_VOC_RELEASE           # yolov2-tiny-voc.cfg kept the release's VOC anchors
 
 STRIDE = 32                                      # input pixels per grid cell (five 2x2 max-pools)
 # §2 "Multi-Scale Training": every 10 batches the network is given a new input size drawn from
 # {320, 352, ..., 608}; it is fully convolutional, so one set of weights serves every size.
 MULTI_SCALE_SIZES = tuple(range(320, 608 + 1, STRIDE))
 
-# Each preset is one darknet cfg file. "rescore" is the cfg's [region] rescore flag, which the loss needs
-# (yolov2-tiny.cfg has rescore=0: its objectness target is 1, not the IoU). "weights_bytes" is the size of
-# the official .weights file with a 16-byte header (checked in tests/test_yolov2.py).
+# Each preset is one darknet cfg file; "cfg" names it with the darknet commit it comes from. "passthrough":
+# "reorg" (c6afc7ff: route -9, reorg, route -1,-3) or "conv64" (60e952ba: route -9, 1x1 conv to 64, reorg,
+# route -1,-4). "rescore" is the cfg's [region] rescore flag (yolov2-tiny.cfg has rescore=0: its objectness
+# target is 1, not the IoU); "region" the revision of region_layer.c whose loss it trains with
+# (loss.yolov2_loss). "weights_bytes" is the size of the official .weights file with darknet's 16-byte
+# header (version 0.1; 4 more with the 20-byte header of 0.2, see weights.py), checked from the cfgs in
+# tests/test_official_files.py; models.load_model recognises a file by it.
 PRESETS = {
+    "yolo-voc.2.0":    dict(tiny=None,   num_classes=20, img_size=416, anchors=ANCHORS_VOC_RELEASE,
+                            passthrough="reorg", rescore=True, region=REGION_RELEASE, weights_bytes=268_632_452,
+                            cfg="c6afc7ff yolo_voc.cfg (2016-11-17), kept as yolo-voc.2.0.cfg"),
+    "yolo.2.0":        dict(tiny=None,   num_classes=80, img_size=416, anchors=ANCHORS_COCO_RELEASE,
+                            passthrough="reorg", rescore=True, region=REGION_RELEASE, weights_bytes=269_862_452,
+                            cfg="c6afc7ff yolo.cfg (2016-11-17), kept as yolo.2.0.cfg"),
     "yolov2-voc":      dict(tiny=None,   num_classes=20, img_size=416, anchors=ANCHORS_VOC,
-                            rescore=True,  weights_bytes=202_704_260),
+                            passthrough="conv64", rescore=True, region=REGION_2017, weights_bytes=202_704_260,
+                            cfg="60e952ba yolo-voc.cfg (2017-03-26), renamed yolov2-voc.cfg in e84933bf"),
     "yolov2":          dict(tiny=None,   num_classes=80, img_size=608, anchors=ANCHORS_COCO,
-                            rescore=True,  weights_bytes=203_934_260),
+                            passthrough="conv64", rescore=True, region=REGION_2017, weights_bytes=203_934_260,
+                            cfg="60e952ba yolo.cfg (2017-03-26), renamed yolov2.cfg in e84933bf"),
     "yolov2-tiny-voc": dict(tiny="voc",  num_classes=20, img_size=416, anchors=ANCHORS_TINY_VOC,
-                            rescore=True,  weights_bytes=63_471_556),
+                            rescore=True,  region=REGION_2017, weights_bytes=63_471_556,
+                            cfg="60e952ba tiny-yolo-voc.cfg, renamed yolov2-tiny-voc.cfg in e84933bf"),
     "yolov2-tiny":     dict(tiny="coco", num_classes=80, img_size=416, anchors=ANCHORS_COCO,
-                            rescore=False, weights_bytes=44_948_596),
+                            rescore=False, region=REGION_2017, weights_bytes=44_948_596,
+                            cfg="yolov2-tiny.cfg of 897c346c (2018-03-28)"),
 }
 
 
 # -----------------------------------------------------------------------------
-# The networks, module by module in cfg order (darknet.darknet_layers reads the weight file in
+# The networks, module by module in cfg order (weights.darknet_layers reads the weight file in
 # model.modules() order, so the order of the assignments in __init__ IS the file format).
 
 class YOLOv2(nn.Module):
-    """yolov2-voc.cfg / yolov2.cfg: Darknet-19 trunk, three 3x3x1024 convs, the passthrough, a 1x1 head."""
+    """yolo-voc.2.0.cfg / yolo.2.0.cfg (passthrough="reorg") and yolov2-voc.cfg / yolov2.cfg ("conv64"):
+    Darknet-19 trunk, three 3x3x1024 convs, the passthrough, a 1x1 head."""
 
-    def __init__(self, num_classes, anchors, img_size):
+    def __init__(self, num_classes, anchors, img_size, passthrough="conv64"):
         super().__init__()
         A, C = len(anchors), num_classes
         # Table 2 "new network": Darknet-19 (§3, Table 6) without its classifier. cfg layers 0..22.
@@ -77,13 +110,16 @@ class YOLOv2(nn.Module):
         # detection"): the first two here (cfg layers 23, 24), the third after the passthrough joins.
         self.extra = nn.Sequential(ConvBlock(1024, 1024, 3), ConvBlock(1024, 1024, 3))
         # Table 2 "passthrough" (§2 "Fine-Grained Features"): layer 25, [route] layers=-9, takes the
-        # 26x26x512 map (layer 16); darknet shrinks it with a 1x1 conv to 64 channels (layer 26) before
-        # the reorg (27). The paper's prose has no conv: 26x26x512 -> 13x13x2048. We follow the cfg, since
-        # the official weights need it.
-        self.passthrough = ConvBlock(512, 64, 1)
-        self.merge = ConvBlock(4 * 64 + 1024, 1024, 3)                   # layer 29, after 28 [route] -1,-4
-        # Table 2 "convolutional" + "anchor boxes": a 1x1 conv (layer 30) predicts A x (5 + C) numbers per
-        # cell; layer 31 is the [region] layer, which is decode() here and loss.yolov2_loss in training.
+        # 26x26x512 map (layer 16). The release (c6afc7ff) reorganises it as the paper says, 26x26x512 ->
+        # 13x13x2048 (layer 26), then [route] -1,-3 (27). 60e952ba shrinks it first with a 1x1 conv to 64
+        # channels (layer 26), then reorg (27) to 13x13x256 and [route] -1,-4 (28).
+        if passthrough not in ("reorg", "conv64"):
+            raise ValueError(f"passthrough must be 'reorg' or 'conv64', got {passthrough!r}")
+        self.passthrough = ConvBlock(512, 64, 1) if passthrough == "conv64" else nn.Identity()
+        fine_channels = 4 * (64 if passthrough == "conv64" else 512)      # 256 or 2048 after the reorg
+        self.merge = ConvBlock(fine_channels + 1024, 1024, 3)            # layer 28 (c6afc7ff) or 29
+        # Table 2 "convolutional" + "anchor boxes": a 1x1 conv (layer 30; 29 in c6afc7ff) predicts A x (5 + C)
+        # numbers per cell; the next is the [region] layer: decode() here, loss.yolov2_loss in training.
         self.detect = ConvBlock(1024, A * (5 + C), 1, batch_norm=False, activation="linear")
         self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32))  # (A, 2) grid cells
         self.num_classes, self.img_size = C, img_size
@@ -93,8 +129,9 @@ class YOLOv2(nn.Module):
         fine = self.stage_a(images)                   # (N, 512, 2H, 2W)  stride 16 (26x26 at 416)
         x = self.extra(self.stage_b(fine))            # (N, 1024, H, W)   stride 32 (13x13 at 416)
         # darknet's reorg (stride 2) is not pixel_unshuffle: see darknet.reorg for the index order.
-        p = reorg(self.passthrough(fine))             # (N, 64, 2H, 2W) -> (N, 256, H, W)
-        x = torch.cat([p, x], dim=1)                  # (N, 1280, H, W): [route] -1,-4 = [reorg, main]
+        p = reorg(self.passthrough(fine))             # (N, 512, 2H, 2W) -> (N, 2048, H, W) (c6afc7ff), or
+                                                      # (N, 64, 2H, 2W) -> (N, 256, H, W) (60e952ba)
+        x = torch.cat([p, x], dim=1)                  # (N, 3072 or 1280, H, W): [route] = [reorg, main]
         x = self.merge(x)                             # (N, 1024, H, W)
         # raw: (N, A*(5+C), H, W); channel a*(5+C) + k, k = tx, ty, tw, th, to, class logits (darknet order)
         return self.detect(x)
@@ -229,26 +266,30 @@ def kmeans_anchors(boxes_wh, k, iterations=300, seed=0):
     return centroids[(centroids[:, 0] * centroids[:, 1]).argsort()], mean_iou
 
 
-def dimension_clusters(dataset, img_size, seed=0):
+def dimension_clusters(dataset, img_size, seed=0, progress=None):
     """print_dimension_clusters() on the boxes of a dataset (train.py --kmeans): every dataset.annotation(i), boxes
-    as fractions of their image, anchors in cells of an img_size input."""
-    wh = []
-    for i in range(len(dataset)):
+    as fractions of their image, anchors in cells of an img_size input. progress: None (silent) or train.py's
+    tools.progress.Progress, for both loops."""
+    wh, indices = [], range(len(dataset))
+    for i in indices if progress is None else progress(indices, desc="reading the boxes", unit="images"):
         a = dataset.annotation(i)
         boxes, (width, height) = torch.as_tensor(a["boxes"], dtype=torch.float64).view(-1, 4), a["size"]
         wh.append(torch.stack([(boxes[:, 2] - boxes[:, 0]) / width, (boxes[:, 3] - boxes[:, 1]) / height], 1))
     wh, grid = torch.cat(wh), img_size // STRIDE                        # (M, 2) fractions of the image
     print(f"{len(wh)} boxes of {len(dataset)} training images; anchors for a {img_size} input ({grid} x {grid} grid)")
-    print_dimension_clusters(wh, grid=grid, seed=seed)
+    print_dimension_clusters(wh, grid=grid, seed=seed, progress=progress)
 
 
-def print_dimension_clusters(boxes_wh, ks=range(1, 10), grid=13, seed=0):
+def print_dimension_clusters(boxes_wh, ks=range(1, 10), grid=13, seed=0, progress=None):
     """Figure 2, as text: for each k, the average IoU with the closest centroid and the anchors in grid
-    cells (boxes_wh as fractions of the image; grid = 13 for 416 inputs). The paper picks k = 5."""
-    for k in ks:
+    cells (boxes_wh as fractions of the image; grid = 13 for 416 inputs). The paper picks k = 5. The lines come
+    at the end, after any progress line."""
+    lines = []
+    for k in ks if progress is None else progress(ks, desc=f"k-means, k = {ks[0]}..{ks[-1]}", unit="runs"):
         anchors, mean_iou = kmeans_anchors(boxes_wh, k, seed=seed)
         cells = ", ".join(f"{w * grid:.3f},{h * grid:.3f}" for w, h in anchors.tolist())
-        print(f"k={k}  avg IoU {100 * mean_iou:5.1f}%  anchors {cells}")
+        lines.append(f"k={k}  avg IoU {100 * mean_iou:5.1f}%  anchors {cells}")
+    print("\n".join(lines))
 
 
 # -----------------------------------------------------------------------------
@@ -261,6 +302,14 @@ RECIPE = dict(  # YOLOv2 §3 "Training for detection"; train.py turns the names 
     burn_in=1000,                       # DARKNET yolov2-voc.cfg burn_in=1000 (power 4, parser.c default)
     img_size=416, augment="yolov2", multiscale=True,
     eval_every=5)                       # ours: evaluate every 5 epochs
+# The release's presets train with their own cfgs' values where RECIPE takes 60e952ba's (recipes.RECIPES holds
+# them by preset name, so `train.py --model yolo-voc.2.0` picks its own): DARKNET yolo-voc.2.0.cfg (c6afc7ff) has
+# no burn_in (60e952ba added it) but policy=steps from learning_rate=.0001, times 10 at batch 100: 1e-4 for the
+# first 100 batches; jitter=.2 (60e952ba: .3). The paper's 160 epochs, 1e-3, /10 at 60 and 90 stay: the cfg's
+# steps 25000, 35000 and max_batches 45000 (batches of 64) are ~97, ~135 and ~174 epochs of VOC 07+12 (16,551
+# images). Its random=0 would train at 416 only; multi-scale stays on, as §2 "Multi-Scale Training" describes.
+RELEASE_RECIPE = dict(RECIPE, model="yolo-voc.2.0", burn_in=100, warmup_lr=1e-4, augment="yolov2-jitter.2")
+PRESET_RECIPES = {"yolo-voc.2.0": RELEASE_RECIPE, "yolo.2.0": dict(RELEASE_RECIPE, model="yolo.2.0")}
 # DARKNET detector.c: test_detector of the YOLOv2 release (d2dece3, Jan 2017, plain resize_image): -thresh .24,
 # nms .4 (the later letterboxed test_detector of 2018 uses .5 and .45: pass them with --letterbox to reproduce it);
 # validate_detector writes its results after NMS .45 (metrics.EVAL_CONF: at .005).
@@ -281,14 +330,15 @@ def build(preset, num_classes=None, img_size=None):
     if p["tiny"]:
         model = TinyYOLOv2(config["num_classes"], p["anchors"], config["img_size"], p["tiny"])
     else:
-        model = YOLOv2(config["num_classes"], p["anchors"], config["img_size"])
-    model.preset, model.rescore, model.config = preset, p["rescore"], config
+        model = YOLOv2(config["num_classes"], p["anchors"], config["img_size"], p["passthrough"])
+    model.preset, model.rescore, model.region, model.config = preset, p["rescore"], p["region"], config
     return model
 
 
 def loss(model, out, targets, seen):
-    """Darknet's region layer (loss.yolov2_loss) for the raw map out, with the model's anchors and rescore."""
-    return yolov2_loss(out, targets, model.anchors, seen, rescore=model.rescore)
+    """Darknet's region layer (loss.yolov2_loss) for the raw map out, with the model's anchors, rescore and
+    region-layer revision (the preset's)."""
+    return yolov2_loss(out, targets, model.anchors, seen, rescore=model.rescore, region=model.region)
 
 
 def detections(model, out, image_sizes, conf, nms, letterbox=False, net_size=None, order=None):

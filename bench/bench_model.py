@@ -10,8 +10,12 @@ The outputs of the fused model are checked against the eager ones (batch 1, batc
 calibrated on one random image so that activations have realistic scales): max |diff| <= 1e-4 * max |out|
 (float32 sums in another order: the absolute difference grows with the output's scale, so it is relative).
 
+--device cuda times the forward on the GPU in float32 (TF32 convolutions, cuDNN's default), synchronised; peak
+memory is then torch.cuda.max_memory_allocated and the peak is the GPU's float32 matmul (TF32 allowed).
+
 Run:  python bench/bench_model.py                       (all presets; several minutes on 2 cores)
       python bench/bench_model.py --presets yolov2-voc --batch-sizes 1 16 --min-time 3
+      python bench/bench_model.py --device cuda --json model.json      (bench/gpu_check.sh)
 """
 import argparse
 import copy
@@ -58,16 +62,25 @@ def count_flops(model, images):
     return total
 
 
-def matmul_peak(n=2048, repeats=5):
-    """GFLOP/s of the best of a few n x n fp32 matmuls (2 n³ FLOPs each)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n=2048, repeats=5, device="cpu"):
+    """GFLOP/s of the best of a few n x n fp32 matmuls (2 n³ FLOPs each); on CUDA 8192², TF32 allowed."""
+    if device != "cpu":
+        n, torch.backends.cuda.matmul.allow_tf32 = 8192, True
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
     best = float("inf")
     for _ in range(repeats):
+        sync(device)
         t = time.perf_counter()
         a @ b
+        sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best / 1e9
+
+
+def sync(device):
+    if device != "cpu":
+        torch.cuda.synchronize()
 
 
 def calibrate(model, size):
@@ -98,13 +111,13 @@ def check_fuse(name):
     return diff, diff / ref.abs().max().item()
 
 
-def run_one(name, batch, mode, min_time):
+def run_one(name, batch, mode, min_time, device="cpu"):
     """Child process: time one (preset, batch, mode); print a JSON line."""
     torch.manual_seed(0)
     model = build(name)
     if mode != "eager":
         model = darknet.fuse(model)
-    x = torch.rand(batch, 3, model.img_size, model.img_size)
+    model, x = model.to(device), torch.rand(batch, 3, model.img_size, model.img_size, device=device)
     if mode == "fused+cl":
         model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     flops = count_flops(model, x[:1])
@@ -113,12 +126,15 @@ def run_one(name, batch, mode, min_time):
     with torch.no_grad():
         model(x)                                           # warm-up
         while sum(times) < min_time or len(times) < 2:
+            sync(device)
             t = time.perf_counter()
             model(x)
+            sync(device)
             times.append(time.perf_counter() - t)
     best = min(times)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device != "cpu" else peak_rss_mb()
     print(json.dumps(dict(images_per_s=batch / best, ms=1000 * best, gflops=flops / 1e9,
-                          gflops_per_s=flops * batch / best / 1e9, peak_mb=peak_rss_mb(), model_mb=rss_model)))
+                          gflops_per_s=flops * batch / best / 1e9, peak_mb=peak, model_mb=rss_model)))
 
 
 def peak_rss_mb():
@@ -133,9 +149,9 @@ def peak_rss_mb():
 
 def main(args):
     torch.set_num_threads(args.threads)
-    peak = matmul_peak()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 matmul peak (2048^3, best of 5): "
-          f"{peak:.0f} GFLOP/s")
+    peak, results = matmul_peak(device=args.device), []
+    where = torch.cuda.get_device_name() if args.device != "cpu" else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {args.device} ({where}); fp32 matmul peak (best of 5): {peak:.0f} GFLOP/s")
     print(f"{'preset':16s} {'size':>4s} {'batch':>5s} {'mode':9s} {'img/s':>7s} {'ms/batch':>9s} "
           f"{'GFLOP/img':>9s} {'GFLOP/s':>8s} {'%peak':>6s} {'peak MB':>8s}")
     for name in args.presets:
@@ -143,7 +159,7 @@ def main(args):
         for batch in args.batch_sizes:
             for mode in args.modes:
                 cmd = [sys.executable, __file__, "--one", name, str(batch), mode, "--min-time", str(args.min_time),
-                       "--threads", str(args.threads)]
+                       "--threads", str(args.threads), "--device", args.device]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode:
                     print(f"{name} {batch} {mode}: failed\n{done.stderr[-2000:]}")
@@ -153,8 +169,13 @@ def main(args):
                 print(f"{name:16s} {size:4d} {batch:5d} {mode:9s} {r['images_per_s']:7.2f} {r['ms']:9.0f} "
                       f"{r['gflops']:9.2f} {r['gflops_per_s']:8.1f} {100 * r['gflops_per_s'] / peak:5.0f}% "
                       f"{r['peak_mb']:8.0f}")
+                results.append(dict(preset=name, size=size, batch=batch, mode=mode, fraction_of_peak=
+                                    r["gflops_per_s"] / peak, **r))
         print(f"{name:16s} fuse(): max |fused - eager| = {diff:.1e}, / max |eager| = {rel:.1e} "
               f"({'ok' if rel <= 1e-4 else 'ABOVE 1e-4'})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(device=args.device, device_name=where, matmul_gflops=peak, results=results), f, indent=1)
 
 
 def build_size(name):
@@ -168,6 +189,8 @@ def get_args_parser():
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timed forwards per case (min 2 runs)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--json", help="write the figures here")
     p.add_argument("--one", nargs=3, metavar=("PRESET", "BATCH", "MODE"), help=argparse.SUPPRESS)
     return p
 
@@ -176,6 +199,6 @@ if __name__ == "__main__":
     args = get_args_parser().parse_args()
     if args.one:
         torch.set_num_threads(args.threads)
-        run_one(args.one[0], int(args.one[1]), args.one[2], args.min_time)
+        run_one(args.one[0], int(args.one[1]), args.one[2], args.min_time, args.device)
     else:
         main(args)

@@ -1,13 +1,14 @@
-"""Tests for darknet.py: blocks, backbones, reorg, max-pool padding, .weights I/O and file sizes."""
+"""Tests for darknet.py (blocks, backbones, reorg, max-pool padding, the locally connected layer) and weights.py
+(.weights I/O and file sizes)."""
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darknet import (fuse, BN_EPS, BN_MOMENTUM, ConvBlock, Darknet19, Extraction, darknet19_trunk, darknet_file_bytes,
-                     darknet_layers, extraction_trunk, load_darknet_weights, maxpool, reorg,
-                     save_darknet_weights, tiny_yolov2_trunk)
+from darknet import (fuse, BN_EPS, BN_MOMENTUM, ConvBlock, Darknet19, Extraction, darknet19_trunk, extraction_trunk,
+                     maxpool, reorg, tiny_yolov2_trunk)
+from weights import darknet_file_bytes, darknet_layers, load_darknet_weights, save_darknet_weights
 
 
 # -----------------------------------------------------------------------------
@@ -190,7 +191,8 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
         # floats: conv_bn 4 + 3·4·9 = 124; conv_plain 6 + 4·6 = 30; fc 5 + 24·5 = 125
         assert path.stat().st_size == header + 4 * (4 * 4 + 3 * 4 * 9 + 6 + 4 * 6 + 5 + 24 * 5)
         info = load_darknet_weights(b, path)
-        assert info == dict(version=version, seen=12345, layers_loaded=3, layers_total=3)
+        assert info == dict(version=version, floats=None, seen=12345, bytes=header, transposed=False,
+                            layers_loaded=3, layers_total=3)
         assert torch.equal(a(x), b(x))
         assert torch.equal(a.conv_bn.bn.running_var, b.conv_bn.bn.running_var)
 

@@ -2,6 +2,7 @@
 no_grad; the loss is checked term by term by hand and against a loop re-statement of darknet's deltas."""
 import math
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 import darknet
 import images
+import weights
 import yolov2
 from tools.darknet_order import darknet_order
 from loss import yolov2_loss
@@ -57,6 +59,24 @@ def test_passthrough_is_concatenated_before_the_main_branch(voc_model):
     assert torch.equal(seen["x"][:, :256], expected)
 
 
+def test_release_passthrough_is_the_reorg_of_the_26x26x512_map():
+    # yolo-voc.2.0.cfg (c6afc7ff): [route] -9, [reorg] stride=2, [route] -1,-3: no conv on the way, so the
+    # merge conv's input is [reorg(stage_a(x)) (4 * 512 = 2048 channels), main branch (1024)].
+    torch.manual_seed(0)
+    model = yolov2.build("yolo-voc.2.0").eval()
+    assert isinstance(model.passthrough, torch.nn.Identity) and model.region == "c6afc7ff"
+    assert model.anchors[0].tolist() == pytest.approx([1.08, 1.19]) and model.img_size == 416
+    seen = {}
+    hook = model.merge.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x)
+        expected = darknet.reorg(model.stage_a(x))                 # (1, 512, 4, 4) -> (1, 2048, 2, 2)
+    hook.remove()
+    assert seen["x"].shape == (1, 2048 + 1024, 2, 2) and out.shape == (1, 5 * (5 + 20), 2, 2)
+    assert torch.equal(seen["x"][:, :2048], expected)
+
+
 def cfg_convs(name):
     """(c_in, c_out, size, batch_norm) of every [convolutional] in the cfg, in cfg order (read from
     ../shared/reference/darknet-cfg/<name>.cfg once and written out here)."""
@@ -68,16 +88,23 @@ def cfg_convs(name):
     darknet19 = [(3, 32, 3), (32, 64, 3), (64, 128, 3), (128, 64, 1), (64, 128, 3), (128, 256, 3),
                  (256, 128, 1), (128, 256, 3), (256, 512, 3), (512, 256, 1), (256, 512, 3), (512, 256, 1),
                  (256, 512, 3), (512, 1024, 3), (1024, 512, 1), (512, 1024, 3), (1024, 512, 1), (512, 1024, 3)]
-    head = [(1024, 1024, 3), (1024, 1024, 3), (512, 64, 1), (4 * 64 + 1024, 1024, 3)]  # route -9, reorg, route -1,-4
-    out = 125 if name == "yolov2-voc" else 425                    # 5 * (5 + 20), 5 * (5 + 80)
+    if name.endswith(".2.0"):           # c6afc7ff: route -9, reorg (26x26x512 -> 13x13x2048), route -1,-3
+        head = [(1024, 1024, 3), (1024, 1024, 3), (4 * 512 + 1024, 1024, 3)]
+    else:                               # 60e952ba: route -9, 1x1 conv to 64, reorg, route -1,-4
+        head = [(1024, 1024, 3), (1024, 1024, 3), (512, 64, 1), (4 * 64 + 1024, 1024, 3)]
+    out = 125 if "voc" in name else 425                           # 5 * (5 + 20), 5 * (5 + 80)
     return [(a, b, k, True) for a, b, k in darknet19 + head] + [(1024, out, 1, False)]
 
 
 @pytest.mark.parametrize("name", list(yolov2.PRESETS))
 def test_preset_layers_parameters_and_weight_file_size(name, tmp_path):
-    model = yolov2.build(name)
+    # the release presets (270 MB files) on the meta device: shapes and sizes only, no file written (their
+    # files are read and written in tests/test_official_files.py's way and in the README's darknet parity)
+    release = name.endswith(".2.0")
+    with torch.device("meta" if release else "cpu"):
+        model = yolov2.build(name)
     convs = cfg_convs(name)
-    layers = darknet.darknet_layers(model)
+    layers = weights.darknet_layers(model)
     assert [(l.conv.in_channels, l.conv.out_channels, l.conv.kernel_size[0], l.bn is not None)
             for l in layers] == convs
     # learnable: weights + (γ, β) with batch norm, + bias without; the file adds running mean and variance
@@ -85,12 +112,16 @@ def test_preset_layers_parameters_and_weight_file_size(name, tmp_path):
                                                              for a, b, k, bn in convs)
     floats = sum(a * b * k * k + (4 * b if bn else b) for a, b, k, bn in convs)
     expected = {"yolov2-voc": 202_704_260, "yolov2": 203_934_260,            # the official files
-                "yolov2-tiny-voc": 63_471_556, "yolov2-tiny": 44_948_596}[name]
+                "yolov2-tiny-voc": 63_471_556, "yolov2-tiny": 44_948_596,
+                "yolo-voc.2.0": 268_632_452, "yolo.2.0": 269_862_452}[name]
     assert 16 + 4 * floats == expected == yolov2.PRESETS[name]["weights_bytes"]
+    assert weights.darknet_file_bytes(model, version=(0, 1, 0)) == expected
+    if release:
+        return
     path = tmp_path / f"{name}.weights"
-    darknet.save_darknet_weights(model, path, version=(0, 1, 0))              # 16-byte header (int32 seen)
+    weights.save_darknet_weights(model, path, version=(0, 1, 0))              # 16-byte header (int32 seen)
     assert os.path.getsize(path) == expected
-    assert darknet.darknet_file_bytes(model, version=(0, 2, 0)) == expected + 4   # 20-byte header
+    assert weights.darknet_file_bytes(model, version=(0, 2, 0)) == expected + 4   # 20-byte header
 
 
 def test_weight_file_round_trip_gives_identical_outputs(voc_model, tmp_path):
@@ -98,7 +129,7 @@ def test_weight_file_round_trip_gives_identical_outputs(voc_model, tmp_path):
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         before = voc_model(x)
-        darknet.save_darknet_weights(voc_model, path, seen=12345)
+        weights.save_darknet_weights(voc_model, path, seen=12345)
         state = {k: v.clone() for k, v in voc_model.state_dict().items()}
         for p in voc_model.parameters():                 # forget every value the file holds
             p.zero_()
@@ -106,7 +137,7 @@ def test_weight_file_round_trip_gives_identical_outputs(voc_model, tmp_path):
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.zero_()
                 m.running_var.fill_(1)
-        info = darknet.load_darknet_weights(voc_model, path)
+        info = weights.load_darknet_weights(voc_model, path)
         after = voc_model(x)
     assert info["seen"] == 12345 and info["layers_loaded"] == info["layers_total"] == 23
     assert torch.equal(before, after)
@@ -116,12 +147,12 @@ def test_weight_file_round_trip_gives_identical_outputs(voc_model, tmp_path):
 def test_weight_file_one_float_short_is_refused(tmp_path):
     model = yolov2.build("yolov2-tiny")
     path = tmp_path / "short.weights"
-    darknet.save_darknet_weights(model, path, version=(0, 1, 0))
+    weights.save_darknet_weights(model, path, version=(0, 1, 0))
     with open(path, "r+b") as f:
         f.truncate(44_948_596 - 4)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(ValueError, match="44,948,592 bytes.*44,948,596"):
-        darknet.load_darknet_weights(model, path)
+        weights.load_darknet_weights(model, path)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -278,6 +309,26 @@ def test_loss_one_object_each_term_by_hand():
     assert yolov2_loss(raw, targets, anchors, 12800, rescore=False)["obj"].item() == pytest.approx(0.5 * 5 * 0.5 ** 2)
 
 
+def test_loss_release_coordinate_scale_has_no_small_box_factor():
+    # The one-object case above with the release's region layer (c6afc7ff): delta = coord_scale·(t - o),
+    # coord_scale 1, where 60e952ba multiplies by 2 - .6·.4 = 1.76. Every other term is the same.
+    anchors = torch.tensor([[1.0, 1.0], [2.0, 2.0]])
+    raw = torch.zeros(1, 2 * 7, 2, 2)
+    targets = [{"boxes": torch.tensor([xyxy(0.4, 0.3, 0.6, 0.4)]), "labels": torch.tensor([1])}]
+    release = yolov2_loss(raw, targets, anchors, seen=12800, region="c6afc7ff")
+    later = yolov2_loss(raw, targets, anchors, seen=12800, region="60e952ba")
+    assert release["xy"].item() == pytest.approx(0.5 * 1 * ((0.8 - 0.5) ** 2 + (0.6 - 0.5) ** 2))   # = .05
+    assert release["wh"].item() == pytest.approx(0.5 * 1 * (math.log(1.2) ** 2 + math.log(0.8) ** 2))
+    assert later["xy"].item() == pytest.approx(1.76 * 0.05)
+    assert all(release[k].item() == later[k].item() for k in ("obj", "noobj", "prior", "cls"))
+    # the family's loss() takes the revision from the model (yolov2.build sets it from the preset)
+    model = SimpleNamespace(anchors=anchors, rescore=True, region=yolov2.PRESETS["yolo-voc.2.0"]["region"])
+    assert yolov2.loss(model, raw, targets, 12800)["xy"].item() == pytest.approx(0.05)
+    assert yolov2.PRESETS["yolov2-voc"]["region"] == "60e952ba"
+    with pytest.raises(ValueError, match="region must be one of"):
+        yolov2_loss(raw, targets, anchors, seen=12800, region="2016")
+
+
 def test_loss_anchor_warmup_stops_at_12800_images():
     # No objects; tw = .5 everywhere: each of the 2*2*2 predictions adds ½ · .01 · (0 - .5)² while seen < 12800.
     raw = torch.zeros(1, 2 * 7, 2, 2)
@@ -302,9 +353,10 @@ def test_loss_no_object_error_ignored_above_iou_06(ratio, ignored):
     assert t["noobj"].item() == pytest.approx((6 + (0 if ignored else 1)) * 0.5 * 0.25)
 
 
-def darknet_deltas(raw, truths, anchors, seen, thresh=0.6, rescore=True):
+def darknet_deltas(raw, truths, anchors, seen, thresh=0.6, rescore=True, region="60e952ba"):
     """Loop re-statement of region_layer.c forward_region_layer (delta) + backward_region_layer_gpu
-    (logistic derivatives), float64. raw (N, A*(5+C), H, W) numpy; truths: per image [(x, y, w, h, class)]."""
+    (logistic derivatives), float64. raw (N, A*(5+C), H, W) numpy; truths: per image [(x, y, w, h, class)].
+    region "c6afc7ff" (the release) scales the object's box deltas by coord_scale alone, not (2 - w·h)."""
     N, _, H, W = raw.shape
     A = len(anchors)
     out = raw.reshape(N, A, -1, H, W).astype(np.float64).copy()
@@ -353,7 +405,7 @@ def darknet_deltas(raw, truths, anchors, seen, thresh=0.6, rescore=True):
                 iou = box_iou((0, 0, anchors[n][0] / W, anchors[n][1] / H), (0, 0, t[2], t[3]))
                 if iou > best:
                     best, best_n = iou, n
-            iou = delta_box(t, b, best_n, j, i, 1 * (2 - t[2] * t[3]))
+            iou = delta_box(t, b, best_n, j, i, 1 * (2 - t[2] * t[3]) if region == "60e952ba" else 1)
             delta[b, best_n, 4, j, i] = 5 * ((iou if rescore else 1) - out[b, best_n, 4, j, i])
             for c in range(C):
                 delta[b, best_n, 5 + c, j, i] = 1 * ((c == t[4]) - out[b, best_n, 5 + c, j, i])
@@ -363,8 +415,8 @@ def darknet_deltas(raw, truths, anchors, seen, thresh=0.6, rescore=True):
     return delta.reshape(raw.shape)
 
 
-@pytest.mark.parametrize("seen", [64, 12800])
-def test_loss_gradient_is_minus_darknet_delta_over_batch(seen):
+@pytest.mark.parametrize("seen, region", [(64, "60e952ba"), (12800, "60e952ba"), (64, "c6afc7ff")])
+def test_loss_gradient_is_minus_darknet_delta_over_batch(seen, region):
     torch.manual_seed(0)
     N, A, C, H, W = 2, 3, 4, 3, 4
     anchors = [(0.8, 1.2), (2.0, 1.5), (3.1, 2.9)]
@@ -374,7 +426,30 @@ def test_loss_gradient_is_minus_darknet_delta_over_batch(seen):
     raw = (torch.randn(N, A * (5 + C), H, W) * 0.5).requires_grad_()
     targets = [{"boxes": torch.tensor([xyxy(*t[:4]) for t in ts]), "labels": torch.tensor([t[4] for t in ts])}
                for ts in truths]
-    terms = yolov2_loss(raw, targets, torch.tensor(anchors), seen)
+    terms = yolov2_loss(raw, targets, torch.tensor(anchors), seen, region=region)
     terms["total"].backward()
-    delta = darknet_deltas(raw.detach().numpy(), truths, anchors, seen)
+    delta = darknet_deltas(raw.detach().numpy(), truths, anchors, seen, region=region)
     np.testing.assert_allclose(N * raw.grad.numpy(), -delta, atol=1e-5)
+
+
+# -----------------------------------------------------------------------------
+# The release's recipe (recipes.RECIPES by preset name)
+
+def test_release_preset_trains_with_its_cfg_recipe(tmp_path):
+    import recipes
+    args = recipes.get_args_parser().parse_args(["--model", "yolo-voc.2.0", "--data", str(tmp_path),
+                                                 "--out", str(tmp_path / "run")])
+    recipes.resolve(args)
+    # yolo-voc.2.0.cfg: no burn_in, 1e-4 for the first 100 batches (steps=100, scales=10), jitter .2; the paper's
+    # 160 epochs at 1e-3, /10 at 60 and 90
+    assert (args.recipe, args.burn_in, args.warmup_lr, args.augment) == ("yolo-voc.2.0", 100, 1e-4, "yolov2-jitter.2")
+    assert (args.epochs, args.lr, args.lr_steps, args.img_size) == (160, 1e-3, [60, 90], 416)
+    assert [recipes.learning_rate(args, step, 100) for step in (0, 99, 100, 6000, 9000)] == \
+        pytest.approx([1e-4, 1e-4, 1e-3, 1e-4, 1e-5])
+    later = recipes.get_args_parser().parse_args(["--model", "yolov2-voc", "--data", str(tmp_path),
+                                                  "--out", str(tmp_path / "run2")])
+    recipes.resolve(later)
+    # yolov2-voc.cfg (60e952ba): burn_in=1000, lr·(batch/1000)^4: at batch 500, 1e-3 · .5^4
+    assert (later.recipe, later.burn_in, later.warmup_lr, later.augment) == ("yolov2", 1000, None, "yolov2")
+    assert recipes.learning_rate(later, 500, 100) == pytest.approx(1e-3 * 0.5 ** 4)
+    assert images.AUGMENTATIONS["yolov2-jitter.2"].keywords == {"jitter": 0.2}

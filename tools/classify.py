@@ -20,6 +20,7 @@ from PIL import Image
 import darknet
 import data
 import images
+import weights
 
 PRESETS = {"darknet19": darknet.Darknet19, "extraction": darknet.Extraction}
 RECIPE = dict(  # YOLOv2 §3 "Training for classification" (Darknet-19; YOLOv1 §2.2 gives no recipe)
@@ -83,12 +84,15 @@ def datasets(data_dir, img_size, augment):
 
 
 @torch.no_grad()
-def evaluate(model, dataset, batch_size, workers=0):
-    """Top-1 and top-5 accuracy -> {"map": top-1 (train.py's metric), "top1", "top5"}."""
+def evaluate(model, dataset, batch_size, workers=0, progress=None):
+    """Top-1 and top-5 accuracy -> {"map": top-1 (train.py's metric), "top1", "top5"}. progress: None (silent) or
+    train.py's tools.progress.Progress."""
     device, was_training = next(model.parameters()).device, model.training
     loader = torch.utils.data.DataLoader(dataset, batch_size, num_workers=workers, collate_fn=data.collate)
     correct, total = torch.zeros(2), 0
     model.eval()
+    if progress:
+        loader = progress(loader, total=len(dataset), desc="evaluating", unit="images", count=lambda b: len(b[1]))
     for x, targets in loader:
         out = model(x.to(device))                                          # (N, C) logits
         labels = torch.stack([t["label"] for t in targets]).to(device)
@@ -106,7 +110,7 @@ def copy_trunk(checkpoint, model, path):
     extraction.conv.weights and darknet19_448.conv.23. -> a one-line message."""
     classifier = build(**{k: v for k, v in checkpoint["model_config"].items() if k != "family"})
     classifier.load_state_dict(checkpoint["model"])
-    source, target = darknet.darknet_layers(classifier)[:-1], darknet.darknet_layers(model)
+    source, target = weights.darknet_layers(classifier)[:-1], weights.darknet_layers(model)
     name = classifier.preset
     if len(target) < len(source):
         raise ValueError(f"{path}: the {name} trunk has {len(source)} darknet layers, more than all of "
