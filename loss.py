@@ -3,7 +3,7 @@ Training losses of YOLOv1 and YOLOv2, one plain function each.
 
 Paper -> code
   YOLOv1 §2.2, eq. (3): the sum-squared loss, row by row ................. yolov1_loss()
-  YOLOv2 (paper silent; darknet region_layer.c is the reference) .......... yolov2_loss()
+  YOLOv2 (paper silent; darknet region_layer.c, two revisions) ........... yolov2_loss(), REGION_*
 
 Both take the targets as data.py yields them: a list with one dict per image,
 {"boxes": (M, 4) normalized xyxy, "labels": (M,) int64}, and do the assignment of objects to
@@ -20,8 +20,11 @@ LAMBDA_COORD = 5.0    # §2.2 λcoord: weight of the box coordinate terms
 LAMBDA_NOOBJ = 0.5    # §2.2 λnoobj: weight of the confidence error of predictors with no object
 
 
-def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noobj=LAMBDA_NOOBJ):
-    """YOLOv1 §2.2, eq. (3): summed over cells and predictors, mean over the N images, no factor 1/2.
+def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noobj=LAMBDA_NOOBJ, sqrt_wh=True):
+    """YOLOv1 §2.2, eq. (3): summed over cells and predictors, mean over the N images, no factor 1/2
+    (darknet's deltas are the gradient of half of it: yolov1.loss applies the ½, DARKNET_DELTA_SCALE).
+    sqrt_wh=False: the net outputs w, h themselves (darknet [detection] sqrt=0, the 2015 yolo-small), and row 2
+    compares w, h rather than their square roots (detection_layer.c: `if (l.sqrt)` around both).
 
     pred: (N, S, S, B*5+C) as yolov1.py lays it out (S is read from the tensor); targets: N dicts
     {"boxes": (M, 4) normalized xyxy, "labels": (M,) int64}. Returns xy, wh, obj, noobj, cls and total.
@@ -65,7 +68,8 @@ def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noob
     # 2. responsible predictor: highest IoU, or lowest RMSE while every IoU is 0; boxes as
     #    (x/S, y/S, w, h) from the cell's corner, the same shift for both, so the IoU is the image's IoU
     with torch.no_grad():
-        pred_xywh = torch.cat([obj_boxes[..., 0:2] / S, obj_boxes[..., 2:4] ** 2], dim=-1)    # (K, B, 4)
+        pred_wh = obj_boxes[..., 2:4] ** 2 if sqrt_wh else obj_boxes[..., 2:4]
+        pred_xywh = torch.cat([obj_boxes[..., 0:2] / S, pred_wh], dim=-1)                     # (K, B, 4)
         truth_xywh = torch.cat([truth_xy / S, truth_wh], dim=-1).unsqueeze(1)                 # (K, 1, 4)
         iou = box_iou_aligned(xywh_to_xyxy(pred_xywh), xywh_to_xyxy(truth_xywh))               # (K, B)
         rmse = (pred_xywh - truth_xywh).pow(2).sum(-1).sqrt()                                  # (K, B)
@@ -80,7 +84,7 @@ def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noob
         # row 1: λcoord Σ 1obj_ij [(x - x̂)² + (y - ŷ)²]
         "xy": lambda_coord * (resp[:, 0:2] - truth_xy).pow(2).sum(),
         # row 2: λcoord Σ 1obj_ij [(√w - √ŵ)² + (√h - √ĥ)²]   (the net outputs √w, √h)
-        "wh": lambda_coord * (resp[:, 2:4] - truth_wh.sqrt()).pow(2).sum(),
+        "wh": lambda_coord * (resp[:, 2:4] - (truth_wh.sqrt() if sqrt_wh else truth_wh)).pow(2).sum(),
         # row 3: Σ 1obj_ij (C - Ĉ)², target Ĉ = IoU(predicted box, truth), no gradient through it
         "obj": (resp[:, 4] - iou[k, responsible]).pow(2).sum(),
         # row 4: λnoobj Σ 1noobj_ij (C - 0)²
@@ -110,22 +114,39 @@ PRIOR_WARMUP_IMAGES = 12800    # `if (*(net.seen) < 12800)`: early on, every pre
 PRIOR_WARMUP_SCALE = 0.01      #   toward its own anchor centred in its cell, with scale .01
 MIN_BOX_SIZE = 0.001           # data.c fill_truth_detection drops boxes with w or h < .001 before the layer
                                # (so no box in [0, 1] has centre x = 0, which would end the layer's list)
-# DARKNET [region] section, the same in yolov2-voc.cfg, yolov2.cfg and both tiny cfgs:
+# DARKNET [region] section, the same in yolo-voc.2.0.cfg, yolo.2.0.cfg, yolov2-voc.cfg, yolov2.cfg, both tiny cfgs:
 IGNORE_THRESH = 0.6            # thresh=.6: no no-object error for a box whose best IoU with an object is > .6
 OBJECT_SCALE = 5.0             # object_scale=5
 NOOBJECT_SCALE = 1.0           # noobject_scale=1
 CLASS_SCALE = 1.0              # class_scale=1
-COORD_SCALE = 1.0              # coord_scale=1 (times 2 - w·h per object, region_layer.c)
+COORD_SCALE = 1.0              # coord_scale=1 (times 2 - w·h per object since 60e952ba, see below)
 # rescore=1 (objectness target = IoU of the predicted box with its object) in all but yolov2-tiny.cfg (0:
 # target 1); yolov2.PRESETS[name]["rescore"] / model.rescore carries the cfg's value.
+#
+# DARKNET: region_layer.c changed under the same name; each preset names the revision it trains with
+# (yolov2.PRESETS[name]["region"], model.region). Read side by side, c6afc7ff and 60e952ba differ in the
+# loss in one place only, the coordinate scale of an object's box:
+REGION_RELEASE = "c6afc7ff"    # 2016-11-17, the release (yolo-voc.2.0.cfg): delta = coord_scale·(t - o)
+REGION_2017 = "60e952ba"       # 2017-03-26 (yolov2-voc.cfg): delta = coord_scale·(2 - w·h)·(t - o)
+# The same in both: rescore, bias_match (anchor by shape IoU, strict >), thresh .6 (strict >), the scales
+# object 5 / noobject 1 / class 1 / coord 1, 30 boxes, the prior warm-up (12800 images, .01, toward σ = .5,
+# t = 0), the softmax class delta, the last object of a slot wins. The release lays the output out cell
+# by cell (flatten) and multiplies the x, y and objectness deltas by σ' in forward_region_layer itself;
+# 60e952ba keeps the conv's layout (entry_index) and applies σ' in backward_region_layer_gpu: the same
+# gradient. (Between them, b3c4fc9f and d2dece3d changed only the YOLO9000 tree path.)
+REGION_REVISIONS = (REGION_RELEASE, REGION_2017)
 
 
 def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCALE, object_scale=OBJECT_SCALE,
-                noobject_scale=NOOBJECT_SCALE, class_scale=CLASS_SCALE, ignore_thresh=IGNORE_THRESH):
+                noobject_scale=NOOBJECT_SCALE, class_scale=CLASS_SCALE, ignore_thresh=IGNORE_THRESH, class_loss=None,
+                region=REGION_2017):
     """Darknet's region layer as a loss. raw: (N, A*(5+C), H, W) (channel a*(5+C) + tx, ty, tw, th, to,
     class logits); targets: per image {"boxes": (M, 4) normalized xyxy, "labels": (M,)}; anchors: (A, 2) in
-    grid cells; seen: images seen including this batch (darknet's net.seen). Returns the mean over images of
-    xy, wh, obj, noobj, prior (anchor warm-up) and cls, and their sum "total"."""
+    grid cells; seen: images seen including this batch (darknet's net.seen); region: REGION_RELEASE or
+    REGION_2017 (the coordinate scale). Returns the mean over images of xy, wh, obj, noobj, prior (anchor
+    warm-up) and cls, and their sum "total"."""
+    if region not in REGION_REVISIONS:
+        raise ValueError(f"yolov2_loss: region must be one of {REGION_REVISIONS}, got {region!r}")
     N, _, H, W = raw.shape
     A = anchors.shape[0]
     if len(targets) != N:
@@ -185,8 +206,9 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
     responsible[image, n, j, i] = True
 
     # Coordinates: σ(tx), σ(ty) toward the offset of the centre in its cell; tw, th toward
-    # log(w·W / anchor_w), log(h·H / anchor_h); scale coord_scale·(2 - w·h) favours small boxes.
-    scale = coord_scale * (2 - truth[:, 2] * truth[:, 3])
+    # log(w·W / anchor_w), log(h·H / anchor_h); 60e952ba's scale coord_scale·(2 - w·h) favours small boxes,
+    # the release's is coord_scale for every box.
+    scale = coord_scale * ((2 - truth[:, 2] * truth[:, 3]) if region == REGION_2017 else torch.ones_like(truth[:, 2]))
     target_x, target_y = truth[:, 0] * W - i, truth[:, 1] * H - j
     target_w = torch.log(truth[:, 2] * W / anchors[n, 0])
     target_h = torch.log(truth[:, 3] * H / anchors[n, 1])
@@ -197,7 +219,8 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
     obj = 0.5 * object_scale * (target_obj - objectness[image, n, j, i]) ** 2
     noobj = 0.5 * noobject_scale * objectness ** 2 * ((best_iou <= ignore_thresh) & ~responsible)
     # Classes: softmax over the C logits of the slot, cross-entropy with the object's class.
-    cls = class_scale * torch.nn.functional.cross_entropy(logits[image, n, :, j, i], label, reduction="none")
+    # class_loss(logits (K, C), labels (K,)) -> (K,) replaces it: YOLO9000's WordTree (yolo9000.py) passes its own.
+    cls = class_scale * (class_loss or cross_entropy)(logits[image, n, :, j, i], label)
     # Anchor warm-up: σ(tx), σ(ty) -> .5 and tw, th -> 0 (the anchor itself) for all other predictions.
     if seen < PRIOR_WARMUP_IMAGES:
         prior = 0.5 * PRIOR_WARMUP_SCALE * ((0.5 - x) ** 2 + (0.5 - y) ** 2 + tw ** 2 + th ** 2) * ~responsible
@@ -208,3 +231,8 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
              "prior": prior.sum() / N, "cls": cls.sum() / N}
     terms["total"] = sum(terms.values())
     return terms
+
+
+def cross_entropy(logits, labels):
+    """(K, C) logits, (K,) labels -> (K,) softmax cross-entropy (darknet's softmax=1 class delta)."""
+    return torch.nn.functional.cross_entropy(logits, labels, reduction="none")
