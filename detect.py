@@ -5,15 +5,17 @@ Paper / darknet -> code
   darknet's test path: RGB, /255, resize_image (or letterbox_image) to the net size ...... preprocess()
   YOLOv1 §2.3 Inference: eq. 1 class-specific scores, then NMS ............ predict() -> yolov1.detections
   YOLOv2 §2 "Direct location prediction": boxes from the anchors, then NMS . predict() -> yolov2.detections
-  darknet image.c draw_detections: boxes and labels in per-class colours ............... draw(), class_colour()
-  YOLOv1 §2: the grid cell holding an object's centre "is responsible for detecting" it  draw(show_grid=True)
+  darknet image.c draw_detections: boxes and labels in per-class colours ........ drawing.draw(), class_colour()
+  YOLOv1 §2: the grid cell holding an object's centre "is responsible for detecting" it  drawing.draw(show_grid=True)
   Evaluation: every detection above metrics.EVAL_CONF, then VOC07, VOC12 and COCO AP .... evaluate(), main()
+  not the papers: the command line's detections as a library call ......................... detect_objects()
 
 Models (models.py): FAMILIES maps each detector family to its file; every family file has the same names (PRESETS,
 build, detections, TEST_THRESHOLDS, EVAL_NMS), so nothing below branches on the family. Weights: a train.py checkpoint
 (it stores the model's configuration and class names), or an official darknet .weights file, which holds only
-numbers: --model names its cfg, --names its class names unless they are VOC's 20 or COCO's 80.
-Beside it (not the papers; imported at their options' use): tools/results.py, plots.py, darknet_order.py.
+numbers: its exact size names the preset of an official file (models.preset_of_file), else --model names its cfg;
+--names gives its class names unless they are VOC's 20 or COCO's 80.
+Beside it (not the papers; imported at their options' use): tools/results.py, plots.py, darknet_order.py, export.py.
 
 Run:
   python detect.py --weights runs/synthetic/best.pt photo.jpg photos/ --save-json detections.json
@@ -25,16 +27,15 @@ Run:
 import argparse
 import functools
 import json
-import math
 import os
 import sys
 import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
 import data
+import drawing
 import images
 import metrics
 import models
@@ -57,6 +58,8 @@ def predict(model, x: torch.Tensor, sizes: list[tuple[int, int]], conf: float, n
     """x (N, 3, H, W) preprocessed images -> one dict per image: "boxes" (K, 4) pixel xyxy of an image of
     sizes[n] = (width, height), "scores" (K,), "labels" (K,), "grid" (rows, cols). order: see yolov2.postprocess."""
     out = model(x.to(next(model.parameters()).device)).float()
+    if not torch.isfinite(out).all():       # never print NaN scores as detections
+        raise ValueError(f"{model.preset}: the network's output holds NaN or inf: its weights are broken")
     found = models.FAMILIES[model.config["family"]].detections(model, out, sizes, conf, nms, letterbox,
                                                         (x.shape[3], x.shape[2]), order)
     return [{k: v.cpu() if torch.is_tensor(v) else v for k, v in d.items()} for d in found]
@@ -67,6 +70,30 @@ def detect(model, image_list: list[torch.Tensor], conf: float, nms: float, lette
     """(3, h, w) RGB tensors in [0, 1] of any sizes -> predict()'s dicts, boxes in pixels of each image."""
     x = torch.stack([preprocess(image, model.img_size, letterbox) for image in image_list])   # (N, 3, H, W)
     return predict(model, x, [(image.shape[2], image.shape[1]) for image in image_list], conf, nms, letterbox, order)
+
+
+def detect_objects(model, inputs, class_names=None, conf=None, nms=None, letterbox=False, batch_size=8) -> list[dict]:
+    """The library call: the command line's detections from a script. model: models.load_model's or torch.hub's
+    (hubconf.py). inputs: a list of (or one) paths, PIL images, numpy arrays, tensors (images.any_to_tensor).
+    class_names: default model.class_names (hubconf.py), else VOC's or COCO's by count; conf, nms: default the
+    preset's test thresholds (models.test_thresholds), as the command line's, which runs one image at a time (batches equal it to rounding).
+    -> per input {"boxes": (K, 4) xyxy pixels of that image, "scores", "labels", "names": [K], "grid"}."""
+    thresholds = models.test_thresholds(model)
+    conf = thresholds["conf"] if conf is None else conf
+    nms = thresholds["nms"] if nms is None else nms
+    names = class_names or getattr(model, "class_names", None) or models.DARKNET_NAMES.get(model.num_classes)
+    if names is None:
+        raise ValueError(f"{model.preset} has {model.num_classes} classes: give their names with class_names=")
+    if not isinstance(inputs, (list, tuple)):               # one image, or a batch (N, 3, H, W) / (N, H, W, 3)
+        inputs = list(inputs) if getattr(inputs, "ndim", 0) == 4 else [inputs]
+    found, was_training = [], model.training
+    model.eval()
+    for start in range(0, len(inputs), batch_size):         # converted batch by batch: photos are large
+        chunk = inputs[start:start + batch_size]
+        batch = [images.any_to_tensor(x, f"input {start + k}") for k, x in enumerate(chunk)]
+        found += detect(model, batch, conf, nms, letterbox)
+    model.train(was_training)
+    return [dict(d, names=[names[label] for label in d["labels"].tolist()]) for d in found]
 
 
 def _load_batch(indices, dataset, net_size, letterbox):
@@ -81,18 +108,23 @@ def _load_batch(indices, dataset, net_size, letterbox):
 
 
 def evaluate(model, dataset, conf: float, nms: float, batch_size: int = 8, workers: int = 0,
-             letterbox: bool = False):
+             letterbox: bool = False, progress=None, indices=None):
     """Detections on every image of dataset -> (detections, ground truths, [(path, error)] of unreadable images),
     the first two in dataset order, as metrics.evaluate takes them; an unreadable image has no detections (its
     objects count as missed). Boxes in pixels of the annotation's image size (a file resized since is mapped
-    back to it). train.py evaluates with this too."""
+    back to it). train.py evaluates with this too. progress: None (silent) or the scripts' tools.progress.Progress.
+    indices: only these images (train.py: each process its part, devices.shard); the others get no detections."""
     truths = [dataset.annotation(i) for i in range(len(dataset))]
     nothing = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
     detections, failed, was_training = [nothing] * len(dataset), [], model.training
-    loader = torch.utils.data.DataLoader(range(len(dataset)), batch_size, num_workers=workers, collate_fn=
+    loader = torch.utils.data.DataLoader(range(len(dataset)) if indices is None else indices, batch_size,
+                                         num_workers=workers, collate_fn=
                                          functools.partial(_load_batch, dataset=dataset, net_size=model.img_size,
                                                            letterbox=letterbox))
     model.eval()
+    if progress:                            # each batch: its loaded and its unreadable images
+        loader = progress(loader, total=len(loader.dataset), desc="evaluating", unit="images",
+                          count=lambda batch: len(batch[0]) + len(batch[1]))
     for loaded, bad in loader:
         failed += bad
         if loaded:
@@ -102,62 +134,6 @@ def evaluate(model, dataset, conf: float, nms: float, batch_size: int = 8, worke
                 detections[i] = d
     model.train(was_training)
     return detections, truths, failed
-
-
-# -----------------------------------------------------------------------------
-# Drawing, as darknet's draw_detections, with Pillow
-
-# Darknet's colour ramp (image.c `colors`, stored there as b, g, r): magenta, red, yellow, green, cyan, blue.
-RAMP = [(1, 0, 1), (1, 0, 0), (1, 1, 0), (0, 1, 0), (0, 1, 1), (0, 0, 1)]
-
-
-def class_colour(label: int, num_classes: int) -> tuple[int, int, int]:
-    """Darknet's get_color: class c sits at c·123457 mod C along the ramp, so that neighbours differ."""
-    ratio = (label * 123457 % num_classes) / num_classes * 5
-    i, j = math.floor(ratio), math.ceil(ratio)
-    t = ratio - i
-    return tuple(round(255 * ((1 - t) * RAMP[i][k] + t * RAMP[j][k])) for k in range(3))
-
-
-def draw(image: Image.Image, det: dict, class_names: list[str], show_grid: bool = False,
-         net_size: int | None = None, letterbox: bool = False) -> Image.Image:
-    """Boxes labelled "name score" on a copy of image. show_grid: the network's rows x cols grid laid over the
-    image, and for each detection the cell holding its centre, tinted, with the centre as a dot (YOLOv1 §2 makes
-    that cell responsible for the object; YOLOv2's region layer assigns objects to cells the same way)."""
-    image = image.convert("RGBA")
-    overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
-    pen = ImageDraw.Draw(overlay)
-    width = max(1, int(image.height * 0.006))                               # darknet: im.h * .006
-    font = ImageFont.load_default(size=max(10, int(image.height * 0.03)))   # darknet: label height im.h * .03
-    if show_grid:
-        rows, cols = det["grid"]
-        # where the network input's corners land in the image (beyond it, in the grey bands, with --letterbox)
-        corners = torch.tensor([0.0, 0.0, 1.0, 1.0])
-        x0, y0, x1, y1 = images.boxes_to_original(corners, image.size, (net_size, net_size), letterbox).tolist()
-        cell_w, cell_h = (x1 - x0) / cols, (y1 - y0) / rows                  # one cell in image pixels
-        for c in range(cols + 1):
-            pen.line([(x0 + c * cell_w, y0), (x0 + c * cell_w, y1)], fill=(255, 255, 255, 160), width=1)
-        for r in range(rows + 1):
-            pen.line([(x0, y0 + r * cell_h), (x1, y0 + r * cell_h)], fill=(255, 255, 255, 160), width=1)
-    for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
-        colour = class_colour(label, len(class_names))
-        left, top, right, bottom = box
-        if show_grid:
-            cx, cy = (left + right) / 2, (top + bottom) / 2
-            col = min(cols - 1, max(0, math.floor((cx - x0) / cell_w)))      # the cell holding the centre
-            row = min(rows - 1, max(0, math.floor((cy - y0) / cell_h)))
-            cell = [x0 + col * cell_w, y0 + row * cell_h, x0 + (col + 1) * cell_w, y0 + (row + 1) * cell_h]
-            pen.rectangle(cell, fill=colour + (80,), outline=colour + (255,), width=width)
-            pen.ellipse([cx - 2 * width, cy - 2 * width, cx + 2 * width, cy + 2 * width], fill=colour + (255,))
-        pen.rectangle([left, top, right, bottom], outline=colour + (255,), width=width)
-        # darknet draw_label: the label sits above the box when it fits there, else just inside its top
-        text = f"{class_names[label]} {score:.2f}"
-        _, _, text_right, text_bottom = pen.textbbox((0, 0), text, font=font)
-        height = text_bottom + width
-        y = top - height if top - height >= 0 else top
-        pen.rectangle([left, y, left + text_right + 2 * width, y + height], fill=colour + (255,))
-        pen.text((left + width, y), text, fill=(0, 0, 0, 255), font=font)
-    return Image.alpha_composite(image, overlay).convert("RGB")
 
 
 # -----------------------------------------------------------------------------
@@ -177,13 +153,25 @@ def collect_images(inputs: list[str]) -> list[Path]:
 
 
 def output_name(path: Path, used: set[str]) -> str:
-    """photo.jpg -> photo.png; another photo.jpg (from another folder) -> photo_2.png: names never collide."""
-    name, k = path.stem + ".png", 1
+    """photo.jpg -> photo.jpg (JPEG stays JPEG, anything else becomes PNG); another photo.jpg (from another
+    folder) -> photo_2.jpg: names never collide."""
+    suffix = path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg") else ".png"
+    name, k = path.stem + suffix, 1
     while name.lower() in used:                               # lower(): case-insensitive file systems
         k += 1
-        name = f"{path.stem}_{k}.png"
+        name = f"{path.stem}_{k}{suffix}"
     used.add(name.lower())
     return name
+
+
+def fresh_folder(path: Path) -> Path:
+    """runs/detect/exp, else exp2, exp3, ...: the first that does not exist or is empty, so that a new call
+    never mixes its pictures with an earlier call's (--out chooses the folder instead)."""
+    folder, k = path, 1
+    while folder.exists() and any(folder.iterdir()):
+        k += 1
+        folder = path.with_name(f"{path.name}{k}")
+    return folder
 
 
 def run_images(args, model, class_names: list[str]) -> dict:
@@ -195,9 +183,11 @@ def run_images(args, model, class_names: list[str]) -> dict:
     if not paths:
         print(f"no images found in {' '.join(args.inputs)}")
         return dict(exit_code=1, detections=[], outputs=[], failed=[])
-    out_dir = Path(args.out)
+    out_dir = Path(args.out) if args.out else fresh_folder(Path("runs", "detect", "exp"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    for path in paths:
+    from tools.progress import Progress     # not the paper: a progress line under the per-image lines
+    bar = Progress(paths, desc="detecting", unit="images", quiet=args.quiet or len(paths) == 1)
+    for path in bar:
         try:
             image = images.load_image(path, exif=True)          # RGB, the photo's EXIF orientation applied
         except (OSError, ValueError) as error:                # images.ImageError is a ValueError naming the file
@@ -207,17 +197,24 @@ def run_images(args, model, class_names: list[str]) -> dict:
         det = detect(model, [images.image_to_tensor(image)], args.conf, args.nms, args.letterbox, order)[0]
         ms = (time.perf_counter() - start) * 1000
         out_path = out_dir / output_name(path, used)
-        draw(image, det, class_names, args.show_grid, model.img_size, args.letterbox).save(out_path)
+        drawing.draw(image, det, class_names, args.show_grid, model.img_size, args.letterbox).save(out_path)
         outputs.append(str(out_path))
-        print(f"{path}: {len(det['scores'])} objects in {ms:.0f} ms -> {out_path}")
+        bar.write(f"{path}: {len(det['scores'])} objects in {ms:.0f} ms -> {out_path}")
         for (x1, y1, x2, y2), score, label in zip(det["boxes"].tolist(), det["scores"].tolist(),
                                                   det["labels"].tolist()):
-            print(f"  {class_names[label]}: {score * 100:.0f}%  [{x1:.0f} {y1:.0f} {x2:.0f} {y2:.0f}]")
-            records.append({"image": str(path), "label": label, "class": class_names[label],
-                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
-    if args.save_json:
-        Path(args.save_json).write_text("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n")
+            record = {"label": label, "class": class_names[label], "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
+            bar.write(f"  {json.dumps(record)}")                # the console shows what --save-json writes
+            records.append({"image": str(path), **record})
+        for depth, (node, conditional, absolute) in enumerate(det.get("tree_path", [])):   # YOLO9000 --show-tree
+            bar.write(f"    {'  ' * depth}{class_names[node]}: Pr(node | parent) {conditional:.4f}, Pr(node) "
+                      f"{absolute:.4f}")
+    if args.save_json and outputs:      # no image read: an earlier file stays as it was, not replaced by []
+        tmp = Path(args.save_json + ".tmp")
+        tmp.write_text("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n")
+        os.replace(tmp, args.save_json)
         print(f"wrote {len(records)} detections to {args.save_json}")
+    elif args.save_json:
+        print(f"no image could be read: {args.save_json} not written")
     if failed:
         print(f"{len(failed)} of {len(paths)} images could not be read:")
         for path, reason in failed:                          # data.py's messages start with the path
@@ -271,9 +268,10 @@ def evaluate_split(args, model, class_names: list[str], train_config: dict) -> d
         print("note: class names differ, labels are matched by index: " + ", ".join(f"{a} = {b}" for a, b in renamed))
     if len(dataset) == 0:
         raise ValueError(f"{args.data} {args.split}: no images; " + "; ".join(dataset.problems[:5]))
+    from tools.progress import Progress     # not the paper: a progress line while the images are read
     start = time.perf_counter()
     detections, truths, failed = evaluate(model, dataset, args.conf, args.nms, args.batch_size, args.workers,
-                                          args.letterbox)
+                                          args.letterbox, functools.partial(Progress, quiet=args.quiet))
     seconds = time.perf_counter() - start
     print(f"{len(dataset)} images in {seconds:.1f} s ({1000 * seconds / len(dataset):.0f} ms per image), "
           f"{sum(len(d['scores']) for d in detections)} detections")
@@ -298,27 +296,46 @@ def evaluate_split(args, model, class_names: list[str], train_config: dict) -> d
 
 # -----------------------------------------------------------------------------
 
+def probability(text: str) -> float:
+    """An argparse type: a number in [0, 1] (a threshold), refused at parse time otherwise."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], found {text}")
+    return value
+
+
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", help="image files and folders (searched recursively)")
-    p.add_argument("--model", help="preset (a darknet cfg name); required with a darknet .weights file, "
-                   "checked against a checkpoint's")
+    p.add_argument("--model", help="preset (a darknet cfg name); for a darknet .weights file, default: the "
+                   "preset whose official file has its exact size; checked against a checkpoint's")
     p.add_argument("--weights", required=True, help="a train.py checkpoint or a darknet .weights file")
     p.add_argument("--names", help="class names, one per line (darknet .names): for darknet weights of neither "
                    "VOC's 20 nor COCO's 80 classes (data.VOC_CLASSES, data.COCO_CLASSES); overrides any")
-    p.add_argument("--conf", type=float, help="score threshold (default darknet's: YOLOv1 .2, YOLOv2 .24; "
+    p.add_argument("--conf", type=probability, help="score threshold (default darknet's: YOLOv1 .2, YOLOv2 .24; "
                    f"with --data {metrics.EVAL_CONF})")
-    p.add_argument("--nms", type=float, help="NMS IoU threshold, 1.0 disables it (default darknet's: .4; with "
+    p.add_argument("--nms", type=probability, help="NMS IoU threshold, 1.0 disables it (default darknet's: .4; with "
                    "--data YOLOv1 .5, YOLOv2 .45)")
     p.add_argument("--img-size", type=int, help="network input size (default: the checkpoint's or the cfg's)")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error instead of its "
+                   "one line")
+    p.add_argument("--partial", action="store_true", help="a darknet file that holds only the first layers of "
+                   "--model (the rest keep their initial values: for checking a backbone file, not for detection)")
     p.add_argument("--letterbox", action="store_true", help="YOLOv2: keep the aspect ratio and pad with grey, as "
                    "darknet's 2018 test path, instead of resizing as the 2016 release")
     p.add_argument("--darknet-order", action="store_true", help="YOLOv2: list the detections in darknet's order "
                    "(tools/darknet_order.py), to compare with darknet's output line by line")
-    p.add_argument("--out", default="predictions", help="folder for the drawn images (default: predictions)")
+    p.add_argument("--out", help="folder for the drawn images (default: runs/detect/exp, or exp2, ... when "
+                   "that holds an earlier call's)")
     p.add_argument("--save-json", help="write the detections here: [{image (the path as given or found), "
                    "label, class, bbox [x, y, w, h] in pixels of the original image, score}]")
     p.add_argument("--show-grid", action="store_true", help="draw the grid and the cell responsible for each box")
+    p.add_argument("--tree", help="YOLO9000: darknet's WordTree file (9k.tree) for a darknet .weights file (a "
+                   "checkpoint holds its tree)")
+    p.add_argument("--hier", type=float, help="YOLO9000: threshold of the descent down the tree (default darknet's "
+                   ".5): the label is the deepest node reached")
+    p.add_argument("--show-tree", action="store_true", help="YOLO9000: print, for the detection of highest "
+                   "objectness, the probabilities on its path from the root")
     p.add_argument("--data", help="evaluate instead: a VOCdevkit folder, a COCO folder or json, darknet txt "
                    "labels, or 'shapes'")
     p.add_argument("--split", default="test", help="with --data: VOC YEAR/SPLIT or SPLIT (year 2007), COCO "
@@ -328,18 +345,29 @@ def get_args_parser():
     p.add_argument("--batch-size", type=int, default=8, help="with --data: images per forward pass (default: 8)")
     p.add_argument("--workers", type=int, default=0, help="with --data: image-loading processes (default: 0)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress line (tools/progress.py)")
+    p.add_argument("--export", metavar="FILE.onnx", help="write the network as ONNX instead, batch dimension "
+                   "dynamic, at --img-size (tools/export.py)")
     return p
 
 
 def main(args) -> dict:
     """-> dict with "exit_code" (0, or 1 when an image could not be read) and what was found: "detections",
     "outputs", "failed"; with --data, "results" per protocol."""
-    if not args.inputs and not args.data:
-        raise ValueError("nothing to do: give images or folders, or --data to evaluate a dataset")
-    model, class_names, train_config = models.load_model(args.weights, args.model, args.img_size, args.names)
+    if not args.inputs and not args.data and not args.export:
+        raise ValueError("nothing to do: give images or folders, --data to evaluate a dataset, or --export")
+    model, class_names, train_config = models.load_model(args.weights, args.model, args.img_size, args.names,
+                                                         getattr(args, "tree", None), args.partial)
+    if hasattr(model, "tree"):              # YOLO9000 (yolo9000.py): the descent's threshold, the path to print
+        model.hier = model.hier if getattr(args, "hier", None) is None else args.hier
+        model.show_tree = getattr(args, "show_tree", False)
+    if args.export:                         # not the paper: deployment
+        from tools.export import export_onnx
+        print(export_onnx(model, args.export))
+        return dict(exit_code=0, exported=args.export)
     model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     family = models.FAMILIES[model.config["family"]]
-    defaults = dict(conf=metrics.EVAL_CONF, nms=family.EVAL_NMS) if args.data else family.TEST_THRESHOLDS
+    defaults = dict(conf=metrics.EVAL_CONF, nms=family.EVAL_NMS) if args.data else models.test_thresholds(model)
     args.conf = defaults["conf"] if args.conf is None else args.conf
     args.nms = defaults["nms"] if args.nms is None else args.nms
     print(f"{model.preset} at {model.img_size}, {len(class_names)} classes, conf {args.conf}, nms {args.nms}"
@@ -353,5 +381,7 @@ if __name__ == "__main__":
     parsed = get_args_parser().parse_args()
     try:
         sys.exit(main(parsed)["exit_code"])
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:      # user errors: one line (--debug shows the traceback)
+        if parsed.debug:
+            raise
         sys.exit(f"error: {error}")

@@ -11,6 +11,18 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda(devices=1): needs that many CUDA devices, skipped without them "
+                                       "(bench/gpu_check.sh runs them: pytest -m cuda)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        mark = item.get_closest_marker("cuda")
+        if mark and torch.cuda.device_count() < mark.kwargs.get("devices", 1):
+            item.add_marker(pytest.mark.skip(reason=f"needs {mark.kwargs.get('devices', 1)} CUDA device(s)"))
+
+
 def save_jpeg(path, size=(40, 30), colour=(90, 120, 150), exif_orientation=None):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     img = Image.new("RGB", size, colour)
@@ -77,3 +89,17 @@ def broken_voc(tmp_path):
     save_jpeg(os.path.join(jpg, "wrongsize.jpg"), (50, 30))
     save_jpeg(os.path.join(jpg, "rotated.jpg"), (30, 40), exif_orientation=6)   # matches after EXIF: fine
     return tmp_path, base
+
+
+def randomized(model, seed=0):
+    """model with seeded random batch-norm statistics and affine parameters, far from (0, 1), in eval mode: an
+    exporter, a loader or a fold that dropped or mis-handled batch norm would show (test_export.py, test_hub.py)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+                m.weight.copy_(0.5 + torch.rand(m.num_features, generator=g))
+                m.bias.copy_(0.2 * torch.rand(m.num_features, generator=g) - 0.1)
+    return model.eval()

@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-import darknet
 import data
 import detect
 import models
 import yolov1
 import yolov2
+from weights import save_darknet_weights
 
 CLASS_NAMES = ["circle", "square", "triangle"]
 # A small YOLOv1 with the paper's FC head, whose last layer can be set by hand per cell ("yolov1-shapes" itself
@@ -161,7 +161,7 @@ def test_model_that_contradicts_the_checkpoint_is_refused(tmp_path):
 def test_darknet_weights_give_the_checkpoint_detections(tmp_path):
     torch.manual_seed(0)
     model = yolov2.build("yolov2-tiny-voc", img_size=64).eval()        # 2 x 2 grid, 5 anchors, VOC's 20 classes
-    darknet.save_darknet_weights(model, tmp_path / "tiny.weights")
+    save_darknet_weights(model, tmp_path / "tiny.weights")
     checkpoint = save_checkpoint(model, data.VOC_CLASSES, tmp_path / "tiny.pt")
     grey(100, 60).save(tmp_path / "photo.png")
     common = ["--img-size", "64", "--conf", "0.01", "--nms", "1.0", str(tmp_path / "photo.png")]
@@ -171,10 +171,13 @@ def test_darknet_weights_give_the_checkpoint_detections(tmp_path):
     assert len(from_darknet["detections"]) > 0
     assert from_darknet["detections"] == from_checkpoint["detections"]
     assert {d["class"] for d in from_darknet["detections"]} <= set(data.VOC_CLASSES)
-    with pytest.raises(ValueError, match="--model"):                # a .weights file alone names no cfg
-        run(tmp_path, "--weights", str(tmp_path / "tiny.weights"), str(tmp_path / "photo.png"))
+    # without --model, the size of an official file (yolov2-tiny-voc's, 20-byte header) names the preset
+    assert run(tmp_path, "--weights", str(tmp_path / "tiny.weights"), *common)["detections"] == \
+        from_darknet["detections"]
     short = tmp_path / "short.weights"                              # one float short: refused, with sizes
     short.write_bytes((tmp_path / "tiny.weights").read_bytes()[:-4])
+    with pytest.raises(ValueError, match="size of no official darknet file.*--model"):
+        run(tmp_path, "--weights", str(short), str(tmp_path / "photo.png"))
     with pytest.raises(ValueError, match="bytes"):
         run(tmp_path, "--model", "yolov2-tiny-voc", "--weights", str(short), *common)
 
@@ -182,7 +185,7 @@ def test_darknet_weights_give_the_checkpoint_detections(tmp_path):
 def test_darknet_weights_of_a_yolov1_with_a_names_file(tmp_path):
     # darknet's YOLOv1 detection layer has its own output order; the round trip through a .weights file must
     # give back the hand-set boxes. 3 classes are not VOC's 20: the names come from --names.
-    darknet.save_darknet_weights(hand_set_yolov1(), tmp_path / "v1.weights")
+    save_darknet_weights(hand_set_yolov1(), tmp_path / "v1.weights")
     (tmp_path / "shapes.names").write_text("".join(name + "\n" for name in CLASS_NAMES))
     grey(70, 140).save(tmp_path / "photo.png")
     weights = ["--model", FC_PRESET, "--weights", str(tmp_path / "v1.weights")]
@@ -196,7 +199,7 @@ def test_darknet_weights_of_a_yolov1_with_a_names_file(tmp_path):
 def test_darknet_weights_of_80_classes_take_cocos_names(tmp_path):
     # yolov2-tiny.cfg is darknet's COCO model: its 80 classes are named by data.COCO_CLASSES, no --names needed
     model = yolov2.build("yolov2-tiny", img_size=64)
-    darknet.save_darknet_weights(model, tmp_path / "tiny-coco.weights")
+    save_darknet_weights(model, tmp_path / "tiny-coco.weights")
     _, names, _ = models.load_model(str(tmp_path / "tiny-coco.weights"), "yolov2-tiny", 64)
     assert names == data.COCO_CLASSES and len(names) == 80
     (tmp_path / "mine.names").write_text("".join(f"thing{k}\n" for k in range(80)))      # --names still overrides

@@ -1,35 +1,49 @@
-"""Tests of tools/plots.py: the PNGs are written, have the size the functions draw, and show the curves."""
+"""Tests of tools/plots.py: both drawings (matplotlib where installed, the Pillow fallback) write the PNG with the
+curves on it; the fallback's tick values are round numbers covering the range."""
+import importlib.util
+
 import numpy as np
+import pytest
 from PIL import Image
 
 from metrics import evaluate
-from tools.plots import save_curves_png, save_pr_curves_png
+from tools.plots import nice_ticks, save_curves_png, save_pr_curves_png
+
+# One epoch of 30 logged steps (train.py's run["steps"]) and one evaluation: readable with a single epoch.
+STEPS = [{"step": 10 * k, "epoch": k / 30, "loss": 10.0 / k, "lr": 1e-3} for k in range(1, 31)]
+HISTORY = [{"epoch": 1, "loss": 1.0, "val": 0.4}]
+MATPLOTLIB = [False] + ([True] if importlib.util.find_spec("matplotlib") else [])   # the fallback always
 
 
-def test_pr_curves_png(tmp_path):
+def blue_pixels(path):
+    image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return ((image[..., 2] > 150) & (image[..., 0] < 120) & (image[..., 1] < 160)).sum()
+
+
+def test_nice_ticks():
+    assert nice_ticks(0, 1) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]           # step (1 - 0) / 5 = 0.2
+    assert nice_ticks(0.0333, 1.0) == [0.2, 0.4, 0.6, 0.8, 1.0]        # raw step .19 -> .2, from ceil(.0333/.2)·.2
+    assert nice_ticks(3, 1000) == [200, 400, 600, 800, 1000]           # raw 199.4 -> 200
+    assert nice_ticks(5, 5) == [5]
+
+
+@pytest.mark.parametrize("use_matplotlib", MATPLOTLIB)
+def test_curves_png_from_logged_steps(tmp_path, use_matplotlib):
+    save_curves_png(STEPS, HISTORY, tmp_path / "curves.png", "mAP@0.5", use_matplotlib=use_matplotlib)
+    image = Image.open(tmp_path / "curves.png")
+    assert image.size == ((1000, 360) if use_matplotlib else (960, 320))   # figsize 10 x 3.6 at 100 dpi
+    assert blue_pixels(tmp_path / "curves.png") > 200      # the loss line over 30 points, and the mAP point
+
+
+def test_curves_png_fallback_without_any_validation(tmp_path):
+    save_curves_png([], [{"epoch": 1, "loss": 1.0, "val": None}], tmp_path / "c.png", "top-1", use_matplotlib=False)
+    assert Image.open(tmp_path / "c.png").size == (960, 320)
+
+
+@pytest.mark.parametrize("use_matplotlib", MATPLOTLIB)
+def test_pr_curves_png(tmp_path, use_matplotlib):
     gts = [{"boxes": np.array([[0, 0, 10, 10]]), "labels": np.array([0])}]
     dets = [{"boxes": np.array([[0, 0, 10, 10]]), "scores": np.array([0.9]), "labels": np.array([0])}]
     result = evaluate(dets, gts, "voc07", num_classes=2)        # class 1 has no ground truth: an empty panel
-    save_pr_curves_png(result, ["cat", "dog"], tmp_path / "pr.png")
-    assert (tmp_path / "pr.png").stat().st_size > 0
-    assert Image.open(tmp_path / "pr.png").size == (2 * 220, 180)       # 2 columns of (220, 180) panels
-
-
-def test_curves_png(tmp_path):
-    history = [{"epoch": 1, "loss": 3.0, "val": None},          # not evaluated this epoch: no point
-               {"epoch": 2, "loss": 2.0, "val": 0.2},
-               {"epoch": 3, "loss": 1.5, "val": 0.4}]
-    save_curves_png(history, tmp_path / "curves.png", "mAP@0.5")
-    image = np.asarray(Image.open(tmp_path / "curves.png").convert("RGB"))
-    assert image.shape == (320, 960, 3)                         # two 480 x 320 panels side by side
-    # inside the first panel's frame (pad 40): the blue loss line and its points
-    inside = image[41:279, 41:439]
-    assert (inside != 255).any(axis=2).sum() > 100
-    assert ((inside[..., 2] > 200) & (inside[..., 0] < 100)).any()   # blue
-    # second panel: the two evaluated epochs are drawn too
-    assert ((image[41:279, 521:919, 2] > 200) & (image[41:279, 521:919, 0] < 100)).any()
-
-
-def test_curves_png_without_any_validation(tmp_path):
-    save_curves_png([{"epoch": 1, "loss": 1.0, "val": None}], tmp_path / "curves.png", "top-1")
-    assert Image.open(tmp_path / "curves.png").size == (960, 320)
+    save_pr_curves_png(result, ["cat", "dog"], tmp_path / "pr.png", use_matplotlib=use_matplotlib)
+    assert Image.open(tmp_path / "pr.png").size == ((520, 240) if use_matplotlib else (2 * 260, 220))

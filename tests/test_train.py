@@ -14,11 +14,13 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+import checkpoints
 import darknet
 import recipes
 import train
 import yolov1
 import yolov2
+from weights import save_darknet_weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,14 +101,15 @@ def test_help_names_the_paper_values(capsys):
 # -----------------------------------------------------------------------------
 # Weight decay only on conv / connected weights
 
-def test_param_groups_decay_only_conv_and_linear_weights():
+def test_param_groups_decay_only_conv_linear_and_local_weights():
     model = nn.Sequential(darknet.ConvBlock(3, 4, 3, batch_norm=True), darknet.ConvBlock(4, 4, 1, batch_norm=False),
-                          nn.Flatten(), nn.Linear(4, 2))
+                          darknet.LocalLayer(4, 2, 3, 5, 5), nn.Flatten(), nn.Linear(50, 2))
     decay, no_decay = train.param_groups(model, 5e-4)
     ids = lambda ps: {id(p) for p in ps}
     assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
-    assert ids(decay["params"]) == ids([model[0].conv.weight, model[1].conv.weight, model[3].weight])
-    assert ids(no_decay["params"]) == ids([model[0].bn.weight, model[0].bn.bias, model[1].conv.bias, model[3].bias])
+    assert ids(decay["params"]) == ids([model[0].conv.weight, model[1].conv.weight, model[2].weight, model[4].weight])
+    assert ids(no_decay["params"]) == ids([model[0].bn.weight, model[0].bn.bias, model[1].conv.bias, model[2].bias,
+                                           model[4].bias])
 
 
 # -----------------------------------------------------------------------------
@@ -162,7 +165,7 @@ def test_accumulation_equals_the_full_batch(tmp_path):
         assert torch.allclose(step_full, step_acc, rtol=1e-4, atol=1e-7), k
 
 
-def test_non_finite_loss_stops_with_step_files_and_checkpoint(tmp_path, monkeypatch):
+def test_non_finite_loss_stops_with_step_files_and_checkpoint(tmp_path, monkeypatch, capsys):
     calls = []
     original = yolov1.yolov1_loss
 
@@ -176,10 +179,15 @@ def test_non_finite_loss_stops_with_step_files_and_checkpoint(tmp_path, monkeypa
     monkeypatch.setattr(yolov1, "yolov1_loss", nan_on_second_step)
     with pytest.raises(SystemExit) as error:
         train.main(tiny_args(tmp_path, "--train-images", "8", "--epochs", "2"))
-    message = str(error.value)
-    assert "non-finite loss" in message and "epoch 2 step 1" in message
+    assert error.value.code == 1
+    message = capsys.readouterr().out
+    assert "error: non-finite loss nan at epoch 2 step 1" in message
     assert "shapes://0/" in message                                     # the batch's image files
-    assert str(tmp_path / "last.pt") in message                         # the last good checkpoint
+    assert f"--resume {tmp_path / 'last.pt'} --lr LOWER" in message       # how to go on
+    # last.pt holds the weights before the step that was not taken: epoch 1 done, nothing of epoch 2
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert (checkpoint["epoch"], checkpoint["epoch_step"], checkpoint["seen"]) == (1, 0, 8)
+    assert all(torch.isfinite(v).all() for v in checkpoint["model"].values())
 
 
 def test_dataset_smaller_than_a_batch_fails_before_training(tmp_path):
@@ -190,7 +198,7 @@ def test_dataset_smaller_than_a_batch_fails_before_training(tmp_path):
 
 def test_checkpoint_for_another_class_count_is_refused(tmp_path):
     train.main(tiny_args(tmp_path, "--train-images", "8", "--eval-every", "100"))
-    args = tiny_args(tmp_path)
+    args = tiny_args(tmp_path / "other")
     train.resolve(args)
     other = train.build_model(args, num_classes=5)
     with pytest.raises(SystemExit, match="3 classes.*expects 'yolov1-shapes' with 5 classes"):
@@ -200,7 +208,7 @@ def test_checkpoint_for_another_class_count_is_refused(tmp_path):
 def test_weights_takes_a_partial_darknet_backbone(tmp_path):
     # a darknet file holding the 8 trunk convs of tiny-YOLOv2 (as darknet `partial` writes one) into the 9-layer net
     source = yolov2.build("yolov2-tiny-voc", num_classes=3, img_size=64)
-    darknet.save_darknet_weights(source.trunk, str(tmp_path / "tiny.conv.weights"), seen=640)
+    save_darknet_weights(source.trunk, str(tmp_path / "tiny.conv.weights"), seen=640)
     model = yolov2.build("yolov2-tiny-voc", num_classes=3, img_size=64)
     message = train.load_weights(model, str(tmp_path / "tiny.conv.weights"))
     assert message.endswith("the first 8 of 9 darknet layers (version 0.2.0, 640 images seen)")
@@ -243,7 +251,7 @@ def test_trains_on_a_vocdevkit_tree(tmp_path, capsys):
     assert ckpt["model_config"]["num_classes"] == 20 and ckpt["class_names"][11] == "dog"
 
 
-@pytest.mark.parametrize("name", list(yolov2.PRESETS))
+@pytest.mark.parametrize("name", [n for n in yolov2.PRESETS if n != "yolo.2.0"])  # = yolo-voc.2.0 with 80 classes
 def test_each_yolov2_preset_trains_on_a_vocdevkit_tree_and_on_shapes(tmp_path, name):
     # --data selects the model family's recipe (YOLOv2 §3: SGD, burn-in, multi-scale, darknet's augmentation)
     write_voc(tmp_path / "voc")
@@ -251,7 +259,9 @@ def test_each_yolov2_preset_trains_on_a_vocdevkit_tree_and_on_shapes(tmp_path, n
     assert len(result["history"]) == 1
     ckpt = torch.load(tmp_path / "voc_run" / "last.pt", map_location="cpu", weights_only=True)
     assert ckpt["model_config"]["preset"] == name and ckpt["model_config"]["num_classes"] == 20
-    assert ckpt["config"]["recipe"] == "yolov2" and ckpt["config"]["multiscale"] is True
+    # the release presets (yolo-voc.2.0, yolo.2.0) have recipes of their own (yolov2.PRESET_RECIPES)
+    assert ckpt["config"]["recipe"] == (name if name in yolov2.PRESET_RECIPES else "yolov2")
+    assert ckpt["config"]["multiscale"] is True
     assert ckpt["seen"] == 8                        # one epoch of the 8 training images (darknet's `seen`)
     # without --data: the synthetic default, 3 classes
     train.main(tiny_args(tmp_path / "shapes_run", "--model", name))
@@ -271,7 +281,7 @@ def test_misconfigured_dataset_fails_before_the_first_step(tmp_path):
 
 def test_failed_checkpoint_write_leaves_the_previous_file(tmp_path, monkeypatch):
     path = str(tmp_path / "last.pt")
-    train.save_checkpoint({"epoch": 1, "x": torch.ones(3)}, path)
+    checkpoints.save_checkpoint({"epoch": 1, "x": torch.ones(3)}, path)
 
     def broken_save(obj, f):
         f.write(b"half a checkpoint")
@@ -279,7 +289,7 @@ def test_failed_checkpoint_write_leaves_the_previous_file(tmp_path, monkeypatch)
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        train.save_checkpoint({"epoch": 2, "x": torch.zeros(3)}, path)
+        checkpoints.save_checkpoint({"epoch": 2, "x": torch.zeros(3)}, path)
     kept = torch.load(path, weights_only=True)
     assert kept["epoch"] == 1 and torch.equal(kept["x"], torch.ones(3))
 

@@ -1,9 +1,12 @@
 """
-Plots of a training run, drawn with Pillow only (no matplotlib). Not in the papers: a picture of what train.py
-logs and of what metrics.evaluate() returns.
+Plots of a training run and of an evaluation. Not in the papers: pictures of what train.py logs and of what
+metrics.evaluate() returns, drawn with matplotlib where it is installed (the usual choice), else with a small
+Pillow fallback that draws the same axes, ticks and labels.
 
-  training loss and validation metric per epoch, two panels (train.py's curves.png) ..... save_curves_png()
-  precision (y) against recall (x), one panel per class, titled with its AP (pr_curves.png) save_pr_curves_png()
+  training loss at every logged step, validation metric per evaluation, against epochs (curves.png) . save_curves_png()
+  precision (y) against recall (x), one panel per class, titled with its AP (pr_curves.png) ......... save_pr_curves_png()
+
+train.py redraws curves.png at every checkpoint, so it shows the run as it goes, one epoch included.
 """
 import math
 
@@ -11,55 +14,117 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 
-def save_curves_png(history, path, metric_name):
-    """Two panels drawn with Pillow: training loss (total) and the validation metric, per epoch.
-    history: train.py's rows; reads "epoch", "loss" and "val" (None or "" where not evaluated)."""
-    width, height, pad = 480, 320, 40
+def _matplotlib():
+    """pyplot on the file-only Agg backend, or None when matplotlib is not installed (optional)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick values covering [lo, hi]: steps of 1, 2 or 5 times a power of ten (as matplotlib picks)."""
+    if not hi > lo:
+        return [lo]
+    raw = (hi - lo) / count
+    step = min((m * 10 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda s: abs(s - raw))
+    first = math.ceil(lo / step - 1e-9) * step
+    return [round(first + k * step, 10) for k in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def _series(steps, history):
+    """-> the panels: (title, y label, [(x, y)], y range or None)."""
+    loss = [(s["epoch"], s["loss"]) for s in steps if math.isfinite(s["loss"])]
+    if not loss:                          # a run logged before steps were kept: the epoch means
+        loss = [(row["epoch"], row["loss"]) for row in history if math.isfinite(row["loss"])]
+    val = [(row["epoch"], row["val"]) for row in history if row.get("val") not in (None, "")]
+    return [("training loss", "loss (total)", loss, None), ("validation", None, val, (0.0, 1.0))]
+
+
+def save_curves_png(steps, history, path, metric_name, use_matplotlib=True):
+    """Two panels against epochs: the training loss at every logged step (train.py's run["steps"]: "epoch"
+    fractional, "loss" the mean over the interval) and the validation metric at each evaluation (history's
+    "val", None where not evaluated)."""
+    panels = [(t, y or metric_name, points, limits) for t, y, points, limits in _series(steps, history)]
+    plt = _matplotlib() if use_matplotlib else None
+    if plt is not None:
+        figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+        for ax, (title, ylabel, points, limits) in zip(axes, panels):
+            if points:
+                ax.plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3)
+            ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+            if limits:
+                ax.set_ylim(*limits)
+            ax.grid(alpha=0.3)
+        figure.tight_layout()
+        figure.savefig(path)
+        plt.close(figure)
+        return
+    width, height = 480, 320
     image = Image.new("RGB", (2 * width, height), "white")
-    draw = ImageDraw.Draw(image)
-    for panel, (key, title) in enumerate([("loss", "training loss (total)"), ("val", metric_name)]):
-        x0 = panel * width
-        draw.rectangle([x0 + pad, pad, x0 + width - pad, height - pad], outline="black")
-        draw.text((x0 + pad, 12), title, fill="black")
-        points = [(row["epoch"], row[key]) for row in history if row.get(key) not in (None, "")]
-        points = [(e, v) for e, v in points if math.isfinite(v)]
-        if not points:
-            continue
-        (e_lo, e_hi), (v_lo, v_hi) = ((min(c), max(c)) for c in zip(*points))
-        e_hi, (v_lo, v_hi) = max(e_hi, e_lo + 1), (0.0, 1.0) if key == "val" else (v_lo, max(v_hi, v_lo + 1e-9))
-        xy = [(x0 + pad + (e - e_lo) / (e_hi - e_lo) * (width - 2 * pad),
-               height - pad - (v - v_lo) / (v_hi - v_lo) * (height - 2 * pad)) for e, v in points]
-        if len(xy) > 1:
-            draw.line(xy, fill="blue", width=2)
-        for x, y in xy:
-            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill="blue")
-        draw.text((x0 + 4, pad), f"{v_hi:.3g}", fill="black")
-        draw.text((x0 + 4, height - pad - 10), f"{v_lo:.3g}", fill="black")
-        draw.text((x0 + pad, height - pad + 6), f"epoch {e_lo}", fill="black")
-        draw.text((x0 + width - pad - 60, height - pad + 6), f"epoch {e_hi}", fill="black")
+    for k, (title, ylabel, points, limits) in enumerate(panels):
+        _pillow_panel(ImageDraw.Draw(image), (k * width, 0, width, height), title, "epoch", ylabel, points, limits)
     image.save(path)
 
 
-def save_pr_curves_png(result: dict, class_names, path, columns: int = 5, panel=(220, 180)) -> None:
-    """One small recall (x) / precision (y) plot per class, titled with its AP, in a grid.
+def _pillow_panel(draw, box, title, xlabel, ylabel, points, limits, xlimits=None):
+    """One framed plot: title, axis names, tick values along both axes, the line and its points."""
+    x0, y0, width, height = box
+    left, top, right, bottom = x0 + 60, y0 + 24, x0 + width - 16, y0 + height - 44
+    draw.rectangle([left, top, right, bottom], outline="black")
+    draw.text((left, y0 + 6), title, fill="black")
+    draw.text(((left + right) // 2 - 15, bottom + 24), xlabel, fill="black")
+    draw.text((x0 + 4, y0 + 6), ylabel[:10], fill="black")
+    xs, ys = [p[0] for p in points] or [0.0, 1.0], [p[1] for p in points] or [0.0, 1.0]
+    (x_lo, x_hi) = xlimits or (min(xs), max(max(xs), min(xs) + 1e-9))
+    (y_lo, y_hi) = limits or (min(ys), max(max(ys), min(ys) + 1e-9))
+    px = lambda x: left + (x - x_lo) / (x_hi - x_lo) * (right - left)        # noqa: E731 (data -> pixels)
+    py = lambda y: bottom - (y - y_lo) / (y_hi - y_lo) * (bottom - top)      # noqa: E731
+    for x in nice_ticks(x_lo, x_hi):
+        draw.line([(px(x), bottom), (px(x), bottom + 4)], fill="black")
+        draw.text((px(x) - 8, bottom + 6), f"{x:g}", fill="black")
+    for y in nice_ticks(y_lo, y_hi):
+        draw.line([(left - 4, py(y)), (left, py(y))], fill="black")
+        draw.text((left - 52, py(y) - 6), f"{y:.4g}", fill="black")
+    xy = [(px(x), py(y)) for x, y in points]
+    if len(xy) > 1:
+        draw.line(xy, fill="blue", width=2)
+    for x, y in xy:
+        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill="blue")
+
+
+def save_pr_curves_png(result: dict, class_names, path, columns: int = 5, use_matplotlib=True) -> None:
+    """One recall (x) / precision (y) plot per class, titled with its AP, in a grid.
     result: metrics.evaluate()'s dict ("ap" and "curves" are read)."""
     n = len(class_names)
-    cols, (pw, ph), m = max(1, min(columns, n)), panel, 28      # m: margin around each plot area
-    rows = max(1, -(-n // cols))
+    cols, rows = max(1, min(columns, n)), max(1, -(-n // columns))
+    panels = []
+    for c, name in enumerate(class_names):
+        ap = result["ap"].get(c, float("nan"))
+        rec, prec = result["curves"].get(c, (np.zeros(0), np.zeros(0)))
+        panels.append((f"{name}: AP {ap:.3f}" if not np.isnan(ap) else f"{name}: no ground truth",
+                       list(zip(np.asarray(rec).tolist(), np.asarray(prec).tolist()))))
+    plt = _matplotlib() if use_matplotlib else None
+    if plt is not None:
+        figure, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows), dpi=100, squeeze=False)
+        for ax, (title, points) in zip(axes.flat, panels):
+            if points:
+                ax.plot(*zip(*points), color="tab:red")
+            ax.set(title=title, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+            ax.title.set_fontsize(9)
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        figure.tight_layout()
+        figure.savefig(path)
+        plt.close(figure)
+        return
+    pw, ph = 260, 220
     image = Image.new("RGB", (cols * pw, rows * ph), "white")
     draw = ImageDraw.Draw(image)
-    for c, name in enumerate(class_names):
-        x0, y0 = (c % cols) * pw, (c // cols) * ph
-        left, top, right, bottom = x0 + m, y0 + 20, x0 + pw - 10, y0 + ph - m
-        draw.rectangle([left, top, right, bottom], outline="black")
-        for v in (0.5, 1.0):                                      # axis ticks at 0.5 and 1
-            draw.text((left + v * (right - left) - 8, bottom + 2), f"{v:.1f}", fill="gray")
-            draw.text((x0 + 2, bottom - v * (bottom - top) - 5), f"{v:.1f}", fill="gray")
-        ap = result["ap"].get(c, float("nan"))
-        title = f"{name}: AP {ap:.3f}" if not np.isnan(ap) else f"{name}: no ground truth"
-        draw.text((left, y0 + 4), title, fill="black")
-        rec, prec = result["curves"].get(c, (np.zeros(0), np.zeros(0)))
-        if len(rec):
-            xy = [(left + r * (right - left), bottom - p * (bottom - top)) for r, p in zip(rec, prec)]
-            draw.line(xy if len(xy) > 1 else xy * 2, fill=(200, 30, 30), width=2)
+    for c, (title, points) in enumerate(panels):
+        _pillow_panel(draw, ((c % cols) * pw, (c // cols) * ph, pw, ph), title, "recall", "precision",
+                      points, (0.0, 1.0), (0.0, 1.0))
     image.save(path)
