@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from metrics import evaluate
-from tools.plots import nice_ticks, save_curves_png, save_pr_curves_png
+from tools.plots import _pillow_panel, curve_panels, nice_ticks, save_curves_png, save_pr_curves_png
 
 # One epoch of 30 logged steps (train.py's run["steps"]) and one evaluation: readable with a single epoch.
 STEPS = [{"step": 10 * k, "epoch": k / 30, "loss": 10.0 / k, "lr": 1e-3} for k in range(1, 31)]
@@ -47,3 +47,48 @@ def test_pr_curves_png(tmp_path, use_matplotlib):
     result = evaluate(dets, gts, "voc07", num_classes=2)        # class 1 has no ground truth: an empty panel
     save_pr_curves_png(result, ["cat", "dog"], tmp_path / "pr.png", use_matplotlib=use_matplotlib)
     assert Image.open(tmp_path / "pr.png").size == ((520, 240) if use_matplotlib else (2 * 260, 220))
+
+
+# -----------------------------------------------------------------------------
+# Readable in both renderers: whole labels that overlap nothing, distinct ticks with one evaluation, and the loss
+# named as train.py's lines name it
+
+def overlap(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_fallback_panel_writes_whole_labels_that_overlap_nothing():
+    from PIL import ImageDraw
+    image = Image.new("RGB", (480, 320), "white")
+    ylabel = "val mAP@0.5 (VOC07)"                           # the fallback cut it to "val mAP@0." over the title
+    texts = _pillow_panel(ImageDraw.Draw(image), (0, 0, 480, 320), "validation", "epoch", ylabel,
+                          [(1.0, 0.4)], (0.0, 1.0), (0.0, 1.0))
+    assert [t for t, _ in texts][:3] == ["validation", "epoch", ylabel]         # title, x label, y label: whole
+    for k, (_, a) in enumerate(texts):
+        assert 0 <= a[0] and a[2] <= 480 and 0 <= a[1] and a[3] <= 320          # inside the panel
+        assert not any(overlap(a, b) for _, b in texts[k + 1:])
+
+
+def test_one_evaluation_gives_distinct_epoch_ticks():
+    # a run stopped by --time-limit at epoch 0.202: one evaluation, 4 logged steps. The fallback used to span
+    # [0.202, 0.202 + 1e-9] and print "0.202" under every tick; both panels now share the x range 0 .. 0.202
+    steps = [{"step": 10 * k, "epoch": 0.202 * k / 4, "loss": 5.0 / k, "lr": 1e-3} for k in range(1, 5)]
+    history = [{"epoch": 0.202, "loss": 2.0, "val": 0.3}]
+    panels = curve_panels(steps, history, "val mAP@0.5 (VOC07)")
+    assert [p["xlimits"] for p in panels] == [(0.0, 0.202), (0.0, 0.202)]
+    from PIL import ImageDraw
+    image = Image.new("RGB", (480, 320), "white")
+    p = panels[1]
+    texts = _pillow_panel(ImageDraw.Draw(image), (0, 0, 480, 320), p["title"], "epoch", p["ylabel"],
+                          p["series"][0][1], p["ylimits"], p["xlimits"])
+    x_ticks = [t for t, box in texts[3:] if box[1] >= 320 - 44 + 6]   # under the x axis (bottom + 6)
+    assert x_ticks == ["0", "0.05", "0.1", "0.15", "0.2"]                       # nice_ticks(0, 0.202): step .05
+
+
+def test_the_loss_is_named_as_train_py_prints_it():
+    # 30 steps logged every 10 (--log-interval 10): the line is the mean of each 10 steps, the epoch's own point
+    # the epoch mean, the two quantities train.py's progress line and end-of-epoch line print
+    steps = [{"step": 10 * k, "epoch": k / 3, "loss": 3.0 / k, "lr": 1e-3} for k in range(1, 4)]
+    loss_panel = curve_panels(steps, [{"epoch": 1, "loss": 1.8, "val": 0.4}], "val mAP@0.5 (VOC07)")[0]
+    assert [name for name, _ in loss_panel["series"]] == ["loss (10-step mean)", "loss (epoch mean)"]
+    assert loss_panel["series"][1][1] == [(1, 1.8)]

@@ -5,8 +5,10 @@ Pillow fallback that draws the same axes, ticks and labels.
 
   training loss at every logged step, validation metric per evaluation, against epochs (curves.png) . save_curves_png()
   precision (y) against recall (x), one panel per class, titled with its AP (pr_curves.png) ......... save_pr_curves_png()
+  the two losses under the names train.py prints them: N-step mean, epoch mean ..................... loss_names()
 
-train.py redraws curves.png at every checkpoint, so it shows the run as it goes, one epoch included.
+train.py redraws curves.png at every checkpoint, so it shows the run as it goes, one epoch included; both panels
+span epoch 0 to the last one logged, so that a single evaluation still has an axis with distinct ticks.
 """
 import math
 
@@ -35,29 +37,49 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     return [round(first + k * step, 10) for k in range(int((hi - first) / step + 1e-9) + 1)]
 
 
-def _series(steps, history):
-    """-> the panels: (title, y label, [(x, y)], y range or None)."""
-    loss = [(s["epoch"], s["loss"]) for s in steps if math.isfinite(s["loss"])]
-    if not loss:                          # a run logged before steps were kept: the epoch means
-        loss = [(row["epoch"], row["loss"]) for row in history if math.isfinite(row["loss"])]
+def loss_names(log_interval) -> tuple[str, str]:
+    """The names train.py prints its two losses under, and the plot's legend uses: the mean of the steps since the
+    previous progress line (every --log-interval steps), and the mean of the epoch's steps (its end-of-epoch line
+    and log.csv's "loss")."""
+    return f"loss ({log_interval}-step mean)", "loss (epoch mean)"
+
+
+def curve_panels(steps, history, metric_name) -> list[dict]:
+    """-> the two panels of curves.png: {"title", "ylabel", "series": [(name, [(epoch, y)])], "ylimits",
+    "xlimits"}. Both share the x range 0 .. the last epoch logged, so that a single evaluation has an axis (not
+    the width-0 range of one point). The logging interval is read from the steps (their most common gap)."""
+    gaps = [b["step"] - a["step"] for a, b in zip(steps, steps[1:]) if b["step"] > a["step"]]
+    window, epoch_name = loss_names(max(set(gaps), key=gaps.count) if gaps else steps[0]["step"] if steps else 1)
+    logged = [(s["epoch"], s["loss"]) for s in steps if math.isfinite(s["loss"])]
+    means = [(row["epoch"], row["loss"]) for row in history if math.isfinite(row["loss"])]
     val = [(row["epoch"], row["val"]) for row in history if row.get("val") not in (None, "")]
-    return [("training loss", "loss (total)", loss, None), ("validation", None, val, (0.0, 1.0))]
+    last = max([x for x, _ in logged + means + val] or [1.0])
+    xlimits = (0.0, last if last > 0 else 1.0)
+    return [dict(title="training loss", ylabel="loss", series=[(window, logged), (epoch_name, means)],
+                 ylimits=None, xlimits=xlimits),
+            dict(title="validation", ylabel=metric_name, series=[(metric_name, val)], ylimits=(0.0, 1.0),
+                 xlimits=xlimits)]
 
 
 def save_curves_png(steps, history, path, metric_name, use_matplotlib=True):
     """Two panels against epochs: the training loss at every logged step (train.py's run["steps"]: "epoch"
-    fractional, "loss" the mean over the interval) and the validation metric at each evaluation (history's
-    "val", None where not evaluated)."""
-    panels = [(t, y or metric_name, points, limits) for t, y, points, limits in _series(steps, history)]
+    fractional, "loss" the mean over the interval) with each epoch's mean (history's "loss"), and the validation
+    metric at each evaluation (history's "val", None where not evaluated)."""
+    panels = curve_panels(steps, history, metric_name)
     plt = _matplotlib() if use_matplotlib else None
     if plt is not None:
-        figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
-        for ax, (title, ylabel, points, limits) in zip(axes, panels):
-            if points:
-                ax.plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3)
-            ax.set(title=title, xlabel="epoch", ylabel=ylabel)
-            if limits:
-                ax.set_ylim(*limits)
+        figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100, sharex=True)   # the same epochs
+        for ax, panel in zip(axes, panels):
+            for k, (name, points) in enumerate(panel["series"]):
+                if points:
+                    ax.plot(*zip(*points), marker="o" if len(points) < 30 or k else None, markersize=3 + 2 * k,
+                            linestyle="-" if k == 0 else "none", label=name)
+            ax.set(title=panel["title"], xlabel="epoch", ylabel=panel["ylabel"])
+            ax.set_xlim(left=0)      # the right end: matplotlib's margin past the last point
+            if panel["ylimits"]:
+                ax.set_ylim(*panel["ylimits"])
+            if len(panel["series"]) > 1:
+                ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
         figure.tight_layout()
         figure.savefig(path)
@@ -65,35 +87,80 @@ def save_curves_png(steps, history, path, metric_name, use_matplotlib=True):
         return
     width, height = 480, 320
     image = Image.new("RGB", (2 * width, height), "white")
-    for k, (title, ylabel, points, limits) in enumerate(panels):
-        _pillow_panel(ImageDraw.Draw(image), (k * width, 0, width, height), title, "epoch", ylabel, points, limits)
+    for k, panel in enumerate(panels):
+        _pillow_panel(ImageDraw.Draw(image), (k * width, 0, width, height), panel["title"], "epoch",
+                      panel["ylabel"], panel["series"][0][1], panel["ylimits"], panel["xlimits"],
+                      [(name, points) for name, points in panel["series"][1:]],
+                      legend=[name for name, _ in panel["series"]] if len(panel["series"]) > 1 else None)
     image.save(path)
 
 
-def _pillow_panel(draw, box, title, xlabel, ylabel, points, limits, xlimits=None):
-    """One framed plot: title, axis names, tick values along both axes, the line and its points."""
+def _text_box(draw, xy, text):
+    """The pixel box (x0, y0, x1, y1) text covers when written at xy."""
+    return tuple(int(v) for v in draw.textbbox(xy, text))
+
+
+def _expand(lo, hi):
+    """A range of width 0 (one point, or a flat line) -> that value's neighbourhood, so that the ticks differ."""
+    if hi > lo:
+        return lo, hi
+    pad = abs(lo) * 0.1 or 0.5
+    return lo - pad, hi + pad
+
+
+def _pillow_panel(draw, box, title, xlabel, ylabel, points, limits, xlimits=None, more=(), legend=None):
+    """One framed plot: title, axis names (the y name written upwards along the axis, whole), tick values along
+    both axes, the line and its points; more: [(name, points)] drawn as larger dots (epoch means).
+    -> [(text, its pixel box)] in the order written: title, x name, y name, legend, ticks."""
     x0, y0, width, height = box
-    left, top, right, bottom = x0 + 60, y0 + 24, x0 + width - 16, y0 + height - 44
+    left, top, right, bottom = x0 + 74, y0 + 24, x0 + width - 16, y0 + height - 44
     draw.rectangle([left, top, right, bottom], outline="black")
-    draw.text((left, y0 + 6), title, fill="black")
-    draw.text(((left + right) // 2 - 15, bottom + 24), xlabel, fill="black")
-    draw.text((x0 + 4, y0 + 6), ylabel[:10], fill="black")
-    xs, ys = [p[0] for p in points] or [0.0, 1.0], [p[1] for p in points] or [0.0, 1.0]
-    (x_lo, x_hi) = xlimits or (min(xs), max(max(xs), min(xs) + 1e-9))
-    (y_lo, y_hi) = limits or (min(ys), max(max(ys), min(ys) + 1e-9))
+    texts = [(title, (left, y0 + 6)), (xlabel, ((left + right) // 2 - 15, bottom + 24))]
+    for text, xy in texts:
+        draw.text(xy, text, fill="black")
+    texts = [(text, _text_box(draw, xy, text)) for text, xy in texts]
+    # the y name, rotated: drawn on its own image, turned 90 degrees, pasted along the left edge
+    tx0, ty0, tx1, ty1 = draw.textbbox((0, 0), ylabel)
+    label = Image.new("L", (tx1, ty1), 0)
+    ImageDraw.Draw(label).text((0, 0), ylabel, fill=255)
+    label = label.rotate(90, expand=True)
+    lx, ly = x0 + 4, max(top, (top + bottom) // 2 - label.height // 2)
+    draw.bitmap((lx, ly), label, fill="black")
+    texts.append((ylabel, (lx, ly, lx + label.width, ly + label.height)))
+    if legend:                              # beside the title, right-aligned, a dot of each series' colour
+        x = right
+        for name, colour in reversed(list(zip(legend, ("blue", "darkorange")))):
+            x -= int(draw.textlength(name)) + 14
+            draw.ellipse([x, y0 + 9, x + 6, y0 + 15], fill=colour)
+            draw.text((x + 9, y0 + 6), name, fill="black")
+            texts.append((name, (x, *_text_box(draw, (x + 9, y0 + 6), name)[1:])))
+    all_points = list(points) + [p for _, series in more for p in series]
+    xs, ys = [p[0] for p in all_points] or [0.0, 1.0], [p[1] for p in all_points] or [0.0, 1.0]
+    (x_lo, x_hi) = _expand(*(xlimits or (min(xs), max(xs))))
+    (y_lo, y_hi) = _expand(*(limits or (min(ys), max(ys))))
     px = lambda x: left + (x - x_lo) / (x_hi - x_lo) * (right - left)        # noqa: E731 (data -> pixels)
     py = lambda y: bottom - (y - y_lo) / (y_hi - y_lo) * (bottom - top)      # noqa: E731
     for x in nice_ticks(x_lo, x_hi):
+        text = f"{x:g}"
         draw.line([(px(x), bottom), (px(x), bottom + 4)], fill="black")
-        draw.text((px(x) - 8, bottom + 6), f"{x:g}", fill="black")
+        xy = (px(x) - draw.textlength(text) / 2, bottom + 6)
+        draw.text(xy, text, fill="black")
+        texts.append((text, _text_box(draw, xy, text)))
     for y in nice_ticks(y_lo, y_hi):
+        text = f"{y:.4g}"
         draw.line([(left - 4, py(y)), (left, py(y))], fill="black")
-        draw.text((left - 52, py(y) - 6), f"{y:.4g}", fill="black")
+        xy = (left - 6 - draw.textlength(text), py(y) - 6)
+        draw.text(xy, text, fill="black")
+        texts.append((text, _text_box(draw, xy, text)))
     xy = [(px(x), py(y)) for x, y in points]
     if len(xy) > 1:
         draw.line(xy, fill="blue", width=2)
     for x, y in xy:
         draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill="blue")
+    for _, series in more:
+        for x, y in series:
+            draw.ellipse([px(x) - 4, py(y) - 4, px(x) + 4, py(y) + 4], fill="darkorange")
+    return texts
 
 
 def save_pr_curves_png(result: dict, class_names, path, columns: int = 5, use_matplotlib=True) -> None:
