@@ -401,6 +401,12 @@ class UnknownFormat(FileNotFoundError):
     """open_dataset's path exists but is neither a VOCdevkit tree nor a COCO json."""
 
 
+# What --data may point at, for the message of a folder that holds none of them (tools/darknet_txt.py says it)
+LAYOUTS = ("a VOCdevkit tree (VOC<year>/Annotations/*.xml, VOC<year>/ImageSets/Main/<split>.txt), a COCO json (a "
+           ".json file, or annotations/instances_<split>.json), darknet txt labels (images, a labels/*.txt beside "
+           "each images/ folder, a *.names file)")
+
+
 def open_dataset(path, img_size=448, augment=None, seed=0):
     """Guess the format at path: a COCO json (or a folder with annotations/instances_<split>.json; images in
     <base>/<split>, <base>/images or <base>) or a VOCdevkit tree (every VOC<year> trainval and test list).

@@ -180,3 +180,46 @@ def test_download_voc_resumes_checks_md5_and_skips_unpacked(tmp_path, monkeypatc
     with pytest.raises(OSError, match=r"http://voc.invalid/voc2007/small.tar: md5 [0-9a-f]{32} != 0{32}"):
         download_voc(str(tmp_path / "c"))
     assert os.listdir(tmp_path / "c") == []
+
+
+# -----------------------------------------------------------------------------
+# What a newcomer meets: a folder holding no data set, labels put beside the images, a read-only --download folder
+
+def test_a_folder_without_any_data_set_says_so_and_lists_the_layouts(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for call in (lambda: check_dataset(tmp_path / "empty"), lambda: open_txt_dataset(tmp_path / "empty")):
+        with pytest.raises(FileNotFoundError) as error:
+            call()
+        message = str(error.value)
+        assert message.startswith(f"{tmp_path / 'empty'}: no data set found there; looked for")
+        assert "VOCdevkit" in message and "COCO" in message and "darknet txt" in message
+        assert "need a names file" not in message and "\n" not in message
+    run = subprocess.run([sys.executable, "-m", "tools.datasets", "--check", str(tmp_path / "empty")], cwd=REPO,
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO))
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines() == [f"error: {message}"]
+
+
+def test_label_files_beside_the_images_are_named_with_darknets_rule(tmp_path):
+    save_jpeg(str(tmp_path / "set" / "images" / "p.jpg"))
+    (tmp_path / "set" / "images" / "p.txt").write_text("0 0.5 0.5 0.2 0.2\n")     # beside the image, not in labels/
+    (tmp_path / "set" / "n.names").write_text("x\n")
+    problems = check_dataset(tmp_path / "set", decode=False)["problems"]
+    expected = tmp_path / "set" / "labels" / "p.txt"
+    assert problems == [f"{expected}: label file missing, image taken as having no objects (darknet's rule: the "
+                        f"image's path with images/ or JPEGImages/ -> labels/, the extension -> .txt); "
+                        f"{tmp_path / 'set' / 'images' / 'p.txt'} is beside the image: move the label files to "
+                        f"{tmp_path / 'set' / 'labels'}"]
+
+
+@pytest.mark.parametrize("where, reason", [("ro/voc", "Permission denied"), ("file/voc", "Not a directory")])
+def test_download_into_an_unwritable_folder_is_one_line(tmp_path, where, reason):
+    (tmp_path / "ro").mkdir(mode=0o500)
+    (tmp_path / "file").write_text("a file, not a folder")
+    if where.startswith("ro") and os.access(tmp_path / "ro", os.W_OK):
+        pytest.skip("running as root: a read-only folder is writable (the file/voc case checks the same path)")
+    run = subprocess.run([sys.executable, "-m", "tools.datasets", "--download", str(tmp_path / where)],
+                         cwd=REPO, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO))
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines() == [f"error: {tmp_path / where}: cannot write the download here "
+                                               f"({reason}); choose another --download folder"]

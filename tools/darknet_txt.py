@@ -16,7 +16,7 @@ import os
 
 from PIL import Image
 
-from data import DetectionDataset, _listdir
+from data import LAYOUTS, DetectionDataset, _listdir
 from models import read_names
 from images import IMAGE_EXTENSIONS
 
@@ -58,11 +58,15 @@ class YoloTxtDataset(DetectionDataset):
                 self.problem("unreadable images", f"{image}: unreadable image ({type(e).__name__}: {e})")
                 continue
             image_id = os.path.splitext(os.path.basename(image))[0]
-            self.add(image, image_id, size, self._read_labels(label_path(image), size))
+            self.add(image, image_id, size, self._read_labels(label_path(image), size, image))
 
-    def _read_labels(self, path, size):
+    def _read_labels(self, path, size, image_path):
         if not os.path.isfile(path):
-            self.problem("label files missing", f"{path}: label file missing, image taken as having no objects")
+            beside = os.path.splitext(image_path)[0] + ".txt"
+            hint = (f" (darknet's rule: the image's path with images/ or JPEGImages/ -> labels/, the extension -> "
+                    f".txt); {beside} is beside the image: move the label files to {os.path.dirname(path)}"
+                    if beside != path and os.path.isfile(beside) else "")
+            self.problem("label files missing", f"{path}: label file missing, image taken as having no objects{hint}")
             return []
         (W, H), objects = size, []
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -87,6 +91,9 @@ def open_txt_dataset(path, names_file=None, img_size=448, augment=None, seed=0):
     the first *.names in the folder or its parent. img_size, augment and seed go to the dataset."""
     path, options = str(path), dict(img_size=img_size, augment=augment, seed=seed)
     folder = path if os.path.isdir(path) else os.path.dirname(path)
+    if os.path.isdir(path) and not any(n.lower().endswith(IMAGE_EXTENSIONS) for _, _, files in os.walk(path)
+                                       for n in files):   # not even images: no data set of any kind is there
+        raise FileNotFoundError(f"{path}: no data set found there; looked for {LAYOUTS}")
     names = names_file or next((os.path.join(d, n) for d in (folder, os.path.dirname(folder))
                                 for n in _listdir(d) if n.endswith(".names")), None)
     if names is None:

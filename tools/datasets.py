@@ -73,7 +73,14 @@ def download_voc(dest, progress=None):
     download continues from its .part file (HTTP Range); the tar is renamed into place only when complete with
     the right md5; a tar already unpacked (its .unpacked marker exists) is skipped. progress: None (silent) or
     Progress, as the command line passes it: bytes downloaded, then files unpacked."""
-    os.makedirs(dest, exist_ok=True)
+    try:                                    # before 2.9 GB travel: the folder must take them
+        os.makedirs(dest, exist_ok=True)
+        probe = os.path.join(dest, f".write-test-{os.getpid()}")
+        open(probe, "wb").close()
+        os.remove(probe)
+    except OSError as error:
+        raise OSError(f"{dest}: cannot write the download here ({error.strerror or error}); choose another "
+                      "--download folder") from None
     for name, md5 in VOC_TARS:
         url, tar_path = VOC_URL + name, os.path.join(dest, os.path.basename(name))
         part = tar_path + ".part"
@@ -120,7 +127,10 @@ if __name__ == "__main__":
     if not (args.check or args.download):
         parser.print_help()
     if args.download:
-        print(download_voc(args.download, progress))
+        try:
+            print(download_voc(args.download, progress))
+        except OSError as e:                # the folder, the network (URLError), a wrong md5: one line
+            sys.exit(f"error: {e}")
     if args.check:
         try:
             result = check_dataset(args.check, decode=not args.no_decode, names_file=args.names, progress=progress)
