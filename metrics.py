@@ -437,8 +437,13 @@ def format_ap_table(results_by_protocol: dict, class_names) -> str:
         lines.append(f"{name:<{width}} " + " ".join(
             fmt(results_by_protocol[p]["ap"].get(c, float("nan"))) for p in protocols))
     lines.append(f"{'mAP':<{width}} " + " ".join(fmt(results_by_protocol[p]["map"]) for p in protocols))
+    # COCO's sizes by area: an evaluation with no ground truth of a size has no AP for it (pycocotools prints
+    # -1); we say why instead of printing nan
+    no_object = {"map_small": "area under 32²", "map_medium": "area 32²..96²", "map_large": "area over 96²"}
+    value = lambda k, v: f"{k} {v:.4f}" if not np.isnan(v) else f"{k} - (no object of {no_object[k]} pixels)"
     for p, r in results_by_protocol.items():
-        extra = [f"{k} {r[k]:.4f}" for k in ("map50", "map75", "map_small", "map_medium", "map_large") if k in r]
+        extra = [value(k, r[k]) if k in no_object else f"{k} {r[k]:.4f}"
+                 for k in ("map50", "map75", "map_small", "map_medium", "map_large") if k in r]
         if extra:
             lines.append(f"{p}: " + ", ".join(extra))
     return "\n".join(lines)

@@ -440,3 +440,13 @@ def test_coco_equals_pycocotools(seed):
     ours = [r["map"], r["map50"], r["map75"], r["map_small"], r["map_medium"], r["map_large"]]
     assert all(same(a, nan(b)) for a, b in zip(ours, stats[:6])), (ours, stats[:6])
     assert all(same(r["ap"][k], ap[k]) for k in range(5)), (r["ap"], ap)
+
+
+def test_a_size_without_ground_truth_is_named_not_printed_as_nan():
+    # one 10 x 10 object (area 100 < 32²): COCO's medium (32²..96²) and large (> 96²) ranges hold none
+    gts = [{"boxes": t([[0, 0, 10, 10]]), "labels": torch.tensor([0])}]
+    dets = [{"boxes": t([[0, 0, 10, 10]]), "scores": t([0.9]), "labels": torch.tensor([0])}]
+    line = format_ap_table({"coco": evaluate(dets, gts, "coco", num_classes=1)}, ["cat"]).splitlines()[-1]
+    assert "nan" not in line
+    assert line == ("coco: map50 1.0000, map75 1.0000, map_small 1.0000, map_medium - (no object of area "
+                    "32²..96² pixels), map_large - (no object of area over 96² pixels)")

@@ -10,11 +10,13 @@ NMS stay in Python: give the output, as a tensor, to the family's detections() (
 anchors, the model's `anchors` buffer), as detect.predict does with PyTorch's output. tests/test_export.py checks
 that onnxruntime's output equals PyTorch's for each family and that the decoded detections are the same.
 
-Exporter: OUR CHOICE, torch.onnx.export(dynamo=False), the TorchScript tracer: it needs no package beyond torch
-(torch's default since 2.9, the dynamo exporter, also needs onnxscript and onnx). Torch 2.13 marks it deprecated
-and still ships it. Batch norm is folded into the convolutions in eval mode (constant folding), and darknet.reorg
+Exporter: OUR CHOICE, torch.onnx.export(dynamo=False), the TorchScript tracer: it needs the onnx package beside
+torch (`pip install onnx`; torch 2.13 raises OnnxExporterError "Module onnx is not installed!" without it, so we
+check first and say so in one line), and not onnxscript, which torch's default since 2.9, the dynamo exporter, also
+needs. Torch 2.13 marks the tracer deprecated and still ships it. Batch norm is folded into the convolutions in eval mode (constant folding), and darknet.reorg
 traces to Reshape -> Transpose -> Reshape (with Shape arithmetic for the dynamic batch), no gather or depth ops.
 """
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -28,6 +30,12 @@ OPSET = 17
 def export_onnx(model, path, input_shape=None, opset: int = OPSET) -> str:
     """Write model's eval-mode network to path as ONNX, traced at input_shape, default (1, 3, model.img_size,
     model.img_size); any batch size runs it -> a one-line message with the input and output shapes."""
+    try:
+        missing = importlib.util.find_spec("onnx") is None
+    except ValueError:                      # a module set to None in sys.modules (how the tests hide it)
+        missing = True
+    if missing:
+        raise ValueError(f"{path}: the ONNX export needs the onnx package beside torch: pip install onnx")
     was_training = model.training
     model.eval()
     shape = input_shape or (1, 3, model.img_size, model.img_size)
