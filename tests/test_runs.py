@@ -81,9 +81,19 @@ def test_a_signal_saves_last_pt_mid_epoch_and_resume_is_exact(tmp_path, name):
     assert (checkpoint["epoch"], checkpoint["epoch_step"], checkpoint["seen"]) == (0, 3, 24)   # 3 steps of 8
     if name == "SIGTERM":
         return
+    # log.csv has its header from the start, before any epoch ends
+    assert (tmp_path / "stopped" / "log.csv").read_text().splitlines()[0].startswith("epoch,seen,lr,loss,")
     resumed = run_script("train.py", "--resume", str(tmp_path / "stopped"))
-    assert resumed.returncode == 0 and "resumed" in resumed.stdout and "step     4/4" in resumed.stdout
+    assert resumed.returncode == 0 and "step     4/4" in resumed.stdout
+    # one way to count: the epoch the progress line showed (1 of 1), its steps done (3 of 4)
+    assert f"resumed {tmp_path / 'stopped' / 'last.pt'}: epoch 1 step 3 of 4, 24 images seen" in resumed.stdout
     assert "step     1/4" not in resumed.stdout                       # steps 1-3 are not trained again
+    # the epoch's seconds include the time trained before the stop; the run's total goes on from there
+    after = torch.load(tmp_path / "stopped" / "last.pt", weights_only=True)     # the resumed run's, now
+    assert after["seconds"] >= after["history"][0]["seconds"] > checkpoint["seconds"] > 0
+    row = (tmp_path / "stopped" / "log.csv").read_text().splitlines()
+    assert row[0].split(",")[-2:] == ["seconds", "total_seconds"] and len(row) == 2
+    assert float(row[1].split(",")[-2]) > checkpoint["seconds"]
     straight = run_script("train.py", *TINY, "--out", str(tmp_path / "straight"))
     a, b = weights(tmp_path / "straight" / "last.pt"), weights(tmp_path / "stopped" / "last.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -235,3 +245,160 @@ def test_labels_do_not_cover_one_another():
     for i, a in enumerate(rects):
         for b in rects[i + 1:]:
             assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+
+
+# -----------------------------------------------------------------------------
+# A new user's second round: two runs at once, detect.py's outputs and Ctrl-C, messages that say what is wrong
+
+CLAIM = """
+import sys, recipes, train
+args = train.get_args_parser().parse_args(sys.argv[1:])
+recipes.resolve(args)
+print(args.out, flush=True)
+sys.stdin.readline()                # hold the folder, as a run does while it trains, until the test says
+"""
+
+
+def test_two_runs_started_together_take_two_folders_and_a_dead_run_leaves_no_claim(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    runs = [subprocess.Popen([sys.executable, "-c", CLAIM], cwd=tmp_path, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    try:
+        folders = sorted(run.stdout.readline().strip() for run in runs)    # both chose while both are alive
+    finally:
+        for run in runs:
+            run.kill()                                                   # SIGKILL: no clean-up runs
+            run.wait()
+    assert folders == [os.path.join("runs", "synthetic"), os.path.join("runs", "synthetic2")]
+    # killed before a checkpoint: their folders hold none and nobody holds them, so the next run takes the first
+    again = run_script("-c", CLAIM.replace("sys.stdin.readline()", ""), cwd=tmp_path)
+    assert again.stdout.strip() == os.path.join("runs", "synthetic"), again.stderr[-1000:]
+
+
+def test_a_failed_command_leaves_no_empty_run_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises((SystemExit, ValueError, OSError)):                 # the data set is refused
+        train.main(train.get_args_parser().parse_args([*TINY, "--data", "empty"]))
+    with pytest.raises(SystemExit, match="fewer than one batch"):          # 32 images, batch 64
+        train.main(train.get_args_parser().parse_args([*TINY, "--batch-size", "64"]))
+    assert not os.path.exists("runs")
+
+
+def test_train_data_empty_folder_and_shapes(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    result = run_script(os.path.join(REPO, "train.py"), "--data", "empty", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: empty: no data set found there; looked for ")
+    monkeypatch.chdir(tmp_path)
+    shapes = parse("--data", "shapes")                                     # detect.py's meaning: the synthetic set
+    assert (shapes.recipe, shapes.data, shapes.out) == ("synthetic", None, os.path.join("runs", "synthetic"))
+
+
+def tiny_checkpoint(folder):
+    """An untrained yolov1-shapes as train.py stores it (the keys detect.py reads), as best.pt in folder."""
+    model = models.family_of("yolov1-shapes").build("yolov1-shapes", num_classes=3, img_size=64)
+    os.makedirs(folder, exist_ok=True)
+    torch.save({"model_config": model.config, "class_names": ["circle", "rectangle", "triangle"],
+                "model": model.state_dict(), "epoch": 0, "epoch_step": 3, "seen": 24,
+                "schedule": {"name": "yolov1", "step": 3, "steps_per_epoch": 4}}, os.path.join(folder, "best.pt"))
+    return os.path.join(folder, "best.pt")
+
+
+def test_detect_checks_every_output_before_the_work(tmp_path, monkeypatch):
+    weights_file = tiny_checkpoint(tmp_path / "run")
+    Image.new("RGB", (80, 60), (120, 30, 200)).save(tmp_path / "photo.png")
+    (tmp_path / "file").write_text("a file, not a folder")
+    drawn = []
+    monkeypatch.setattr(detect, "detect", lambda *a, **k: drawn.append(1))
+    monkeypatch.setattr(detect, "evaluate", lambda *a, **k: drawn.append(1))
+    for flags in (["--save-json", str(tmp_path / "file" / "d.json")], ["--out", str(tmp_path / "file" / "out")],
+                  ["--data", "shapes", "--results-dir", str(tmp_path / "file" / "res")]):
+        argv = ["--weights", weights_file, str(tmp_path / "photo.png"), *flags]
+        if "--out" not in flags:
+            argv += ["--out", str(tmp_path / "drawn")]
+        with pytest.raises(ValueError, match=re.escape(str(tmp_path / "file")) + ".*: cannot write here"):
+            detect.main(detect.get_args_parser().parse_args(argv))
+    assert drawn == [] and not (tmp_path / "drawn").exists()              # refused before any image
+
+
+INTERRUPT_DETECT = """
+import os, signal, sys, detect
+calls, real = [], detect.detect
+def detect_then_ctrl_c(*a, **k):
+    calls.append(1)
+    if len(calls) == 2:             # Ctrl-C while the second of three images is being detected
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(*a, **k)
+detect.detect = detect_then_ctrl_c
+sys.exit(detect.main(detect.get_args_parser().parse_args(sys.argv[1:]))["exit_code"])
+"""
+
+
+def test_ctrl_c_in_detect_keeps_what_was_done(tmp_path):
+    weights_file = tiny_checkpoint(tmp_path / "run")
+    for k in range(3):
+        Image.new("RGB", (80, 60), (40 * k, 30, 200)).save(tmp_path / f"p{k}.png")
+    json_file = tmp_path / "d.json"
+    result = run_script("-c", INTERRUPT_DETECT, "--weights", weights_file, "--conf", "0", "--nms", "1",
+                        str(tmp_path / "p0.png"), str(tmp_path / "p1.png"), str(tmp_path / "p2.png"),
+                        "--save-json", str(json_file), "--out", str(tmp_path / "out"))
+    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    partial = tmp_path / "d.partial.json"
+    assert f"interrupted after 1 of 3 images: wrote their " in result.stdout and str(partial) in result.stdout
+    records = json.load(open(partial))
+    assert records and {r["image"] for r in records} == {str(tmp_path / "p0.png")}
+    assert not json_file.exists()                                            # d.json only ever holds a whole call
+    assert os.listdir(tmp_path / "out") == ["p0.png"]
+
+
+def test_detect_weights_messages_and_run_folders(tmp_path):
+    weights_file = tiny_checkpoint(tmp_path / "run")
+    Image.new("RGB", (80, 60)).save(tmp_path / "photo.jpg")
+    (tmp_path / "log.csv").write_text("epoch,seen,lr,loss\n1,32,0.002,3.5\n")
+    for name, kind in (("photo.jpg", "a JPEG image"), ("log.csv", "a text file")):
+        with pytest.raises(ValueError) as error:
+            models.load_model(str(tmp_path / name))
+        assert str(error.value) == (f"{tmp_path / name}: neither a train.py checkpoint nor a darknet .weights file "
+                                    f"({kind})")
+    model, names, _ = models.load_model(str(tmp_path / "run"))              # a run's folder: its best.pt
+    assert names == ["circle", "rectangle", "triangle"]
+    # what the checkpoint holds, counted as the progress line counts: epoch 1, 3 of its 4 steps done
+    message = models.load_weights(model, weights_file)
+    assert message == f"loaded {weights_file}: yolov1-shapes at epoch 1 step 3 of 4, 24 images seen"
+    assert parse("--weights", str(tmp_path / "run")).weights == weights_file     # train.py takes the folder too
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--img-size", "0"], "argument --img-size: expected a number above 0, found 0"),
+    (["--batch-size", "0"], "argument --batch-size: expected a number above 0, found 0"),
+    (["--workers", "-1"], "argument --workers: expected a number of 0 or more, found -1"),
+    (["--img-size", "100"], "--img-size 100: yolov1-shapes: img_size 100 is not a multiple of the network stride 16"),
+])
+def test_detect_checks_its_values_as_train_does(tmp_path, argv, message):
+    weights_file = tiny_checkpoint(tmp_path / "run")
+    Image.new("RGB", (80, 60)).save(tmp_path / "photo.png")
+    result = run_script(os.path.join(REPO, "detect.py"), "--weights", weights_file, "photo.png", *argv,
+                        cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert message in result.stderr.strip().splitlines()[-1], result.stderr[-500:]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_detect_prints_boxes_with_sensible_digits(tmp_path, capsys):
+    weights_file = tiny_checkpoint(tmp_path / "run")
+    Image.new("RGB", (83, 61), (120, 30, 200)).save(tmp_path / "photo.png")   # odd sizes: fractions of pixels
+    detect.main(detect.get_args_parser().parse_args(["--weights", weights_file, "--conf", "0", "--nms", "1",
+                                                      str(tmp_path / "photo.png"), "--out", str(tmp_path / "o")]))
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("  {")]
+    assert records
+    for r in records:                                     # pixels to 2 decimals, scores to 4 significant digits
+        assert all(v == round(v, 2) for v in r["bbox"]) and r["score"] == float(f"{r['score']:.4g}")
+
+
+def test_export_without_onnx_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)                        # as if not installed
+    weights_file = tiny_checkpoint(tmp_path / "run")
+    with pytest.raises(ValueError, match="the ONNX export needs the onnx package beside torch: pip install onnx"):
+        detect.main(detect.get_args_parser().parse_args(["--weights", weights_file, "--export",
+                                                          str(tmp_path / "m.onnx")]))
