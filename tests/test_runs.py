@@ -90,10 +90,11 @@ def test_a_signal_saves_last_pt_mid_epoch_and_resume_is_exact(tmp_path, name):
     assert "step     1/4" not in resumed.stdout                       # steps 1-3 are not trained again
     # the epoch's seconds include the time trained before the stop; the run's total goes on from there
     after = torch.load(tmp_path / "stopped" / "last.pt", weights_only=True)     # the resumed run's, now
-    assert after["seconds"] >= after["history"][0]["seconds"] > checkpoint["seconds"] > 0
+    assert after["seconds"] > checkpoint["seconds"] >= checkpoint["epoch_seconds"] > 0
     row = (tmp_path / "stopped" / "log.csv").read_text().splitlines()
     assert row[0].split(",")[-2:] == ["seconds", "total_seconds"] and len(row) == 2
-    assert float(row[1].split(",")[-2]) > checkpoint["seconds"]
+    epoch_seconds, run_seconds = map(float, row[1].split(",")[-2:])       # written to 0.1 s
+    assert epoch_seconds >= round(checkpoint["epoch_seconds"], 1) and run_seconds >= round(checkpoint["seconds"], 1)
     straight = run_script("train.py", *TINY, "--out", str(tmp_path / "straight"))
     a, b = weights(tmp_path / "straight" / "last.pt"), weights(tmp_path / "stopped" / "last.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -113,7 +114,9 @@ def test_last_pt_is_also_written_every_few_minutes(tmp_path, monkeypatch):
 
 def test_a_new_run_never_overwrites_another(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert parse().out == os.path.join("runs", "synthetic")
+    assert parse().out == os.path.join("runs", "synthetic")               # claimed: made, held by this process
+    checkpoints.release_folder(os.path.join("runs", "synthetic"))         # until it ends; unused, it goes
+    assert not os.path.exists("runs")
     os.makedirs("runs/synthetic")
     assert parse().out == os.path.join("runs", "synthetic")               # empty (killed before a checkpoint)
     open("runs/synthetic/last.pt", "wb").close()
@@ -402,3 +405,45 @@ def test_export_without_onnx_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="the ONNX export needs the onnx package beside torch: pip install onnx"):
         detect.main(detect.get_args_parser().parse_args(["--weights", weights_file, "--export",
                                                           str(tmp_path / "m.onnx")]))
+
+
+CTRL_C_IN_A_TERMINAL = """
+import os, runpy, signal, sys, time, detect, yolov1
+where, times = sys.argv[1], int(sys.argv[2])
+calls, real_loss, real_predict = [], yolov1.yolov1_loss, detect.predict
+def ctrl_c():
+    for _ in range(times):          # a terminal's Ctrl-C reaches every process of the group: the workers too
+        os.killpg(0, signal.SIGINT)
+        time.sleep(1.0)
+def loss(*a, **k):
+    calls.append("step")
+    if where == "step" and len(calls) == 3:
+        ctrl_c()
+    return real_loss(*a, **k)
+def predict(*a, **k):
+    calls.append("eval")
+    if where == "eval" and calls.count("eval") == 2:        # the second of the evaluation's two batches
+        ctrl_c()
+    return real_predict(*a, **k)
+yolov1.yolov1_loss, detect.predict = loss, predict
+sys.argv = ["train.py"] + sys.argv[3:]
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("where, times", [("step", 1), ("step", 2), ("eval", 1)])
+def test_ctrl_c_is_one_line_from_the_main_process(tmp_path, where, times):
+    result = subprocess.run([sys.executable, "-c", CTRL_C_IN_A_TERMINAL, where, str(times), *TINY, "--workers", "2",
+                             "--val-images", "16", "--epochs", "2", "--out", str(tmp_path / "run")], cwd=REPO,
+                            capture_output=True, text=True, timeout=300, start_new_session=True,   # its own group
+                            env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO))
+    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    if where == "step" and times == 1:              # once: one line (not one per process), last.pt at that step
+        assert result.stdout.count("SIGINT: saving last.pt at the end of this step") == 1, result.stdout
+        assert "stopped (SIGINT) at epoch 1 step 3 of 4" in result.stdout
+    elif where == "step":                           # twice: at once, in one line
+        assert result.stderr.strip().splitlines()[-1] == "interrupted at once: nothing saved since the last last.pt"
+    else:                                           # during the evaluation: it says it finishes first, and for how long
+        assert result.stdout.count("SIGINT: the evaluation finishes first (about ") == 1, result.stdout
+        assert "stopped (SIGINT) at epoch 1 step 4 of 4" in result.stdout
+        assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["history"][0]["val"] is not None
