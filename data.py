@@ -55,13 +55,6 @@ COCO_CLASSES = ["person", "bicycle", "car", "motorbike", "aeroplane", "bus", "tr
 SHAPE_CLASSES = ["circle", "rectangle", "triangle"]
 
 
-# -----------------------------------------------------------------------------
-# Datasets: one record per image {path, image_id, size, boxes (M, 4) pixel xyxy, labels, difficult, iscrowd}
-
-STREAM_LAYOUT, STREAM_RENDER, STREAM_AUGMENT = 1, 2, 3       # random stream tags, see DetectionDataset.rng
-_reported_unreadable = set()
-
-
 def read_names(path):
     """A darknet .names file (data/voc.names, data/coco.names): one class name per line (detect.py --names,
     tools/darknet_txt.py)."""
@@ -294,7 +287,11 @@ AUGMENTATIONS = {"yolov1": augment_yolov1, "yolov2": augment_yolov2,
 
 
 # -----------------------------------------------------------------------------
-# Datasets: one record per image
+# Datasets: one record per image {path, image_id, size, boxes (M, 4) pixel xyxy, labels, difficult, iscrowd}
+
+STREAM_LAYOUT, STREAM_RENDER, STREAM_AUGMENT = 1, 2, 3       # random stream tags, see DetectionDataset.rng
+_reported_unreadable = set()
+
 
 def _record(path, image_id, size, objects, with_area=False, **extra):
     """objects: [(box, (label, difficult, iscrowd[, area]))] -> one record, numpy arrays."""
