@@ -75,8 +75,7 @@ def load_model(weights: str, model_name: str | None = None, img_size: int | None
     """-> (model in eval mode, class names, the training configuration or {}). A checkpoint says which network
     it holds (its "model_config"); a darknet .weights file does not: model_name names its cfg, or else the file's
     exact size names the preset (preset_of_file), which is printed. partial: see load_weights (detect.py --partial)."""
-    if not os.path.isfile(weights):
-        raise ValueError(f"{weights}: no such file")
+    weights = checkpoints.weights_in(weights)                   # a run's folder: its best.pt
     if zipfile.is_zipfile(weights):     # torch.save writes zip archives; weights_only: unpickling runs no code
         checkpoint = checkpoints.load_checkpoint(weights)
         config = dict(checkpoint["model_config"])               # what the family's build() takes, and "family"
@@ -90,14 +89,23 @@ def load_model(weights: str, model_name: str | None = None, img_size: int | None
             model = FAMILIES[config.pop("family")].build(**dict(config, img_size=img_size or config["img_size"]))
         except ImportError as error:
             raise ValueError(f"{weights}: {error}") from None
+        except ValueError as error:     # an input size the network refuses (not a multiple of its stride, ...)
+            raise ValueError(f"--img-size {img_size}: {error}" if img_size and "img_size" in str(error)
+                             else str(error)) from None
         class_names, train_config = list(checkpoint["class_names"]), checkpoint.get("config") or {}
     else:
+        check_darknet_file(weights)
         if model_name is None:          # a darknet file does not say which network it holds; its size does
             model_name, header = presets.preset_of_file(weights, FAMILIES.values())
             print(f"{weights}: {os.path.getsize(weights):,} bytes, the size of the official {model_name} file "
                   f"({header}-byte header): using --model {model_name}")
         # YOLO9000's classes are the nodes of a WordTree: darknet's tree file (9k.tree) gives it (detect.py --tree)
-        model = family_of(model_name).build(model_name, img_size=img_size, **({"tree": tree_file} if tree_file else {}))
+        family = family_of(model_name)
+        try:
+            model = family.build(model_name, img_size=img_size, **({"tree": tree_file} if tree_file else {}))
+        except ValueError as error:     # an input size the network refuses (not a multiple of its stride, ...)
+            raise ValueError(f"--img-size {img_size}: {error}" if img_size and "img_size" in str(error)
+                             else str(error)) from None
         class_names, train_config = DARKNET_NAMES.get(model.num_classes), {}
     print(load_weights(model, weights, partial))
     if names_file:
@@ -109,17 +117,48 @@ def load_model(weights: str, model_name: str | None = None, img_size: int | None
     return model.eval(), list(class_names), train_config
 
 
+# What a file given as --weights is when it is neither a checkpoint nor darknet's: its first bytes say
+FILE_KINDS = [(b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"GIF8", "a GIF image"),
+              (b"RIFF", "a RIFF file (WebP image, WAV, AVI)")]
+
+
+def check_darknet_file(path: str) -> None:
+    """Refuse with one line a file that is neither a train.py checkpoint (a zip archive, checked before) nor a
+    darknet .weights file: an image, an ONNX model, a text file (log.csv), anything without darknet's header."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    kind = next((name for magic, name in FILE_KINDS if head.startswith(magic)), None)
+    if kind is None and path.endswith(".onnx"):
+        kind = "an ONNX model: run it with onnxruntime, or give the checkpoint it was exported from"
+    if kind is None and head:
+        try:                            # a darknet header holds zero bytes: never printable text
+            text = head.decode("utf-8")
+            kind = "a text file" if all(c.isprintable() or c in "\r\n\t" for c in text) else None
+        except UnicodeDecodeError:      # binary (or cut inside a character): not text
+            pass
+    if kind is None:
+        try:
+            darknet.read_header(path)
+        except ValueError as error:     # its message starts with the path
+            kind = str(error).removeprefix(path).lstrip(": ")
+    if kind:
+        raise ValueError(f"{path}: neither a train.py checkpoint nor a darknet .weights file ({kind})")
+
+
 def load_weights(model, path: str, partial: bool = False) -> str:
     """A train.py checkpoint or a darknet .weights file into model -> a one-line message. A darknet file must hold
     exactly the model's values (its size is checked before anything is loaded), or with partial=True its first
     layers (extraction.conv.weights, darknet19_448.conv.23). YOLOv1's detection-layer order is converted by
     darknet.load_darknet_weights through the permutation yolov1.py sets on its last connected layer."""
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: no such file")
+    path = checkpoints.weights_in(path)                         # a run's folder: its best.pt
     if zipfile.is_zipfile(path):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         checkpoints.load_state(model, checkpoint, path)
-        return f"loaded {path}: {model.preset} after {checkpoint.get('epoch', '?')} epochs"
+        where = ("" if "schedule" not in checkpoint else " at " + checkpoints.position(   # counted as train.py counts
+            checkpoint["epoch"], checkpoint.get("epoch_step", 0), checkpoint["schedule"]["steps_per_epoch"])
+            + f", {checkpoint['seen']:,} images seen")
+        return f"loaded {path}: {model.preset}{where}"
+    check_darknet_file(path)
     info = darknet.load_darknet_weights(model, path, prefix_ok=partial)
     part = "all" if info["layers_loaded"] == info["layers_total"] else "the first"
     return (f"loaded {path}: {part} {info['layers_loaded']} of {info['layers_total']} darknet layers "
@@ -286,6 +325,52 @@ def fresh_folder(path: Path) -> Path:
     return folder
 
 
+def write_json(path: Path, records) -> None:
+    """The detections as a JSON list, one record a line, written whole or not at all (a .tmp, then a rename)."""
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n")
+    os.replace(tmp, path)
+
+
+def check_outputs(args) -> list[Path]:
+    """Every folder this call writes into, made and tried with a file before any work (as train.py does), so that
+    an unwritable --out, --save-json, --results-dir or --export fails in one line at the start, not after the
+    images. Sets args.out_dir (the drawings' folder). -> the folders made here, for main() to remove if unused."""
+    folders = []
+    if args.inputs and not args.data and not args.export:
+        args.out_dir = str(Path(args.out) if args.out else fresh_folder(Path("runs", "detect", "exp")))
+        folders.append((Path(args.out_dir), Path(args.out_dir)))
+    if args.save_json and args.inputs and not args.data and not args.export:
+        folders.append((Path(args.save_json).parent, Path(args.save_json)))
+    if args.results_dir and args.data and not args.export:
+        folders.append((Path(args.results_dir), Path(args.results_dir)))
+    if args.export:
+        folders.append((Path(args.export).parent, Path(args.export)))
+    made = []
+    for folder, given in folders:
+        missing = [p for p in [folder, *folder.parents] if not p.exists()][::-1]   # outermost first
+        try:
+            for p in missing:
+                p.mkdir()
+                made.append(p)
+            probe = folder / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as error:
+            remove_empty(made)
+            raise ValueError(f"{given}: cannot write here ({error.strerror or error})") from None
+    return made
+
+
+def remove_empty(folders) -> None:
+    """The folders made by check_outputs that stayed empty (a call that failed or found no image), innermost first."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:                 # not empty: it holds the call's files
+            pass
+
+
 def run_images(args, model, class_names: list[str]) -> dict:
     """Detect on every readable image, draw each into --out, list the unreadable ones at the end."""
     order = None
@@ -295,35 +380,47 @@ def run_images(args, model, class_names: list[str]) -> dict:
     if not paths:
         print(f"no images found in {' '.join(args.inputs)}")
         return dict(exit_code=1, detections=[], outputs=[], failed=[])
-    out_dir = Path(args.out) if args.out else fresh_folder(Path("runs", "detect", "exp"))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(args.out_dir)                                 # made and tried by check_outputs
     from tools.progress import Progress     # not the paper: a progress line under the per-image lines
     bar = Progress(paths, desc="detecting", unit="images", quiet=args.quiet or len(paths) == 1)
-    for path in bar:
-        try:
-            image = data.load_image(path, exif=True)          # RGB, the photo's EXIF orientation applied
-        except (OSError, ValueError) as error:                # data.ImageError is a ValueError naming the file
-            failed.append((str(path), str(error)))
-            continue
-        start = time.perf_counter()
-        det = detect(model, [data.image_to_tensor(image)], args.conf, args.nms, args.letterbox, order)[0]
-        ms = (time.perf_counter() - start) * 1000
-        out_path = out_dir / output_name(path, used)
-        drawing.draw(image, det, class_names, args.show_grid, model.img_size, args.letterbox).save(out_path)
-        outputs.append(str(out_path))
-        bar.write(f"{path}: {len(det['scores'])} objects in {ms:.0f} ms -> {out_path}")
-        for (x1, y1, x2, y2), score, label in zip(det["boxes"].tolist(), det["scores"].tolist(),
-                                                  det["labels"].tolist()):
-            record = {"label": label, "class": class_names[label], "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
-            bar.write(f"  {json.dumps(record)}")                # the console shows what --save-json writes
-            records.append({"image": str(path), **record})
-        for depth, (node, conditional, absolute) in enumerate(det.get("tree_path", [])):   # YOLO9000 --show-tree
-            bar.write(f"    {'  ' * depth}{class_names[node]}: Pr(node | parent) {conditional:.4f}, Pr(node) "
-                      f"{absolute:.4f}")
+    interrupted = False
+    try:
+        for path in bar:
+            try:
+                image = data.load_image(path, exif=True)          # RGB, the photo's EXIF orientation applied
+            except (OSError, ValueError) as error:                # data.ImageError is a ValueError naming the file
+                failed.append((str(path), str(error)))
+                continue
+            start = time.perf_counter()
+            det = detect(model, [data.image_to_tensor(image)], args.conf, args.nms, args.letterbox, order)[0]
+            ms = (time.perf_counter() - start) * 1000
+            out_path = out_dir / output_name(path, used)
+            drawing.draw(image, det, class_names, args.show_grid, model.img_size, args.letterbox).save(out_path)
+            outputs.append(str(out_path))
+            bar.write(f"{path}: {len(det['scores'])} objects in {ms:.0f} ms -> {out_path}")
+            for (x1, y1, x2, y2), score, label in zip(det["boxes"].tolist(), det["scores"].tolist(),
+                                                      det["labels"].tolist()):
+                # OUR CHOICE: pixels to 2 decimals, scores to 4 significant digits (float32 carries no more)
+                record = {"label": label, "class": class_names[label],
+                          "bbox": [round(v, 2) for v in (x1, y1, x2 - x1, y2 - y1)], "score": float(f"{score:.4g}")}
+                bar.write(f"  {json.dumps(record)}")                # the console shows what --save-json writes
+                records.append({"image": str(path), **record})
+            for depth, (node, conditional, absolute) in enumerate(det.get("tree_path", [])):   # YOLO9000 --show-tree
+                bar.write(f"    {'  ' * depth}{class_names[node]}: Pr(node | parent) {conditional:.4f}, Pr(node) "
+                          f"{absolute:.4f}")
+    except KeyboardInterrupt:           # Ctrl-C: the images finished so far are kept, and said to be partial
+        interrupted = True
+    if interrupted:
+        done = len(outputs) + len(failed)
+        partial = Path(args.save_json).with_suffix(".partial" + Path(args.save_json).suffix) if args.save_json else None
+        if partial and outputs:         # beside --save-json, never under its name: that file is always a whole call
+            write_json(partial, records)
+        print(f"interrupted after {done} of {len(paths)} images: " + (
+              f"wrote their {len(records)} detections to {partial} ({args.save_json} not written)" if partial and outputs
+              else f"their pictures are in {out_dir}" if outputs else "nothing written"))
+        return dict(exit_code=130, detections=records, outputs=outputs, failed=failed, interrupted=True)
     if args.save_json and outputs:      # no image read: an earlier file stays as it was, not replaced by []
-        tmp = Path(args.save_json + ".tmp")
-        tmp.write_text("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n")
-        os.replace(tmp, args.save_json)
+        write_json(Path(args.save_json), records)
         print(f"wrote {len(records)} detections to {args.save_json}")
     elif args.save_json:
         print(f"no image could be read: {args.save_json} not written")
@@ -392,8 +489,7 @@ def evaluate_split(args, model, class_names: list[str], train_config: dict) -> d
     print(metrics.format_ap_table(results, class_names))
     if args.results_dir:                    # not the paper: the official servers' files, and PR curves
         from tools import plots, results as results_files
-        results_dir = Path(args.results_dir)
-        results_dir.mkdir(parents=True, exist_ok=True)
+        results_dir = Path(args.results_dir)                # made and tried by check_outputs
         plots.save_pr_curves_png(results["voc07"], class_names, results_dir / "pr_curves.png")
         results_files.write_voc_results(results_dir, truths, detections, class_names)
         results_files.write_coco_results(results_dir / "coco_results.json", truths, detections, category_ids,
@@ -407,6 +503,25 @@ def evaluate_split(args, model, class_names: list[str], train_config: dict) -> d
 
 
 # -----------------------------------------------------------------------------
+
+def positive(kind):
+    """An argparse type: a number of kind above 0 (0 images, 0 epochs, size 0 are refused at parse time)."""
+    def parse(text):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a number above 0, found {text}")
+        return value
+    parse.__name__ = kind.__name__       # argparse names the type in its message
+    return parse
+
+
+def at_least_zero(text: str) -> int:
+    """An argparse type: a count of 0 or more (--workers)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of 0 or more, found {text}")
+    return value
+
 
 def probability(text: str) -> float:
     """An argparse type: a number in [0, 1] (a threshold), refused at parse time otherwise."""
@@ -431,7 +546,7 @@ def get_args_parser():
                    ", ".join(f"{name} {family.TEST_THRESHOLDS['nms']}" for name, family in FAMILIES.items()) +
                    ", the 2015 YOLOv1 files .5; with --data " +
                    ", ".join(f"{name} {family.EVAL_NMS}" for name, family in FAMILIES.items()) + ")")
-    p.add_argument("--img-size", type=int, help="network input size (default: the checkpoint's or the cfg's)")
+    p.add_argument("--img-size", type=positive(int), help="network input size (default: the checkpoint's or the cfg's)")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error instead of its "
                    "one line")
     p.add_argument("--partial", action="store_true", help="a darknet file that holds only the first layers of "
@@ -457,8 +572,8 @@ def get_args_parser():
                    "instances_<SPLIT>.json (default: test)")
     p.add_argument("--results-dir", help="with --data: also write the comp4 files, the COCO results json and "
                    "pr_curves.png into this folder (tools/results.py, tools/plots.py)")
-    p.add_argument("--batch-size", type=int, default=8, help="with --data: images per forward pass (default: 8)")
-    p.add_argument("--workers", type=int, default=0, help="with --data: image-loading processes (default: 0)")
+    p.add_argument("--batch-size", type=positive(int), default=8, help="with --data: images per forward pass (default: 8)")
+    p.add_argument("--workers", type=at_least_zero, default=0, help="with --data: image-loading processes (default: 0)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress line (tools/progress.py)")
     p.add_argument("--export", metavar="FILE.onnx", help="write the network as ONNX instead, batch dimension "
@@ -471,8 +586,16 @@ def main(args) -> dict:
     "outputs", "failed"; with --data, "results" per protocol."""
     if not args.inputs and not args.data and not args.export:
         raise ValueError("nothing to do: give images or folders, --data to evaluate a dataset, or --export")
+    made = check_outputs(args)
+    try:
+        return run(args)
+    finally:                            # a folder made for this call and left empty (it failed, or found nothing)
+        remove_empty(made)
+
+
+def run(args) -> dict:
     model, class_names, train_config = load_model(args.weights, args.model, args.img_size, args.names,
-                                                         getattr(args, "tree", None), args.partial)
+                                                  getattr(args, "tree", None), args.partial)
     if hasattr(model, "tree"):              # YOLO9000 (yolo9000.py): the descent's threshold, the path to print
         model.hier = model.hier if getattr(args, "hier", None) is None else args.hier
         model.show_tree = getattr(args, "show_tree", False)
@@ -500,3 +623,6 @@ if __name__ == "__main__":
         if parsed.debug:
             raise
         sys.exit(f"error: {error}")
+    except KeyboardInterrupt:                   # Ctrl-C outside the images' loop (which keeps what it did)
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -37,6 +37,7 @@ import contextlib
 import dataclasses
 import os
 import random
+import sys
 import time
 import zipfile
 
@@ -255,6 +256,8 @@ class Position:
     history: list = dataclasses.field(default_factory=list)     # a row per evaluated epoch (log.csv)
     steps: list = dataclasses.field(default_factory=list)       # a row per progress line (curves.png)
     sums: dict = dataclasses.field(default_factory=dict)        # the epoch's loss terms summed over its steps
+    seconds: float = 0.0        # the run's time (training and evaluation) up to the last save, over every resume
+    epoch_seconds: float = 0.0  # the current epoch's training time before this position (a mid-epoch save)
 
 
 @dataclasses.dataclass
@@ -279,6 +282,8 @@ class Run:
     rng: dict | None = None     # the generators' states of a resumed checkpoint, for the epoch it resumes
     t_start: float = dataclasses.field(default_factory=time.time)
     t_saved: float = dataclasses.field(default_factory=time.time)
+    t_counted: float = dataclasses.field(default_factory=time.time)  # pos.seconds counts the time up to this
+    t_epoch: float = dataclasses.field(default_factory=time.time)    # pos.epoch_seconds counts the time up to this
     steps_done: int = 0         # optimizer steps done by this process since it started (for the ETA)
     steps_total: int = 0        # those it has to do
     divergence: dict = dataclasses.field(default_factory=dict)  # checkpoints.warn_if_diverging's running average
@@ -314,8 +319,8 @@ def start_run(args, family, class_names, checkpoint, device, world, rank, micro,
         run.pos = Position(**{f.name: saved[f.name] for f in dataclasses.fields(Position) if f.name in saved})
         run.rng = checkpoint["rng"]
         checkpoints.set_rng_states(checkpoint["rng"])
-        log(f"resumed {args.resume}: epoch {run.pos.epoch}" + (f" step {run.pos.epoch_step}" if run.pos.epoch_step
-            else "") + f", step {run.pos.step} of the run, {run.pos.seen:,} images seen")
+        log(f"resumed {args.resume}: {checkpoints.position(run.pos.epoch, run.pos.epoch_step, steps_per_epoch)}, "
+            f"{run.pos.seen:,} images seen")
     if world > 1:
         run.model = nn.parallel.DistributedDataParallel(raw_model, device_ids=[device.index] if device.type == "cuda"
                                                         else None)
@@ -324,9 +329,17 @@ def start_run(args, family, class_names, checkpoint, device, world, rank, micro,
     return run
 
 
+def run_seconds(run):
+    """The run's time so far, over every resume: what the last save counted, and the time since."""
+    return run.pos.seconds + time.time() - run.t_counted
+
+
 def save_position(run, args, improved=False):
     """Rank 0: last.pt (after best.pt when the score improved) at the run's position, epoch and step within it,
     so that --resume continues from exactly there; log.csv and the curves (--plots) with it."""
+    run.pos.seconds, run.t_counted = run_seconds(run), time.time()     # the times so far go into the checkpoint
+    if run.pos.epoch_step:              # mid-epoch: the epoch's time so far, which a resumed run continues
+        run.pos.epoch_seconds, run.t_epoch = run.pos.epoch_seconds + time.time() - run.t_epoch, time.time()
     state = {"model_config": run.raw_model.config, "class_names": run.class_names, "config": vars(args),
              "model": run.raw_model.state_dict(), "optimizer": run.optimizer.state_dict(),
              "scaler": run.scaler.state_dict(), "rng": checkpoints.rng_states(),
@@ -348,7 +361,8 @@ def train_one_epoch(run, loss, loader, epoch, args):
     the family's loss over them; run.pos moves on. Every process stops at the same step when any asks to
     (checkpoints.agree_stop): -> (lr, why it stopped early or None)"""
     model, optimizer, scaler, pos, stop = run.model, run.optimizer, run.scaler, run.pos, None
-    batches, t_log, images_since_log, interval = iter(loader), time.time(), 0, 0.0
+    batches, t_log, images_since_log, interval = iter(loader), time.time(), 0, {}
+    lr = learning_rate(args, max(pos.step - 1, 0), run.steps_per_epoch)     # an epoch resumed at its very end
     model.train()
     for i in range(pos.epoch_step, run.steps_per_epoch):
         lr = learning_rate(args, pos.step, run.steps_per_epoch)
@@ -388,8 +402,9 @@ def train_one_epoch(run, loss, loader, epoch, args):
         pos.seen += args.batch_size             # darknet counts a batch as seen before its loss: seen + micro·world
         for name, value in step_terms.items():
             pos.sums[name] = pos.sums.get(name, 0.0) + value
+            interval[name] = interval.get(name, 0.0) + value
         pos.step, pos.epoch_step, run.steps_done = pos.step + 1, i + 1, run.steps_done + 1
-        images_since_log, interval = images_since_log + args.batch_size, interval + step_terms["total"]
+        images_since_log += args.batch_size
         checkpoints.warn_if_diverging(run.divergence, run.log, step_terms["total"], epoch, i)
 
         stop = checkpoints.agree_stop(run.stop.get("signal") or ("time limit" if args.time_limit is not None
@@ -397,13 +412,14 @@ def train_one_epoch(run, loss, loader, epoch, args):
         if (i + 1) % args.log_interval == 0 or i + 1 == run.steps_per_epoch or stop:
             elapsed = time.time() - run.t_start
             eta = duration(elapsed / run.steps_done * (run.steps_total - run.steps_done))
+            n = images_since_log // args.batch_size     # the steps since the previous line: their mean is shown
             run.log(f"epoch {epoch + 1:3d}/{args.epochs} step {i + 1:5d}/{run.steps_per_epoch} | "
-                    f"{loss_text({k: v / (i + 1) for k, v in pos.sums.items()})} | lr {lr:.2e} | "
-                    f"{images_since_log / (time.time() - t_log):.1f} img/s | {size} px | seen {pos.seen:,} | "
-                    f"ETA {eta}")
+                    f"{loss_text({k: v / n for k, v in interval.items()}, loss_names(args.log_interval)[0])} | "
+                    f"lr {lr:.2e} | {images_since_log / (time.time() - t_log):.1f} img/s | {size} px | "
+                    f"seen {pos.seen:,} | ETA {eta}")
             pos.steps.append({"step": pos.step, "epoch": round(epoch + (i + 1) / run.steps_per_epoch, 4),
-                              "loss": interval / (images_since_log / args.batch_size), "lr": lr})
-            t_log, images_since_log, interval = time.time(), 0, 0.0
+                              "loss": interval["total"] / n, "lr": lr})
+            t_log, images_since_log, interval = time.time(), 0, {}
         if stop:
             break
         if run.rank == 0 and i + 1 < run.steps_per_epoch and time.time() - run.t_saved > args.save_minutes * 60:
@@ -420,7 +436,18 @@ def report_nonfinite(run, terms, targets, epoch, i, k, lr):
     return "non-finite loss"
 
 
-def evaluate(model, family, dataset, args, batch_size, world=1, rank=0):
+def counted(progress, status):
+    """A progress wrapper (tools.progress.Progress's arguments, or None) that also keeps status "done", "total"
+    and "start" up to date: the Ctrl-C handler says from them how long the evaluation has left."""
+    def wrap(iterable, total=None, count=None, **options):
+        status.update(start=time.time(), done=0, total=total)
+        for item in (progress(iterable, total=total, count=count, **options) if progress else iterable):
+            yield item
+            status["done"] += count(item) if count else 1
+    return wrap
+
+
+def evaluate(model, family, dataset, args, batch_size, world=1, rank=0, status=None):
     """Detector: VOC07 mAP@0.5 of every detection above metrics.EVAL_CONF after the family's evaluation NMS
     (detect.evaluate). A classifier: its family's top-1 / top-5. YOLO9000: its family's evaluation of the classes
     with and without boxes. Every process evaluates its part of the images (devices.shard) with rank 0's weights
@@ -429,6 +456,8 @@ def evaluate(model, family, dataset, args, batch_size, world=1, rank=0):
     part = devices.shard(len(dataset), world, rank)
     from tools.progress import Progress     # not the papers: a progress line (rank 0's) while it evaluates
     progress = None if args.quiet or rank else Progress
+    if status is not None:              # how far it is, for a Ctrl-C during it (checkpoints.catch_stop_signals)
+        progress = counted(progress, status)
     if family.DATA == "joint":              # rank 0 alone
         return family.evaluate(model, dataset, batch_size, args.workers) if rank == 0 else None
     if family.DATA == "classification":     # each part's top-1 / top-5, weighted by its number of images
@@ -441,7 +470,7 @@ def evaluate(model, family, dataset, args, batch_size, world=1, rank=0):
                                                        protocol="voc07", num_classes=model.num_classes)
 
 
-def end_epoch(run, family, val_set, epoch, lr, stop, seconds, args):
+def end_epoch(run, family, val_set, epoch, lr, stop, args):
     """After the epoch's last step (or where the time limit stopped it): the epoch's row (mean loss terms, the
     validation score when it evaluates), then rank 0 writes last.pt (and best.pt when the score improved), log.csv
     and a line. -> the evaluation's result or None"""
@@ -451,17 +480,21 @@ def end_epoch(run, family, val_set, epoch, lr, stop, seconds, args):
     mean = {k: v / max(1, pos.epoch_step or run.steps_per_epoch) for k, v in pos.sums.items()}
     row = {"epoch": epoch + 1 if done else round(epoch + pos.epoch_step / run.steps_per_epoch, 3),
            "seen": pos.seen, "lr": lr, "loss": mean.get("total", float("nan")),
-           **{f"loss_{k}": v for k, v in mean.items() if k != "total"}, "val": None, "seconds": round(seconds, 1)}
+           **{f"loss_{k}": v for k, v in mean.items() if k != "total"}, "val": None,
+           "seconds": round(pos.epoch_seconds + time.time() - run.t_epoch, 1)}   # the epoch's, before a resume too
     if done:
-        pos.sums = {}
+        pos.sums, pos.epoch_seconds, run.t_epoch = {}, 0.0, time.time()
     if (epoch + 1) % args.eval_every == 0 or stop or epoch + 1 == args.epochs:   # every process evaluates a part
-        result = evaluate(run.raw_model, family, val_set, args, run.micro, run.world, run.rank)
+        result = evaluate(run.raw_model, family, val_set, args, run.micro, run.world, run.rank,
+                          run.stop.setdefault("evaluating", {}))
+        run.stop.pop("evaluating")
         if run.rank == 0:
             row["val"] = float(result["map"])   # a Python float: the checkpoint holds no numpy objects
             if args.task == "classify":
                 run.log(f"epoch {epoch + 1:3d} | val top-1 {result['top1']:.4f} top-5 {result['top5']:.4f}")
     if run.rank != 0:                           # the others wait at main's barrier
         return result
+    row["total_seconds"] = round(run_seconds(run), 1)      # the run's, training and evaluation, over resumes
     pos.history.append(row)
     improved = row["val"] is not None and row["val"] > pos.best
     pos.best = row["val"] if improved else pos.best
@@ -469,7 +502,7 @@ def end_epoch(run, family, val_set, epoch, lr, stop, seconds, args):
     eta = (time.time() - run.t_start) / max(run.steps_done, 1) * (run.steps_total - run.steps_done)
     val = "" if row["val"] is None else f" | {run.metric_name} {row['val']:.4f} (best {pos.best:.4f})"
     run.log(f"epoch {row['epoch']:3g}/{args.epochs} {'done' if pos.epoch_step == 0 else 'stopped'} | "
-            f"{loss_text(dict(total=row['loss'], **{k[5:]: v for k, v in row.items() if k.startswith('loss_')}))} | "
+            f"{loss_text(dict(total=row['loss'], **{k[5:]: v for k, v in row.items() if k.startswith('loss_')}), loss_names(args.log_interval)[1])} | "
             f"lr {row['lr']:.2e} | {row['seconds']:.1f} s{val} | ETA {duration(eta)} | saved {run.last_path}"
             f"{' and best.pt' if improved else ''}")
     return result
@@ -480,19 +513,37 @@ def duration(seconds):
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def loss_text(terms):
-    """'loss 12.345 (xy 1.234 wh ...)': the total, then each term of the loss under its own name."""
+def loss_names(log_interval):
+    """The two losses the lines print: the mean of the steps since the previous progress line, and the mean of the
+    epoch's steps (the end-of-epoch line, log.csv's "loss"); curves.png names them the same (tools/plots.py)."""
+    return f"loss ({log_interval}-step mean)", "loss (epoch mean)"
+
+
+def loss_text(terms, name="loss"):
+    """'loss (10-step mean) 12.345 (xy 1.234 wh ...)': the total, then each term of the loss under its own name."""
     parts = " ".join(f"{k} {v:.3f}" for k, v in terms.items() if k != "total")
-    return f"loss {terms['total']:.3f}" + (f" ({parts})" if parts else "")
+    return f"{name} {terms['total']:.3f}" + (f" ({parts})" if parts else "")
 
 
 # -----------------------------------------------------------------------------
 # main: the run from its flags to its last checkpoint
 
 def main(args):
-    checkpoint = resolve(args)                  # every flag set: from the checkpoint, the recipe, DEFAULTS
+    checkpoint = resolve(args)                  # every flag set: from the checkpoint, the recipe, DEFAULTS; the
+    try:                                        # run's folder claimed (checkpoints.claim_folder)
+        return train(args, checkpoint)
+    finally:                                    # a run that failed or stopped before its first checkpoint
+        if args.out:                            # leaves no folder behind
+            checkpoints.release_folder(args.out)
+
+
+def train(args, checkpoint):
     family = family_for(args)
     world, rank, device = devices.setup_distributed(args.device)    # torchrun: one process per device
+    if world > 1 and checkpoint is None and not args.kmeans:       # rank 0 claimed the folder: the others
+        shared = [args.out]                                        # write nothing there, but name it
+        dist.broadcast_object_list(shared, src=0)
+        args.out = shared[0]
     args.workers = devices.default_workers() if args.workers is None else args.workers
     micro = args.batch_size // (world * args.accumulate)
     if micro * world * args.accumulate != args.batch_size:
@@ -521,6 +572,8 @@ def main(args):
             f"of {args.batch_size} per epoch ({world} x {args.accumulate} x {micro}), on {device}, recipe "
             f"{args.recipe}, output {args.out}")
 
+    if rank == 0:                               # log.csv with its header from the start (its rows on a resume)
+        checkpoints.write_csv(run.pos.history, os.path.join(args.out, "log.csv"))
     result, stop, restore_signals = None, None, checkpoints.catch_stop_signals(run.stop)
     try:
         for epoch in range(run.pos.epoch, args.epochs):
@@ -534,10 +587,12 @@ def main(args):
             if hasattr(train_set, "set_epoch"):             # data.py: augmentation of image i from (seed, epoch, i)
                 train_set.set_epoch(epoch)
             loader_rng.manual_seed(args.seed * 1_000_000 + epoch)   # the workers' seeds
-            t_epoch = time.time()
+            run.t_epoch = time.time()
             lr, stop = train_one_epoch(run, family.loss, loader, epoch, args)
             if stop in ("time limit", None):    # evaluate: at the end of an epoch, or where the time ran out
-                result = end_epoch(run, family, val_set, epoch, lr, stop, time.time() - t_epoch, args) or result
+                result = end_epoch(run, family, val_set, epoch, lr, stop, args) or result
+                if not stop and epoch + 1 < args.epochs:    # Ctrl-C during the evaluation: stop after it
+                    stop = checkpoints.agree_stop(run.stop.get("signal"), run.world, run.device)
             elif rank == 0:                     # Ctrl-C, SIGTERM, a non-finite loss: save where it is
                 save_position(run, args)
             if world > 1:
@@ -552,7 +607,8 @@ def main(args):
 def finish(run, stop, result, train_set, args):
     """The last line (and pr_curves.png); a stopped run exits with the signal's code (130 for Ctrl-C) or 1."""
     if stop and stop != "time limit":
-        run.log(f"stopped ({stop}) at epoch {run.pos.epoch + 1} step {run.pos.epoch_step}: saved {run.last_path}; "
+        where = checkpoints.position(run.pos.epoch, run.pos.epoch_step, run.steps_per_epoch)
+        run.log(f"stopped ({stop}) at {where}: saved {run.last_path}; "
                 f"continue with: python train.py --resume {run.last_path}" +
                 (" --lr LOWER" if stop == "non-finite loss" else ""))
         if run.world > 1:
@@ -561,7 +617,7 @@ def finish(run, stop, result, train_set, args):
     if run.rank == 0 and args.plots and result is not None and args.task == "detect":
         from tools import plots                     # not the paper: tools/plots.py
         plots.save_pr_curves_png(result, train_set.class_names, os.path.join(args.out, "pr_curves.png"))
-    run.log(f"done in {duration(time.time() - run.t_start)}: best {run.metric_name} {run.pos.best:.4f}; "
+    run.log(f"done in {duration(run_seconds(run))}: best {run.metric_name} {run.pos.best:.4f}; "
             f"{args.out}: last.pt, best.pt, log.csv" + (", curves.png, pr_curves.png" if args.plots else ""))
     if run.world > 1:
         dist.destroy_process_group()
@@ -576,20 +632,10 @@ def recipe_help(text, key):
     return f"{text} [recipe defaults: " + ", ".join(f"{n} {r[key]}" for n, r in RECIPES.items() if key in r) + "]"
 
 
-def positive(kind):
-    """An argparse type: a number of kind above 0 (0 images, 0 epochs, size 0 are refused at parse time)."""
-    def parse(text):
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a number above 0, found {text}")
-        return value
-    parse.__name__ = kind.__name__       # argparse names the type in its message
-    return parse
-
-
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     d, add = recipe_help, p.add_argument
+    positive = detect.positive          # the value checks detect.py makes of the same flags
     add("--recipe", choices=sorted(RECIPES) + ["classify"], help="default: synthetic without --data, else the "
         "model's family (yolov1 = YOLOv1 §2.2, yolov2 = YOLOv2 §3), classify with --task classify")
     add("--task", choices=["detect", "classify"], help="detect (default) or classify: ImageNet-style pre-training "
@@ -642,7 +688,7 @@ def get_args_parser():
     add("--compile", nargs="?", const="inductor", metavar="BACKEND", help="torch.compile the model (default "
         "backend inductor; aot_eager checks the graph capture without generating code)")
     add("--device", help="cuda, cpu, ... (default: cuda if available)")
-    add("--workers", type=int, help="data-loading processes per training process (default: the cores this "
+    add("--workers", type=detect.at_least_zero, help="data-loading processes per training process (default: the cores this "
         "process may use / processes on the machine, at most 8: devices.default_workers)")
     add("--log-interval", type=positive(int), help="optimizer steps between progress lines (default: 10)")
     add("--quiet", action="store_true", help="no progress line while evaluating or during --kmeans "
@@ -670,6 +716,8 @@ def resolve(args):
             if getattr(args, key, None) is None and key not in ("resume", "weights", "exist_ok", "debug", *derived):
                 setattr(args, key, value)
     args.lr_steps_given = bool(getattr(args, "lr_steps_given", None)) or args.lr_steps is not None
+    if args.data == "shapes":           # detect.py's name for the synthetic images: one meaning in both programs
+        args.data = None
     for key, value in DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -689,16 +737,24 @@ def resolve(args):
         preset = family_for(args).PRESETS.get(args.model)
         args.img_size = preset["img_size"] if isinstance(preset, dict) and "img_size" in preset else recipe.get("img_size")
     check_model(args)
-    if args.weights and not os.path.isfile(args.weights):
-        raise ValueError(f"{args.weights}: no such file")
+    if args.weights:                    # a run's folder: its best.pt, as detect.py takes it
+        args.weights = checkpoints.weights_in(args.weights)
+    # The folder is claimed now, before anything runs (checkpoints.claim_folder): a second run started meanwhile
+    # takes the next one. Under torchrun the first process claims it; main() gives its choice to the others.
+    lead = os.environ.get("RANK", "0") == "0"
     if checkpoint is None and not args.kmeans:
         given = args.out
         args.out = args.out or os.path.join("runs", args.recipe)
-        if checkpoints.holds_run(args.out) and not args.exist_ok:
-            if given:
-                raise ValueError(f"{args.out}: holds another run (last.pt / best.pt); continue it with --resume "
-                                 f"{args.out}, replace it with --exist-ok, or choose another --out")
-            args.out = checkpoints.run_folder(args.out)
+        if checkpoints.holds_run(args.out) and not args.exist_ok and given:
+            raise ValueError(f"{args.out}: holds another run (last.pt / best.pt); continue it with --resume "
+                             f"{args.out}, replace it with --exist-ok, or choose another --out")
+        if given or args.exist_ok:
+            if lead and not checkpoints.claim_folder(args.out):
+                raise ValueError(f"{args.out}: another run is writing there now; choose another --out")
+        else:
+            args.out = checkpoints.run_folder(args.out, claim=lead)
+    elif checkpoint is not None and lead and not checkpoints.claim_folder(args.out):
+        raise ValueError(f"{args.out}: another process is training this run now; wait for it to end")
     return checkpoint
 
 
@@ -722,3 +778,8 @@ if __name__ == "__main__":
         if parsed.debug:
             raise
         raise SystemExit(error if str(error).startswith("error: ") else f"error: {error}") from None
+    except KeyboardInterrupt:                  # Ctrl-C twice: at once, without saving, in one line
+        if parsed.debug:
+            raise
+        print("interrupted at once: nothing saved since the last last.pt", file=sys.stderr)
+        raise SystemExit(130) from None

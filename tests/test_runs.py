@@ -252,9 +252,9 @@ def test_labels_do_not_cover_one_another():
 # A new user's second round: two runs at once, detect.py's outputs and Ctrl-C, messages that say what is wrong
 
 CLAIM = """
-import sys, recipes, train
+import sys, train
 args = train.get_args_parser().parse_args(sys.argv[1:])
-recipes.resolve(args)
+train.resolve(args)
 print(args.out, flush=True)
 sys.stdin.readline()                # hold the folder, as a run does while it trains, until the test says
 """
@@ -298,7 +298,7 @@ def test_train_data_empty_folder_and_shapes(tmp_path, monkeypatch):
 
 def tiny_checkpoint(folder):
     """An untrained yolov1-shapes as train.py stores it (the keys detect.py reads), as best.pt in folder."""
-    model = models.family_of("yolov1-shapes").build("yolov1-shapes", num_classes=3, img_size=64)
+    model = detect.family_of("yolov1-shapes").build("yolov1-shapes", num_classes=3, img_size=64)
     os.makedirs(folder, exist_ok=True)
     torch.save({"model_config": model.config, "class_names": ["circle", "rectangle", "triangle"],
                 "model": model.state_dict(), "epoch": 0, "epoch_step": 3, "seen": 24,
@@ -359,13 +359,13 @@ def test_detect_weights_messages_and_run_folders(tmp_path):
     (tmp_path / "log.csv").write_text("epoch,seen,lr,loss\n1,32,0.002,3.5\n")
     for name, kind in (("photo.jpg", "a JPEG image"), ("log.csv", "a text file")):
         with pytest.raises(ValueError) as error:
-            models.load_model(str(tmp_path / name))
+            detect.load_model(str(tmp_path / name))
         assert str(error.value) == (f"{tmp_path / name}: neither a train.py checkpoint nor a darknet .weights file "
                                     f"({kind})")
-    model, names, _ = models.load_model(str(tmp_path / "run"))              # a run's folder: its best.pt
+    model, names, _ = detect.load_model(str(tmp_path / "run"))              # a run's folder: its best.pt
     assert names == ["circle", "rectangle", "triangle"]
     # what the checkpoint holds, counted as the progress line counts: epoch 1, 3 of its 4 steps done
-    message = models.load_weights(model, weights_file)
+    message = detect.load_weights(model, weights_file)
     assert message == f"loaded {weights_file}: yolov1-shapes at epoch 1 step 3 of 4, 24 images seen"
     assert parse("--weights", str(tmp_path / "run")).weights == weights_file     # train.py takes the folder too
 

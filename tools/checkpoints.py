@@ -3,10 +3,14 @@ A training run's folder and its files: nothing here is in the papers. What a use
 (OUR CHOICE throughout): no work is ever lost, and no run overwrites another.
 
   a fresh run never writes into another run's folder: runs/synthetic, runs/synthetic2, ... ... run_folder()
+  a run holds its folder from its start (two runs started together take two), a dead one not . claim_folder()
+  a command that fails or stops before its first checkpoint leaves no folder behind ............ release_folder()
   the folder is writable before anything trains; half-written files of a killed run go ...... prepare_folder()
   checkpoints are written whole or not at all (write, fsync, rename) ......................... save_checkpoint()
   best.pt before last.pt, so that last.pt never records a best score best.pt does not hold .... save_run()
   a checkpoint is read without running code (weights_only), with one-line errors ............. load_checkpoint()
+  --weights RUN_FOLDER means its best.pt, in both programs .................................... weights_in()
+  one way to say where a run is: epoch E (from 1) and its steps done, as the progress line .... position()
   the random generators' states, so that a resumed run draws what the uninterrupted one draws  rng_states()
   Ctrl-C (SIGINT) and SIGTERM ask the loop to stop at the next step and save there ........... catch_stop_signals()
   every process stops at the same step when any asks (a signal, the time limit, a NaN loss) ... agree_stop()
@@ -19,6 +23,7 @@ import csv
 import os
 import random
 import signal
+import time
 import zipfile
 
 import numpy as np
@@ -35,11 +40,88 @@ def holds_run(folder: str) -> bool:
     return any(os.path.exists(os.path.join(folder, name)) for name in RUN_FILES)
 
 
-def run_folder(out: str) -> str:
-    """out, or out2, out3, ... : the first that does not hold another run's checkpoints (a folder left by a run
-    killed before its first checkpoint holds none, and is used again)."""
+# A run holds its folder from its start to its end by a lock on this file, not only once its first checkpoint is
+# there: two runs started together take two folders. The lock is the operating system's (flock, or msvcrt on
+# Windows): it ends with the process, however it ends, so a killed run leaves no claim behind.
+CLAIM_FILE = ".claimed-by-a-run"
+RUN_LOGS = ("log.csv", "curves.png", "pr_curves.png")    # a run's other files, worthless without a checkpoint
+_claims = {}                                # absolute folder -> (its locked file, the folders made for it)
+
+
+def _lock(f) -> bool:
+    """Lock the open file f for this process without waiting -> False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:                                 # Windows
+        import msvcrt
+        try:
+            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def claim_folder(folder: str) -> bool:
+    """Create folder if needed and hold it for this process -> False when a live process holds it already.
+    Refused with one line when it cannot be created or written."""
+    key = os.path.abspath(folder)
+    if key in _claims:
+        return True
+    made, parent = [], key                      # the folder and the parents it needs, innermost first
+    while not os.path.isdir(parent) and parent != os.path.dirname(parent):
+        made.append(parent)
+        parent = os.path.dirname(parent)
+    path = os.path.join(folder, CLAIM_FILE)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        f = open(path, "a+b")
+    except OSError as error:
+        raise ValueError(f"{folder}: cannot write the run's files here ({error.strerror or error})") from None
+    if not _lock(f):
+        f.close()
+        return False
+    try:    # a run releasing the folder removes the file: the one locked must still be the one there
+        same = os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+    except FileNotFoundError:
+        same = False
+    if not same:
+        f.close()
+        return claim_folder(folder)
+    _claims[key] = (f, made)
+    return True
+
+
+def release_folder(folder: str) -> None:
+    """The end of this process's hold on folder. A folder that holds no checkpoint (the command failed, or was
+    stopped, before the first) keeps nothing of the run: its log files go, and the folder itself (and runs/) when
+    claim_folder made it and nothing else is in it."""
+    f, made = _claims.pop(os.path.abspath(folder), (None, []))
+    if f is None:
+        return
+    unused = not holds_run(folder)
+    for name in (CLAIM_FILE,) + (RUN_LOGS if unused else ()):
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(folder, name))
+    f.close()
+    for made_folder in made if unused else ():
+        try:
+            os.rmdir(made_folder)
+        except OSError:                                 # not empty: something else is in it, and stays
+            break
+
+
+def run_folder(out: str, claim: bool = True) -> str:
+    """out, or out2, out3, ... : the first that neither holds another run's checkpoints nor is held by a live run
+    (claim_folder), claimed for this process. A folder left by a run killed before its first checkpoint holds
+    neither, and is used again. claim=False: the first without checkpoints (the other processes of a torchrun,
+    which take rank 0's)."""
     k, folder = 1, out
-    while holds_run(folder):
+    while holds_run(folder) or (claim and not claim_folder(folder)):
         k += 1
         folder = f"{out}{k}"
     return folder
@@ -80,8 +162,13 @@ def save_checkpoint(state, path):
         os.close(fd)
 
 
+LOG_COLUMNS = ["epoch", "seen", "lr", "loss", "val", "seconds", "total_seconds"]   # log.csv before the first row
+
+
 def write_csv(history, path):
-    columns = list(dict.fromkeys(k for row in history for k in row))
+    """log.csv: one row per epoch (train.py's history), with its header from the run's start (LOG_COLUMNS until
+    the first row gives the loss terms' columns too)."""
+    columns = list(dict.fromkeys(k for row in history for k in row)) or LOG_COLUMNS
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
@@ -95,6 +182,27 @@ def save_run(state, folder: str, improved: bool) -> None:
     if improved:
         save_checkpoint(state, os.path.join(folder, "best.pt"))
     save_checkpoint(state, os.path.join(folder, "last.pt"))
+
+
+def weights_in(path: str) -> str:
+    """--weights: a file as given; a run's folder -> its best.pt, else its last.pt. Refused with one line when
+    neither is there."""
+    if os.path.isdir(path):
+        found = [os.path.join(path, name) for name in ("best.pt", "last.pt") if os.path.isfile(os.path.join(path, name))]
+        if not found:
+            raise ValueError(f"{path}: a folder without best.pt or last.pt; give a checkpoint or a .weights file")
+        return found[0]
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file")
+    return path
+
+
+def position(epoch: int, epoch_step: int, steps_per_epoch: int) -> str:
+    """A checkpoint's place, counted as the progress line counts: epoch E (from 1) and the steps of it done.
+    (epoch, epoch_step) as checkpoints store them: epochs finished, steps into the next."""
+    if epoch_step == 0 and epoch > 0:
+        return f"epoch {epoch} step {steps_per_epoch} of {steps_per_epoch}"
+    return f"epoch {epoch + 1} step {epoch_step} of {steps_per_epoch}"
 
 
 def load_checkpoint(path: str) -> dict:
@@ -142,15 +250,26 @@ def catch_stop_signals(stop: dict):
     """While the run trains, SIGINT (Ctrl-C) and SIGTERM (kill, a scheduler's time-out) set stop["signal"]
     instead of killing the process; the loop checks it after each optimizer step, saves last.pt there and ends.
     A second Ctrl-C interrupts at once. -> a function that puts the previous handlers back."""
-    previous = {}
+    previous, owner = {}, os.getpid()
 
     def handler(signum, frame):
+        # Ctrl-C reaches every process of the terminal's group: the data loader's workers, forked with this
+        # handler, leave it to this process, which stops them (one line, no worker tracebacks)
+        if os.getpid() != owner:
+            return
         if stop.get("signal"):                                  # asked twice: stop now
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         stop["signal"] = signal.Signals(signum).name
-        print(f"\n{stop['signal']}: saving last.pt at the end of this step (Ctrl-C again to quit at once)",
-              flush=True)
+        evaluating = stop.get("evaluating")                     # train.py's evaluation: how far it is
+        if evaluating:
+            done, total, elapsed = evaluating["done"], evaluating["total"], time.time() - evaluating["start"]
+            left = f"about {elapsed / done * (total - done):.0f} s more" if done else f"{total} images"
+            print(f"\n{stop['signal']}: the evaluation finishes first ({left}), then last.pt is saved (Ctrl-C "
+                  "again to quit at once, without saving)", flush=True)
+        else:
+            print(f"\n{stop['signal']}: saving last.pt at the end of this step (Ctrl-C again to quit at once, "
+                  "without saving)", flush=True)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError):                   # not the main thread: signals stay as they were
