@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from metrics import evaluate
-from tools.plots import _pillow_panel, curve_panels, nice_ticks, save_curves_png, save_pr_curves_png
+from tools.plots import _pillow_panel, curve_panels, loss_names, nice_ticks, save_curves_png, save_pr_curves_png
 
 # One epoch of 30 logged steps (train.py's run["steps"]) and one evaluation: readable with a single epoch.
 STEPS = [{"step": 10 * k, "epoch": k / 30, "loss": 10.0 / k, "lr": 1e-3} for k in range(1, 31)]
@@ -92,3 +92,8 @@ def test_the_loss_is_named_as_train_py_prints_it():
     loss_panel = curve_panels(steps, [{"epoch": 1, "loss": 1.8, "val": 0.4}], "val mAP@0.5 (VOC07)")[0]
     assert [name for name, _ in loss_panel["series"]] == ["loss (10-step mean)", "loss (epoch mean)"]
     assert loss_panel["series"][1][1] == [(1, 1.8)]
+
+
+def test_train_py_prints_the_losses_under_the_plots_names():
+    import train
+    assert train.loss_names(10) == loss_names(10) == ("loss (10-step mean)", "loss (epoch mean)")
