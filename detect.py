@@ -416,7 +416,8 @@ def run_images(args, model, class_names: list[str]) -> dict:
         if partial and outputs:         # beside --save-json, never under its name: that file is always a whole call
             write_json(partial, records)
         print(f"interrupted after {done} of {len(paths)} images: " + (
-              f"wrote their {len(records)} detections to {partial} ({args.save_json} not written)" if partial and outputs
+              f"wrote their {len(records)} detections to {partial} ({args.save_json} not written)"
+              if partial and outputs
               else f"their pictures are in {out_dir}" if outputs else "nothing written"))
         return dict(exit_code=130, detections=records, outputs=outputs, failed=failed, interrupted=True)
     if args.save_json and outputs:      # no image read: an earlier file stays as it was, not replaced by []
@@ -572,7 +573,8 @@ def get_args_parser():
                    "instances_<SPLIT>.json (default: test)")
     p.add_argument("--results-dir", help="with --data: also write the comp4 files, the COCO results json and "
                    "pr_curves.png into this folder (tools/results.py, tools/plots.py)")
-    p.add_argument("--batch-size", type=positive(int), default=8, help="with --data: images per forward pass (default: 8)")
+    p.add_argument("--batch-size", type=positive(int), default=8, help="with --data: images per forward pass "
+                   "(default: 8)")
     p.add_argument("--workers", type=at_least_zero, default=0, help="with --data: image-loading processes (default: 0)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress line (tools/progress.py)")

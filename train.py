@@ -414,7 +414,7 @@ def train_one_epoch(run, loss, loader, epoch, args):
             eta = duration(elapsed / run.steps_done * (run.steps_total - run.steps_done))
             n = images_since_log // args.batch_size     # the steps since the previous line: their mean is shown
             run.log(f"epoch {epoch + 1:3d}/{args.epochs} step {i + 1:5d}/{run.steps_per_epoch} | "
-                    f"{loss_text({k: v / n for k, v in interval.items()}, loss_names(args.log_interval)[0])} | "
+                    f"{loss_text({k: v / n for k, v in interval.items()}, loss_names(n)[0])} | "
                     f"lr {lr:.2e} | {images_since_log / (time.time() - t_log):.1f} img/s | {size} px | "
                     f"seen {pos.seen:,} | ETA {eta}")
             pos.steps.append({"step": pos.step, "epoch": round(epoch + (i + 1) / run.steps_per_epoch, 4),
@@ -501,8 +501,9 @@ def end_epoch(run, family, val_set, epoch, lr, stop, args):
     save_position(run, args, improved)
     eta = (time.time() - run.t_start) / max(run.steps_done, 1) * (run.steps_total - run.steps_done)
     val = "" if row["val"] is None else f" | {run.metric_name} {row['val']:.4f} (best {pos.best:.4f})"
+    mean = dict(total=row["loss"], **{k[5:]: v for k, v in row.items() if k.startswith("loss_")})
     run.log(f"epoch {row['epoch']:3g}/{args.epochs} {'done' if pos.epoch_step == 0 else 'stopped'} | "
-            f"{loss_text(dict(total=row['loss'], **{k[5:]: v for k, v in row.items() if k.startswith('loss_')}), loss_names(args.log_interval)[1])} | "
+            f"{loss_text(mean, loss_names(args.log_interval)[1])} | "
             f"lr {row['lr']:.2e} | {row['seconds']:.1f} s{val} | ETA {duration(eta)} | saved {run.last_path}"
             f"{' and best.pt' if improved else ''}")
     return result
@@ -688,8 +689,8 @@ def get_args_parser():
     add("--compile", nargs="?", const="inductor", metavar="BACKEND", help="torch.compile the model (default "
         "backend inductor; aot_eager checks the graph capture without generating code)")
     add("--device", help="cuda, cpu, ... (default: cuda if available)")
-    add("--workers", type=detect.at_least_zero, help="data-loading processes per training process (default: the cores this "
-        "process may use / processes on the machine, at most 8: devices.default_workers)")
+    add("--workers", type=detect.at_least_zero, help="data-loading processes per training process (default: the "
+        "cores this process may use / processes on the machine, at most 8: devices.default_workers)")
     add("--log-interval", type=positive(int), help="optimizer steps between progress lines (default: 10)")
     add("--quiet", action="store_true", help="no progress line while evaluating or during --kmeans "
         "(tools/progress.py); the training lines stay")

@@ -188,7 +188,8 @@ def weights_in(path: str) -> str:
     """--weights: a file as given; a run's folder -> its best.pt, else its last.pt. Refused with one line when
     neither is there."""
     if os.path.isdir(path):
-        found = [os.path.join(path, name) for name in ("best.pt", "last.pt") if os.path.isfile(os.path.join(path, name))]
+        found = [os.path.join(path, name) for name in ("best.pt", "last.pt")
+                 if os.path.isfile(os.path.join(path, name))]
         if not found:
             raise ValueError(f"{path}: a folder without best.pt or last.pt; give a checkpoint or a .weights file")
         return found[0]
