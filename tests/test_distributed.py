@@ -162,10 +162,10 @@ def test_compile_trains_and_saves_the_bare_model(tmp_path):
 # -----------------------------------------------------------------------------
 # Evaluation spread over 2 gloo processes equals one process's
 
-def eval_setup():
+def eval_setup(out):
     """A fresh yolov1-shapes whose batch-norm statistics differ from the initial ones (the output depends on
     them), and 12 held-out synthetic images. -> (args, family, model, validation set)"""
-    args = train.get_args_parser().parse_args(tiny("unused", "--val-images", "12"))
+    args = train.get_args_parser().parse_args(tiny(out, "--val-images", "12"))
     train.resolve(args)
     family = train.family_for(args)
     _, val_set = train.build_datasets(args, family)
@@ -184,7 +184,8 @@ def eval_setup():
 def evaluate_in_process(rank, world, store, out):
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     torch.set_num_threads(1)
-    args, family, model, val_set = eval_setup()
+    os.environ["RANK"] = str(rank)      # as torchrun sets it: rank 0 alone claims the output folder
+    args, family, model, val_set = eval_setup(os.path.join(os.path.dirname(store), "unused"))
     for m in model.modules():           # each process's own statistics: sync_buffers must bring rank 0's
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean += rank
@@ -200,7 +201,7 @@ def evaluate_in_process(rank, world, store, out):
 def test_evaluation_spread_over_two_processes_equals_one(tmp_path):
     mp.spawn(evaluate_in_process, args=(2, str(tmp_path / "store"), str(tmp_path / "out.pt")), nprocs=2)
     spread = torch.load(tmp_path / "out.pt", weights_only=False)
-    args, family, model, val_set = eval_setup()
+    args, family, model, val_set = eval_setup(tmp_path / "unused")
     alone = train.evaluate(model, family, val_set, args, 4)
     assert spread["result"]["map"] == alone["map"] and spread["result"]["num_gt"] == alone["num_gt"]
     assert all(len(recall) > 12 for recall, _ in alone["curves"].values())    # several detections per image

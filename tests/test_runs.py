@@ -353,7 +353,8 @@ def test_ctrl_c_in_detect_keeps_what_was_done(tmp_path):
     assert os.listdir(tmp_path / "out") == ["p0.png"]
 
 
-def test_detect_weights_messages_and_run_folders(tmp_path):
+def test_detect_weights_messages_and_run_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                                             # parse() claims runs/synthetic here
     weights_file = tiny_checkpoint(tmp_path / "run")
     Image.new("RGB", (80, 60)).save(tmp_path / "photo.jpg")
     (tmp_path / "log.csv").write_text("epoch,seen,lr,loss\n1,32,0.002,3.5\n")

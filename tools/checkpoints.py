@@ -18,6 +18,7 @@ A training run's folder and its files: nothing here is in the papers. What a use
 
 Imported by train.py and detect.py (load_state); imports torch and numpy only.
 """
+import atexit
 import contextlib
 import csv
 import os
@@ -92,8 +93,15 @@ def claim_folder(folder: str) -> bool:
     if not same:
         f.close()
         return claim_folder(folder)
-    _claims[key] = (f, made)
+    if not _claims:                             # a process that ends without release_folder (resolve() alone,
+        atexit.register(_release_all)           # an error) still leaves no empty folder; a killed one leaves its
+    _claims[key] = (f, made)                    # folder, which holds no claim and is used again
     return True
+
+
+def _release_all():
+    for key in list(_claims):
+        release_folder(key)
 
 
 def release_folder(folder: str) -> None:
