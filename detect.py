@@ -114,6 +114,7 @@ def load_model(weights: str, model_name: str | None = None, img_size: int | None
         found = "none" if class_names is None else len(class_names)
         raise ValueError(f"{model.preset} has {model.num_classes} classes; class names: expected "
                          f"{model.num_classes}, found {found} (give a names file, one name per line, with --names)")
+    model.class_names = list(class_names)     # detect_objects' default names, as torch.hub's models have them
     return model.eval(), list(class_names), train_config
 
 

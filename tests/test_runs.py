@@ -364,7 +364,7 @@ def test_detect_weights_messages_and_run_folders(tmp_path, monkeypatch):
         assert str(error.value) == (f"{tmp_path / name}: neither a train.py checkpoint nor a darknet .weights file "
                                     f"({kind})")
     model, names, _ = detect.load_model(str(tmp_path / "run"))              # a run's folder: its best.pt
-    assert names == ["circle", "rectangle", "triangle"]
+    assert names == model.class_names == ["circle", "rectangle", "triangle"]     # detect_objects' default names
     # what the checkpoint holds, counted as the progress line counts: epoch 1, 3 of its 4 steps done
     message = detect.load_weights(model, weights_file)
     assert message == f"loaded {weights_file}: yolov1-shapes at epoch 1 step 3 of 4, 24 images seen"
