@@ -106,13 +106,13 @@ def _release_all():
 
 def release_folder(folder: str) -> None:
     """The end of this process's hold on folder. A folder that holds no checkpoint (the command failed, or was
-    stopped, before the first) keeps nothing of the run: its log files go, and the folder itself (and runs/) when
-    claim_folder made it and nothing else is in it."""
+    stopped, before the first) and that claim_folder made keeps nothing of the run: its log files go, and the
+    folder itself (and runs/ when made too) unless something else is in it."""
     f, made = _claims.pop(os.path.abspath(folder), (None, []))
     if f is None:
         return
     unused = not holds_run(folder)
-    for name in (CLAIM_FILE,) + (RUN_LOGS if unused else ()):
+    for name in (CLAIM_FILE,) + (RUN_LOGS if unused and made else ()):    # a folder we did not make: its files stay
         with contextlib.suppress(OSError):
             os.remove(os.path.join(folder, name))
     f.close()
