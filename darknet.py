@@ -69,7 +69,9 @@ BN_FORMULAS = {BN_2016: dict(eps=1e-6, in_sqrt=False), BN_2017: dict(eps=1e-5, i
 #     outside the image (image.c crop_image), flip 1/2, plus [crop]'s saturation / exposure (crop_layer_kernels.cu);
 #     "crop" the same with the edge pixels repeated outside (crop_image clamps from aebe9377) and, from 6b38dcdc,
 #     random_distort_image; "place" 60e952ba's load_data_detection (aspect jitter, scale .25..2, placed on gray).
-#   region: region_layer.c's coordinate delta, coord_scale·(t - o) or coord_scale·(2 - w·h)·(t - o) (loss.py).
+#   region: region_layer.c's coordinate delta (loss.yolov2_loss): COORD_FLAT or COORD_SMALL_BOXES; None: no [region].
+COORD_FLAT = "coord_scale·(t - o)"                    # delta_region_box(..., l.coord_scale), c6afc7ff
+COORD_SMALL_BOXES = "coord_scale·(2 - w·h)·(t - o)"   # l.coord_scale * (2 - truth.w*truth.h), from 60e952ba
 REVISIONS = {
     "6103ecc4": dict(date="2015-11-09", note="yolo.cfg; ea451100 (yolo-small.cfg) and eaf033c0 (yolo-tiny.cfg) "
                      "change cfgs only, so the same src/", bn=None, bn_momentum=None,
@@ -84,15 +86,15 @@ REVISIONS = {
     "c6afc7ff": dict(date="2016-11-17", note="the YOLOv2 release: yolo-voc.cfg, yolo.cfg (kept as *.2.0.cfg)",
                      bn=BN_2016, bn_momentum=0.01, test="detector.c test_detector", letterbox=False,
                      test_conf=0.25, test_nms=0.4, eval_conf=0.005, eval_nms=0.45, min_box=0.01, augment="crop",
-                     region="coord_scale"),
+                     region=COORD_FLAT),
     "60e952ba": dict(date="2017-03-26", note="yolo-voc.cfg, yolo.cfg, tiny-yolo-voc.cfg (yolov2-*.cfg today), "
                      "yolo9000.cfg at 544", bn=BN_2017, bn_momentum=0.01, test="detector.c test_detector",
                      letterbox=True, test_conf=0.24, test_nms=0.4, eval_conf=0.005, eval_nms=0.45, min_box=0.001,
-                     augment="place", region="coord_scale·(2 - w·h)"),
+                     augment="place", region=COORD_SMALL_BOXES),
     "897c346c": dict(date="2018-03-28", note="yolov2-tiny.cfg (YOLOv3's darknet: examples/detector.c)", bn=BN_2017,
                      bn_momentum=0.01, test="detector.c test_detector", letterbox=True, test_conf=0.5,
                      test_nms=0.45, eval_conf=0.005, eval_nms=0.45, min_box=0.001, augment="place",
-                     region="coord_scale·(2 - w·h)"),
+                     region=COORD_SMALL_BOXES),
 }
 # Where each value was read: bn, bn_momentum: src/blas.c, src/blas_kernels.cu, src/batchnorm_layer.c;
 # test, letterbox, test_conf, test_nms, eval_*: src/yolo.c (test_yolo, validate_yolo), src/detector.c

@@ -11,6 +11,7 @@ predictors inside, as darknet does. Both return a dict with each term under its 
 """
 import torch
 
+import darknet
 from metrics import box_iou_aligned, shape_iou, xywh_to_xyxy, xyxy_to_xywh
 
 # -----------------------------------------------------------------------------
@@ -124,8 +125,8 @@ COORD_SCALE = 1.0              # coord_scale=1 (times 2 - w·h per object since 
 # target 1); yolov2.PRESETS[name]["rescore"] / model.rescore carries the cfg's value.
 #
 # DARKNET: region_layer.c changed under the same name; each preset names the revision it trains with
-# (yolov2.PRESETS[name]["region"], model.region). Read side by side, c6afc7ff and 60e952ba differ in the
-# loss in one place only, the coordinate scale of an object's box:
+# (yolov2.PRESETS[name]["region"], model.region), and darknet.REVISIONS[revision]["region"] says which coordinate
+# scale it had. Read side by side, c6afc7ff and 60e952ba differ in the loss in one place only, that scale:
 REGION_RELEASE = "c6afc7ff"    # 2016-11-17, the release (yolo-voc.2.0.cfg): delta = coord_scale·(t - o)
 REGION_2017 = "60e952ba"       # 2017-03-26 (yolov2-voc.cfg): delta = coord_scale·(2 - w·h)·(t - o)
 # The same in both: rescore, bias_match (anchor by shape IoU, strict >), thresh .6 (strict >), the scales
@@ -134,7 +135,7 @@ REGION_2017 = "60e952ba"       # 2017-03-26 (yolov2-voc.cfg): delta = coord_scal
 # by cell (flatten) and multiplies the x, y and objectness deltas by σ' in forward_region_layer itself;
 # 60e952ba keeps the conv's layout (entry_index) and applies σ' in backward_region_layer_gpu: the same
 # gradient. (Between them, b3c4fc9f and d2dece3d changed only the YOLO9000 tree path.)
-REGION_REVISIONS = (REGION_RELEASE, REGION_2017)
+REGION_REVISIONS = tuple(name for name, row in darknet.REVISIONS.items() if row["region"])
 
 
 def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCALE, object_scale=OBJECT_SCALE,
@@ -142,9 +143,9 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
                 region=REGION_2017):
     """Darknet's region layer as a loss. raw: (N, A*(5+C), H, W) (channel a*(5+C) + tx, ty, tw, th, to,
     class logits); targets: per image {"boxes": (M, 4) normalized xyxy, "labels": (M,)}; anchors: (A, 2) in
-    grid cells; seen: images seen including this batch (darknet's net.seen); region: REGION_RELEASE or
-    REGION_2017 (the coordinate scale). Returns the mean over images of xy, wh, obj, noobj, prior (anchor
-    warm-up) and cls, and their sum "total"."""
+    grid cells; seen: images seen including this batch (darknet's net.seen); region: a darknet revision with a
+    region layer (REGION_REVISIONS; its row of darknet.REVISIONS gives the coordinate scale). Returns the mean
+    over images of xy, wh, obj, noobj, prior (anchor warm-up) and cls, and their sum "total"."""
     if region not in REGION_REVISIONS:
         raise ValueError(f"yolov2_loss: region must be one of {REGION_REVISIONS}, got {region!r}")
     N, _, H, W = raw.shape
@@ -208,7 +209,8 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
     # Coordinates: σ(tx), σ(ty) toward the offset of the centre in its cell; tw, th toward
     # log(w·W / anchor_w), log(h·H / anchor_h); 60e952ba's scale coord_scale·(2 - w·h) favours small boxes,
     # the release's is coord_scale for every box.
-    scale = coord_scale * ((2 - truth[:, 2] * truth[:, 3]) if region == REGION_2017 else torch.ones_like(truth[:, 2]))
+    small_boxes = darknet.REVISIONS[region]["region"] == darknet.COORD_SMALL_BOXES
+    scale = coord_scale * ((2 - truth[:, 2] * truth[:, 3]) if small_boxes else torch.ones_like(truth[:, 2]))
     target_x, target_y = truth[:, 0] * W - i, truth[:, 1] * H - j
     target_w = torch.log(truth[:, 2] * W / anchors[n, 0])
     target_h = torch.log(truth[:, 3] * H / anchors[n, 1])
