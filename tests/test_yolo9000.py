@@ -17,6 +17,7 @@ import yolo9000
 # The tree file
 
 # Figure 5's path, as a darknet tree file (parents first, siblings next to each other); group of each node in [].
+# The siblings beside the path (artifact, bird, cat, toy dog, hound, Yorkshire and Bedlington terrier) are ours.
 FIGURE5 = [("physical object", -1),                                  # 0  [0]
            ("animal", 0), ("artifact", 0),                           # 1, 2  [1]
            ("mammal", 1), ("bird", 1),                               # 3, 4  [2]
@@ -24,7 +25,8 @@ FIGURE5 = [("physical object", -1),                                  # 0  [0]
            ("hunting dog", 5), ("toy dog", 5),                       # 7, 8  [4]
            ("terrier", 7), ("hound", 7),                             # 9, 10  [5]
            ("Norfolk terrier", 9), ("Yorkshire terrier", 9), ("Bedlington terrier", 9)]   # 11, 12, 13  [6]
-# Pr(node | parent) along Norfolk terrier's path and for its siblings (each group sums to 1)
+# Pr(node | parent) along Norfolk terrier's path and for its siblings (each group sums to 1). Figure 5 prints no
+# probabilities: these numbers are ours, chosen so that the two descent rules stop at different nodes.
 CONDITIONAL = [1.0, 0.9, 0.1, 0.8, 0.2, 0.9, 0.1, 0.7, 0.3, 0.8, 0.2, 0.5, 0.3, 0.2]
 
 
