@@ -17,7 +17,6 @@ import yolo9000
 # The tree file
 
 # Figure 5's path, as a darknet tree file (parents first, siblings next to each other); group of each node in [].
-# The siblings beside the path (artifact, bird, cat, toy dog, hound, Yorkshire and Bedlington terrier) are ours.
 FIGURE5 = [("physical object", -1),                                  # 0  [0]
            ("animal", 0), ("artifact", 0),                           # 1, 2  [1]
            ("mammal", 1), ("bird", 1),                               # 3, 4  [2]
