@@ -13,7 +13,6 @@ Paper -> code
   YOLOv2 §2    "Fine-Grained Features": the passthrough's reorg .............. reorg()
   darknet only tiny-YOLOv2 trunk (yolov2-tiny-voc.cfg, yolov2-tiny.cfg) ....... tiny_yolov2_trunk()
   darknet only max-pool padding (maxpool_layer.c) ............................ maxpool()
-  darknet only activation "ramp" of the 2015 yolo-small.cfg (activations.h) ... ConvBlock(activation="ramp"), act()
   darknet only the locally connected layer of yolov1.cfg (local_layer.c) ..... LocalLayer
   inference    conv + batch-norm folding ...................................... fuse()
 
@@ -41,19 +40,14 @@ import torch.nn.functional as F
 
 # YOLOv1 §2.2, eq. 2: φ(x) = x if x > 0, else 0.1·x (darknet activations.h: leaky_activate).
 LEAKY_SLOPE = 0.1
-ACTIVATIONS = ("leaky", "linear", "ramp", "logistic")
+ACTIVATIONS = ("leaky", "linear")
 
 
 def act(x, activation):
-    """Darknet's activations (activations.h, unchanged from 2015 to f6afaab) by cfg name:
-    leaky: x if x > 0 else .1x (eq. 2); linear: x; logistic: 1 / (1 + e^-x);
-    ramp (only the 2015 yolo-small.cfg): x·(x > 0) + .1x, i.e. 1.1x for x > 0 and .1x below."""
+    """Darknet's activations of the YOLO cfgs (activations.h, unchanged from 2015 to f6afaab) by cfg name:
+    leaky: x if x > 0 else .1x (eq. 2); linear: x."""
     if activation == "leaky":
         return F.leaky_relu(x, LEAKY_SLOPE)
-    if activation == "ramp":
-        return torch.where(x > 0, x, torch.zeros_like(x)) + 0.1 * x
-    if activation == "logistic":
-        return torch.sigmoid(x)
     return x
 
 # -----------------------------------------------------------------------------
@@ -82,8 +76,7 @@ BN_FORMULAS = {BN_2016: dict(eps=1e-6, in_sqrt=False), BN_2017: dict(eps=1e-5, i
 COORD_FLAT = "coord_scale·(t - o)"                    # delta_region_box(..., l.coord_scale), c6afc7ff
 COORD_SMALL_BOXES = "coord_scale·(2 - w·h)·(t - o)"   # l.coord_scale * (2 - truth.w*truth.h), from 60e952ba
 REVISIONS = {
-    "6103ecc4": dict(date="2015-11-09", note="yolo.cfg; ea451100 (yolo-small.cfg) and eaf033c0 (yolo-tiny.cfg) "
-                     "change cfgs only, so the same src/", bn=None, bn_momentum=None,
+    "6103ecc4": dict(date="2015-11-09", note="yolo.cfg", bn=None, bn_momentum=None,
                      test="yolo.c test_yolo", letterbox=False, test_conf=0.2, test_nms=0.5, eval_conf=0.001,
                      eval_nms=0.5, min_box=0.01, augment="crop-2015", region=None),
     "aebe9377": dict(date="2016-08-11", note="yolo.cfg with batch norm, [local], num=3 (yolov1.cfg today)",
@@ -105,6 +98,10 @@ REVISIONS = {
                      test_nms=0.45, eval_conf=0.005, eval_nms=0.45, min_box=0.001, augment="place",
                      region=COORD_SMALL_BOXES),
 }
+# ea451100 ("changed yolo-small", 2015-11-09 13:12) and eaf033c0 ("Added tiny yolo model", 13:26) change cfg/ only
+# (`git diff 6103ecc4 eaf033c0 -- src` is empty): 6103ecc4's behaviour, under the commits of the cfgs they made.
+REVISIONS["ea451100"] = dict(REVISIONS["6103ecc4"], note="yolo-small.cfg (src/ as 6103ecc4)")
+REVISIONS["eaf033c0"] = dict(REVISIONS["6103ecc4"], note="yolo-tiny.cfg (src/ as 6103ecc4)")
 # Where each value was read: bn, bn_momentum: src/blas.c, src/blas_kernels.cu, src/batchnorm_layer.c;
 # test, letterbox, test_conf, test_nms, eval_*: src/yolo.c (test_yolo, validate_yolo), src/detector.c
 # (test_detector, validate_detector: LETTERBOX_DATA from 60e952ba); min_box, augment: src/data.c, src/image.c
@@ -173,7 +170,7 @@ def use_revision(model, name, bn_momentum=None):
 
 
 class ConvBlock(nn.Module):
-    """Darknet's [convolutional] layer: conv -> batch norm (optional) -> leaky ReLU, linear (or ramp, act()).
+    """Darknet's [convolutional] layer: conv -> batch norm (optional) -> leaky ReLU or linear (act()).
 
     Padding is size // 2 (cfg pad=1, parser.c), so a stride-1 conv keeps H x W. With batch norm the
     conv has no bias: darknet's `biases` are then the batch norm's shift β (convolutional_layer.c

@@ -21,11 +21,9 @@ LAMBDA_COORD = 5.0    # §2.2 λcoord: weight of the box coordinate terms
 LAMBDA_NOOBJ = 0.5    # §2.2 λnoobj: weight of the confidence error of predictors with no object
 
 
-def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noobj=LAMBDA_NOOBJ, sqrt_wh=True):
+def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noobj=LAMBDA_NOOBJ):
     """YOLOv1 §2.2, eq. (3): summed over cells and predictors, mean over the N images, no factor 1/2
     (darknet's deltas are the gradient of half of it: yolov1.loss applies the ½, DARKNET_DELTA_SCALE).
-    sqrt_wh=False: the net outputs w, h themselves (darknet [detection] sqrt=0, the 2015 yolo-small), and row 2
-    compares w, h rather than their square roots (detection_layer.c: `if (l.sqrt)` around both).
 
     pred: (N, S, S, B*5+C) as yolov1.py lays it out (S is read from the tensor); targets: N dicts
     {"boxes": (M, 4) normalized xyxy, "labels": (M,) int64}. Returns xy, wh, obj, noobj, cls and total.
@@ -69,7 +67,7 @@ def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noob
     # 2. responsible predictor: highest IoU, or lowest RMSE while every IoU is 0; boxes as
     #    (x/S, y/S, w, h) from the cell's corner, the same shift for both, so the IoU is the image's IoU
     with torch.no_grad():
-        pred_wh = obj_boxes[..., 2:4] ** 2 if sqrt_wh else obj_boxes[..., 2:4]
+        pred_wh = obj_boxes[..., 2:4] ** 2
         pred_xywh = torch.cat([obj_boxes[..., 0:2] / S, pred_wh], dim=-1)                     # (K, B, 4)
         truth_xywh = torch.cat([truth_xy / S, truth_wh], dim=-1).unsqueeze(1)                 # (K, 1, 4)
         iou = box_iou_aligned(xywh_to_xyxy(pred_xywh), xywh_to_xyxy(truth_xywh))               # (K, B)
@@ -85,7 +83,7 @@ def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noob
         # row 1: λcoord Σ 1obj_ij [(x - x̂)² + (y - ŷ)²]
         "xy": lambda_coord * (resp[:, 0:2] - truth_xy).pow(2).sum(),
         # row 2: λcoord Σ 1obj_ij [(√w - √ŵ)² + (√h - √ĥ)²]   (the net outputs √w, √h)
-        "wh": lambda_coord * (resp[:, 2:4] - (truth_wh.sqrt() if sqrt_wh else truth_wh)).pow(2).sum(),
+        "wh": lambda_coord * (resp[:, 2:4] - truth_wh.sqrt()).pow(2).sum(),
         # row 3: Σ 1obj_ij (C - Ĉ)², target Ĉ = IoU(predicted box, truth), no gradient through it
         "obj": (resp[:, 4] - iou[k, responsible]).pow(2).sum(),
         # row 4: λnoobj Σ 1noobj_ij (C - 0)²

@@ -112,7 +112,7 @@ def test_yolo_small_is_the_paper_network_with_a_512_bottleneck():
         model = yolov1.build("yolo-small.2015-11")
     linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linear] == [(7 * 7 * 1024, 512), (512, 4096), (4096, 1470)]
-    assert model.B == 2 and model.sqrt and model.input_range == yolov1.RANGE_CROP_2015
+    assert model.B == 2 and model.input_range == yolov1.RANGE_CROP_2015
 
 
 def test_extraction_files_are_the_first_convs_of_the_paper_network():

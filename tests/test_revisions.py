@@ -60,3 +60,12 @@ def test_augmentations_take_their_floor_from_their_revision():
     for name, (revision, _) in data.AUGMENTATION_REVISIONS.items():
         assert data.AUGMENTATIONS[name].keywords["min_box"] == darknet.REVISIONS[revision]["min_box"]
     assert data.AUGMENTATION_REVISIONS["darknet-2015"][0] == "6103ecc4"
+
+
+def test_place_image_is_nearest_neighbour_at_an_integer_offset():
+    # image.c place_image (60e952ba): canvas[y + dy][x + dx] = im[int(y/h·H)][int(x/w·W)], dropped outside
+    image = torch.arange(8.0).view(1, 2, 4)                           # rows [0, 1, 2, 3], [4, 5, 6, 7]
+    canvas = data.place_image(image, (2, 3), (1, -1), torch.full((1, 2, 3), -1.0))
+    # w = 2: x = 0 -> int(0) = 0, x = 1 -> int(1/2·4) = 2; h = 3: y = 0 -> 0, 1 -> int(2/3) = 0, 2 -> int(4/3) = 1
+    # at dx = 1, dy = -1: row y = 0 falls off the top; y = 1, 2 land on canvas rows 0, 1, columns 1, 2
+    assert canvas.tolist() == [[[-1.0, 0.0, 2.0], [-1.0, 4.0, 6.0]]]
