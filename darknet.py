@@ -68,34 +68,36 @@ BN_FORMULAS = {BN_2016: dict(eps=1e-6, in_sqrt=False), BN_2017: dict(eps=1e-5, i
 #     test_conf, test_nms: its -thresh default and NMS; eval_conf, eval_nms: the valid program's (results files).
 #   min_box: data.c drops a training box whose w or h (fractions of the image, after the crop) is below it, in the
 #     fill function that revision's trainer calls (yolo.c: fill_truth_region; detector.c: fill_truth_detection).
-#   augment: data.c's training crop: "crop-2015" load_data_region, each side moved by up to jitter·side, zeros
-#     outside the image (image.c crop_image), flip 1/2, plus [crop]'s saturation / exposure (crop_layer_kernels.cu);
-#     "crop" the same with the edge pixels repeated outside (crop_image clamps from aebe9377) and, from 6b38dcdc,
-#     random_distort_image; "place" 60e952ba's load_data_detection (aspect jitter, scale .25..2, placed on gray).
+#   augment: the data.AUGMENTATIONS name of data.c's training crop at that revision: "darknet-2015" load_data_region,
+#     each side moved by up to jitter·side, zeros outside the image (image.c crop_image), flip 1/2, plus [crop]'s
+#     saturation / exposure (crop_layer_kernels.cu); "darknet-2016" the same with the edge pixels repeated outside
+#     (crop_image clamps from aebe9377; random_distort_image from 6b38dcdc); "yolov2-jitter.2" the release's
+#     load_data_detection, the same crop at its cfgs' jitter .2 with hue; "darknet-2017" 60e952ba's
+#     load_data_detection (aspect jitter, scale .25..2, place_image on gray).
 #   region: region_layer.c's coordinate delta (loss.yolov2_loss): COORD_FLAT or COORD_SMALL_BOXES; None: no [region].
 COORD_FLAT = "coord_scale·(t - o)"                    # delta_region_box(..., l.coord_scale), c6afc7ff
 COORD_SMALL_BOXES = "coord_scale·(2 - w·h)·(t - o)"   # l.coord_scale * (2 - truth.w*truth.h), from 60e952ba
 REVISIONS = {
     "6103ecc4": dict(date="2015-11-09", note="yolo.cfg", bn=None, bn_momentum=None,
                      test="yolo.c test_yolo", letterbox=False, test_conf=0.2, test_nms=0.5, eval_conf=0.001,
-                     eval_nms=0.5, min_box=0.01, augment="crop-2015", region=None),
+                     eval_nms=0.5, min_box=0.01, augment="darknet-2015", region=None),
     "aebe9377": dict(date="2016-08-11", note="yolo.cfg with batch norm, [local], num=3 (yolov1.cfg today)",
                      bn=BN_2016, bn_momentum=0.05, test="yolo.c test_yolo", letterbox=False, test_conf=0.2,
-                     test_nms=0.5, eval_conf=0.001, eval_nms=0.5, min_box=0.01, augment="crop", region=None),
+                     test_nms=0.5, eval_conf=0.001, eval_nms=0.5, min_box=0.01, augment="darknet-2016", region=None),
     "6b38dcdc": dict(date="2016-09-07", note="tiny-yolo.cfg (yolov1-tiny.cfg today)",
                      bn=BN_2016, bn_momentum=0.05, test="yolo.c test_yolo", letterbox=False, test_conf=0.2,
-                     test_nms=0.5, eval_conf=0.001, eval_nms=0.5, min_box=0.01, augment="crop", region=None),
+                     test_nms=0.5, eval_conf=0.001, eval_nms=0.5, min_box=0.01, augment="darknet-2016", region=None),
     "c6afc7ff": dict(date="2016-11-17", note="the YOLOv2 release: yolo-voc.cfg, yolo.cfg (kept as *.2.0.cfg)",
                      bn=BN_2016, bn_momentum=0.01, test="detector.c test_detector", letterbox=False,
-                     test_conf=0.25, test_nms=0.4, eval_conf=0.005, eval_nms=0.45, min_box=0.01, augment="crop",
-                     region=COORD_FLAT),
+                     test_conf=0.25, test_nms=0.4, eval_conf=0.005, eval_nms=0.45, min_box=0.01,
+                     augment="yolov2-jitter.2", region=COORD_FLAT),
     "60e952ba": dict(date="2017-03-26", note="yolo-voc.cfg, yolo.cfg, tiny-yolo-voc.cfg (yolov2-*.cfg today), "
                      "yolo9000.cfg at 544", bn=BN_2017, bn_momentum=0.01, test="detector.c test_detector",
                      letterbox=True, test_conf=0.24, test_nms=0.4, eval_conf=0.005, eval_nms=0.45, min_box=0.001,
-                     augment="place", region=COORD_SMALL_BOXES),
+                     augment="darknet-2017", region=COORD_SMALL_BOXES),
     "897c346c": dict(date="2018-03-28", note="yolov2-tiny.cfg (YOLOv3's darknet: examples/detector.c)", bn=BN_2017,
                      bn_momentum=0.01, test="detector.c test_detector", letterbox=True, test_conf=0.5,
-                     test_nms=0.45, eval_conf=0.005, eval_nms=0.45, min_box=0.001, augment="place",
+                     test_nms=0.45, eval_conf=0.005, eval_nms=0.45, min_box=0.001, augment="darknet-2017",
                      region=COORD_SMALL_BOXES),
 }
 # ea451100 ("changed yolo-small", 2015-11-09 13:12) and eaf033c0 ("Added tiny yolo model", 13:26) change cfg/ only

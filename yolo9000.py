@@ -223,7 +223,7 @@ def tree_path(tree, conditional, node):
 # schedule; the epoch count, which depends on the mix of COCO and ImageNet, is OUR CHOICE (steps at 80% and 90%).
 RECIPE = dict(model="yolo9000", optimizer="sgd", epochs=10, momentum=0.9, weight_decay=5e-4, dropout=0.0,
               batch_size=64, schedule="yolov2", lr=1e-3, lr_steps=[8, 9], burn_in=1000, img_size=544,
-              augment="darknet-2017", multiscale=True, eval_every=1)       # 60e952ba's data.c
+              augment=darknet.REVISIONS[PRESETS["yolo9000"]["revision"]]["augment"], multiscale=True, eval_every=1)
 # DARKNET detector.c test_detector from 60e952ba to 6731a355: -thresh .24, -hier .5, nms .4 (do_nms_obj: one NMS over
 # all classes by objectness; since 2018 do_nms_sort, per class, which we use), a letterboxed input: the preset's
 # revision row (darknet.REVISIONS) gives them. TEST_THRESHOLDS below are the demo's, which has no darknet revision.

@@ -388,17 +388,16 @@ WARMUP_EPOCHS = 2
 RECIPE = dict(model="yolov1", optimizer="sgd", epochs=135, batch_size=64, momentum=0.9, weight_decay=5e-4,
               dropout=DROPOUT, schedule="yolov1", lr=1e-2, warmup_lr=1e-3, warmup_epochs=WARMUP_EPOCHS,
               lr_steps=[75, 105],          # 1e-2 until 75, 1e-3 for 30 epochs, 1e-4 for the last 30
-              img_size=IMG_SIZE, augment="darknet-2015", multiscale=False,
+              img_size=IMG_SIZE, augment=darknet.REVISIONS[PRESETS["yolov1"]["revision"]]["augment"],
+              multiscale=False,
               eval_every=5)                # ours: evaluate every 5 epochs
 # Augmentation: each preset with an official file trains as darknet did at its revision (data.AUGMENTATIONS):
 # the paper's network and the 2015 files with 6103ecc4's crop ("darknet-2015": each side moved on its own, zeros
 # outside, flip, [crop]'s saturation and exposure); the 2016 files with the same crop, edges repeated
 # ("darknet-2016"). The paper's one sentence (§2.2, "random scaling and translations of up to 20%", exposure and
 # saturation 1.5), read literally, is `--augment yolov1`.
-PRESET_RECIPES = {"yolo-tiny.2015-11": dict(RECIPE, model="yolo-tiny.2015-11"),
-                  "yolo-small.2015-11": dict(RECIPE, model="yolo-small.2015-11"),
-                  **{preset: dict(RECIPE, model=preset, augment="darknet-2016")
-                     for preset in ("yolov1-local", "yolov1-local.2017", "yolov1-tiny")}}
+PRESET_RECIPES = {preset: dict(RECIPE, model=preset, augment=darknet.REVISIONS[p["revision"]]["augment"])
+                  for preset, p in PRESETS.items() if "revision" in p and preset != "yolov1"}
 # Darknet's thresholds for a preset with a revision come from darknet.REVISIONS (yolo.c: `yolo test` -thresh .2,
 # nms .5 to 6b38dcdc, .4 from c6afc7ff; `yolo valid` NMS .5 at .001, metrics.EVAL_CONF says why we keep .005).
 # TEST_THRESHOLDS: the presets without a darknet file (yolov1-shapes, a checkpoint's own network): today's yolo.c.

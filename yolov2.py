@@ -307,8 +307,8 @@ RECIPE = dict(  # YOLOv2 §3 "Training for detection"; train.py turns the names 
     batch_size=64,                      # DARKNET yolov2-voc.cfg (batch=64); the paper does not say
     schedule="yolov2", lr=1e-3, lr_steps=[60, 90],
     burn_in=1000,                       # DARKNET yolov2-voc.cfg burn_in=1000 (power 4, parser.c default)
-    img_size=416, augment="darknet-2017",   # 60e952ba's data.c (data.AUGMENTATION_REVISIONS); "yolov2": the crop
-    multiscale=True,                        # of the release at jitter .3
+    img_size=416, augment=darknet.REVISIONS[PRESETS["yolov2-voc"]["revision"]]["augment"],   # its data.c
+    multiscale=True,                    # ("yolov2": the release's crop at 60e952ba's jitter .3)
     eval_every=5)                       # ours: evaluate every 5 epochs
 # The release's presets train with their own cfgs' values where RECIPE takes 60e952ba's (train.RECIPES holds
 # them by preset name, so `train.py --model yolo-voc.2.0` picks its own): DARKNET yolo-voc.2.0.cfg (c6afc7ff) has
@@ -316,7 +316,8 @@ RECIPE = dict(  # YOLOv2 §3 "Training for detection"; train.py turns the names 
 # first 100 batches; jitter=.2 (60e952ba: .3). The paper's 160 epochs, 1e-3, /10 at 60 and 90 stay: the cfg's
 # steps 25000, 35000 and max_batches 45000 (batches of 64) are ~97, ~135 and ~174 epochs of VOC 07+12 (16,551
 # images). Its random=0 would train at 416 only; multi-scale stays on, as §2 "Multi-Scale Training" describes.
-RELEASE_RECIPE = dict(RECIPE, model="yolo-voc.2.0", burn_in=100, warmup_lr=1e-4, augment="yolov2-jitter.2")
+RELEASE_RECIPE = dict(RECIPE, model="yolo-voc.2.0", burn_in=100, warmup_lr=1e-4,
+                      augment=darknet.REVISIONS[PRESETS["yolo-voc.2.0"]["revision"]]["augment"])
 PRESET_RECIPES = {"yolo-voc.2.0": RELEASE_RECIPE, "yolo.2.0": dict(RELEASE_RECIPE, model="yolo.2.0")}
 # DARKNET detector.c: each preset's test thresholds and resizing are its revision's (darknet.REVISIONS, read by
 # detect.test_thresholds: the release c6afc7ff -thresh .25, nms .4, resize_image; 60e952ba .24, .4, letterbox_image;

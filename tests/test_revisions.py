@@ -69,3 +69,20 @@ def test_place_image_is_nearest_neighbour_at_an_integer_offset():
     # w = 2: x = 0 -> int(0) = 0, x = 1 -> int(1/2·4) = 2; h = 3: y = 0 -> 0, 1 -> int(2/3) = 0, 2 -> int(4/3) = 1
     # at dx = 1, dy = -1: row y = 0 falls off the top; y = 1, 2 land on canvas rows 0, 1, columns 1, 2
     assert canvas.tolist() == [[[-1.0, 0.0, 2.0], [-1.0, 4.0, 6.0]]]
+
+
+def test_every_preset_with_a_file_trains_as_its_revision():
+    import train
+    for family in train.FAMILIES.values():
+        for preset, p in family.PRESETS.items():
+            if "revision" not in p:
+                continue
+            row = darknet.REVISIONS[p["revision"]]
+            recipe = train.RECIPES[preset] if preset in train.RECIPES else family.RECIPE
+            assert recipe["augment"] == row["augment"] and row["augment"] in data.AUGMENTATIONS, preset
+            # the floor the augmentation keeps is the revision's
+            assert data.AUGMENTATIONS[row["augment"]].keywords["min_box"] == row["min_box"], preset
+    # the 2015 YOLOv1 files: the 2015 crop; the release: its crop at .2; 60e952ba: place_image
+    assert train.RECIPES["yolov1"]["augment"] == "darknet-2015"
+    assert train.RECIPES["yolo-voc.2.0"]["augment"] == "yolov2-jitter.2"
+    assert train.RECIPES["yolov2"]["augment"] == "darknet-2017"
