@@ -13,7 +13,6 @@ Paper -> code
   YOLOv2 §2    "Fine-Grained Features": the passthrough's reorg .............. reorg()
   darknet only tiny-YOLOv2 trunk (yolov2-tiny-voc.cfg, yolov2-tiny.cfg) ....... tiny_yolov2_trunk()
   darknet only max-pool padding (maxpool_layer.c) ............................ maxpool()
-  darknet only activation "ramp" of the 2015 yolo-small.cfg (activations.h) ... ConvBlock(activation="ramp"), act()
   darknet only the locally connected layer of yolov1.cfg (local_layer.c) ..... LocalLayer
   inference    conv + batch-norm folding ...................................... fuse()
 
@@ -41,36 +40,139 @@ import torch.nn.functional as F
 
 # YOLOv1 §2.2, eq. 2: φ(x) = x if x > 0, else 0.1·x (darknet activations.h: leaky_activate).
 LEAKY_SLOPE = 0.1
-ACTIVATIONS = ("leaky", "linear", "ramp", "logistic")
+ACTIVATIONS = ("leaky", "linear")
 
 
 def act(x, activation):
-    """Darknet's activations (activations.h, unchanged from 2015 to f6afaab) by cfg name:
-    leaky: x if x > 0 else .1x (eq. 2); linear: x; logistic: 1 / (1 + e^-x);
-    ramp (only the 2015 yolo-small.cfg): x·(x > 0) + .1x, i.e. 1.1x for x > 0 and .1x below."""
+    """Darknet's activations of the YOLO cfgs (activations.h, unchanged from 2015 to f6afaab) by cfg name:
+    leaky: x if x > 0 else .1x (eq. 2); linear: x."""
     if activation == "leaky":
         return F.leaky_relu(x, LEAKY_SLOPE)
-    if activation == "ramp":
-        return torch.where(x > 0, x, torch.zeros_like(x)) + 0.1 * x
-    if activation == "logistic":
-        return torch.sigmoid(x)
     return x
 
-# Darknet batch norm (batchnorm_layer.c), as nn.BatchNorm2d(eps=BN_EPS, momentum=BN_MOMENTUM):
-#   running = 0.99·running + 0.01·batch  (scal .99, axpy .01; cuDNN exponentialAverageFactor .01)
-#   -> torch momentum 0.01 (torch's momentum is the weight of the new batch).
-# The normalisation itself differs between darknet's code paths:
-#   GPU with cuDNN, and the GPU kernel normalize_kernel:  (x - mean) / sqrt(var + 1e-5)   <- what we use
-#   CPU normalize_cpu (blas.c):                           (x - mean) / (sqrt(var) + 1e-6)
-# and when training, the CPU and non-cuDNN GPU paths normalise with the unbiased batch variance (1/(n-1),
-# variance_cpu / fast_variance_kernel), while cuDNN, like torch, normalises with the biased one and
-# keeps the unbiased one in the running average. We follow the cuDNN path, darknet's usual build.
-BN_EPS = 1e-5
+# -----------------------------------------------------------------------------
+# What darknet changed under the same names, one row per revision (`git show COMMIT:src/FILE`)
+
+# Batch norm at test time (x: a conv output, μ, σ²: the running mean and variance of the file), by revision:
+BN_2016 = "(x - μ) / (sqrt(σ²) + 1e-6)"    # blas.c normalize_cpu, blas_kernels.cu normalize_kernel: aebe9377 .. d2dece3d
+BN_2017 = "(x - μ) / sqrt(σ² + 1e-5)"      # normalize_kernel and cuDNN (epsilon .00001) from 60e952ba (blas.c's
+                                           # normalize_cpu keeps BN_2016 to f6afaab: darknet's CPU build differs)
+BN_FORMULAS = {BN_2016: dict(eps=1e-6, in_sqrt=False), BN_2017: dict(eps=1e-5, in_sqrt=True)}
+
+# One row per darknet revision whose behaviour a preset follows. The presets (yolov1.PRESETS, yolov2.PRESETS,
+# yolo9000.PRESETS) name their revision; everything below is looked up here, never decided per preset.
+#   bn, bn_momentum: the test-time formula above and the running averages' weight of the new batch
+#     (batchnorm_layer.c: scal .95 / axpy .05 at aebe9377 and 6b38dcdc, .99 / .01 from 0d6b107e, 2016-11-15);
+#     None: no cfg of that revision has batch norm.
+#   test: darknet's test program; letterbox: its input is image.c letterbox_image (True) or resize_image (False);
+#     test_conf, test_nms: its -thresh default and NMS; eval_conf, eval_nms: the valid program's (results files).
+#   min_box: data.c drops a training box whose w or h (fractions of the image, after the crop) is below it, in the
+#     fill function that revision's trainer calls (yolo.c: fill_truth_region; detector.c: fill_truth_detection).
+#   augment: the data.AUGMENTATIONS name of data.c's training crop at that revision: "darknet-2015" load_data_region,
+#     each side moved by up to jitter·side, zeros outside the image (image.c crop_image), flip 1/2, plus [crop]'s
+#     saturation / exposure (crop_layer_kernels.cu); "darknet-2016" the same with the edge pixels repeated outside
+#     (crop_image clamps from aebe9377; random_distort_image from 6b38dcdc); "yolov2-jitter.2" the release's
+#     load_data_detection, the same crop at its cfgs' jitter .2 with hue; "darknet-2017" 60e952ba's
+#     load_data_detection (aspect jitter, scale .25..2, place_image on gray).
+#   region: region_layer.c's coordinate delta (loss.yolov2_loss): COORD_FLAT or COORD_SMALL_BOXES; None: no [region].
+COORD_FLAT = "coord_scale·(t - o)"                    # delta_region_box(..., l.coord_scale), c6afc7ff
+COORD_SMALL_BOXES = "coord_scale·(2 - w·h)·(t - o)"   # l.coord_scale * (2 - truth.w*truth.h), from 60e952ba
+REVISIONS = {
+    "6103ecc4": dict(date="2015-11-09", note="yolo.cfg", bn=None, bn_momentum=None,
+                     test="yolo.c test_yolo", letterbox=False, test_conf=0.2, test_nms=0.5, eval_conf=0.001,
+                     eval_nms=0.5, min_box=0.01, augment="darknet-2015", region=None),
+    "aebe9377": dict(date="2016-08-11", note="yolo.cfg with batch norm, [local], num=3 (yolov1.cfg today)",
+                     bn=BN_2016, bn_momentum=0.05, test="yolo.c test_yolo", letterbox=False, test_conf=0.2,
+                     test_nms=0.5, eval_conf=0.001, eval_nms=0.5, min_box=0.01, augment="darknet-2016", region=None),
+    "6b38dcdc": dict(date="2016-09-07", note="tiny-yolo.cfg (yolov1-tiny.cfg today)",
+                     bn=BN_2016, bn_momentum=0.05, test="yolo.c test_yolo", letterbox=False, test_conf=0.2,
+                     test_nms=0.5, eval_conf=0.001, eval_nms=0.5, min_box=0.01, augment="darknet-2016", region=None),
+    "c6afc7ff": dict(date="2016-11-17", note="the YOLOv2 release: yolo-voc.cfg, yolo.cfg (kept as *.2.0.cfg)",
+                     bn=BN_2016, bn_momentum=0.01, test="detector.c test_detector", letterbox=False,
+                     test_conf=0.25, test_nms=0.4, eval_conf=0.005, eval_nms=0.45, min_box=0.01,
+                     augment="yolov2-jitter.2", region=COORD_FLAT),
+    "60e952ba": dict(date="2017-03-26", note="yolo-voc.cfg, yolo.cfg, tiny-yolo-voc.cfg (yolov2-*.cfg today), "
+                     "yolo9000.cfg at 544", bn=BN_2017, bn_momentum=0.01, test="detector.c test_detector",
+                     letterbox=True, test_conf=0.24, test_nms=0.4, eval_conf=0.005, eval_nms=0.45, min_box=0.001,
+                     augment="darknet-2017", region=COORD_SMALL_BOXES),
+    "897c346c": dict(date="2018-03-28", note="yolov2-tiny.cfg (YOLOv3's darknet: examples/detector.c)", bn=BN_2017,
+                     bn_momentum=0.01, test="detector.c test_detector", letterbox=True, test_conf=0.5,
+                     test_nms=0.45, eval_conf=0.005, eval_nms=0.45, min_box=0.001, augment="darknet-2017",
+                     region=COORD_SMALL_BOXES),
+}
+# ea451100 ("changed yolo-small", 2015-11-09 13:12) and eaf033c0 ("Added tiny yolo model", 13:26) change cfg/ only
+# (`git diff 6103ecc4 eaf033c0 -- src` is empty): 6103ecc4's behaviour, under the commits of the cfgs they made.
+REVISIONS["ea451100"] = dict(REVISIONS["6103ecc4"], note="yolo-small.cfg (src/ as 6103ecc4)")
+REVISIONS["eaf033c0"] = dict(REVISIONS["6103ecc4"], note="yolo-tiny.cfg (src/ as 6103ecc4)")
+# Where each value was read: bn, bn_momentum: src/blas.c, src/blas_kernels.cu, src/batchnorm_layer.c;
+# test, letterbox, test_conf, test_nms, eval_*: src/yolo.c (test_yolo, validate_yolo), src/detector.c
+# (test_detector, validate_detector: LETTERBOX_DATA from 60e952ba); min_box, augment: src/data.c, src/image.c
+# (crop_image), src/crop_layer_kernels.cu; region: src/region_layer.c delta_region_box. c6afc7ff's -thresh .25
+# became .24 in 2710d632 (2016-11-26); the smallest box .005 came with d2dece3d (2017-01-04) for both fill functions.
+
+
+def revision(name):
+    """REVISIONS[name], with a one-line error for an unknown name."""
+    if name not in REVISIONS:
+        raise ValueError(f"unknown darknet revision {name!r}; known: {sorted(REVISIONS)}")
+    return REVISIONS[name]
+
+
+# Batch norm (batchnorm_layer.c) as nn.BatchNorm2d(momentum=bn_momentum); darknet's running averages are
+#   running = (1 - m)·running + m·batch  (scal, axpy; cuDNN's exponentialAverageFactor .01 from 60e952ba),
+# and torch's momentum is that m, the weight of the new batch.
+# OUR CHOICE: training normalises as torch does, (x - mean) / sqrt(var + eps) with the biased batch variance (as
+# cuDNN); darknet's non-cuDNN paths divide by sqrt(var) + eps with the unbiased one. The test-time formula is the
+# revision's (BatchNorm.forward in eval mode, and fuse()).
+BN_EPS = BN_FORMULAS[BN_2017]["eps"]
 BN_MOMENTUM = 0.01
 
 
+class BatchNorm(nn.BatchNorm2d):
+    """nn.BatchNorm2d whose eval-mode normalisation is one of darknet's (BN_FORMULAS): BN_2017 is torch's own
+    formula with eps 1e-5; BN_2016 puts 1e-6 outside the square root. (N, C, H, W) -> (N, C, H, W)."""
+
+    def __init__(self, channels, formula=BN_2017, momentum=BN_MOMENTUM):
+        super().__init__(channels, eps=BN_FORMULAS[formula]["eps"], momentum=momentum)
+        self.formula = formula
+
+    def set_formula(self, formula):
+        self.formula, self.eps = formula, BN_FORMULAS[formula]["eps"]
+
+    def forward(self, x):
+        if self.training or BN_FORMULAS[self.formula]["in_sqrt"]:
+            return super().forward(x)
+        scale, shift = bn_affine(self)                                   # (C,), (C,)
+        return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, formula={self.formula!r}"
+
+
+def bn_affine(bn):
+    """Eval-mode batch norm as y = scale·x + shift per channel, with bn's formula (nn.BatchNorm2d: BN_2017's form):
+      BN_2016: scale = γ / (sqrt(σ²) + eps)      BN_2017: scale = γ / sqrt(σ² + eps);    shift = β - scale·μ"""
+    in_sqrt = BN_FORMULAS[getattr(bn, "formula", BN_2017)]["in_sqrt"]
+    denominator = torch.sqrt(bn.running_var + bn.eps) if in_sqrt else torch.sqrt(bn.running_var) + bn.eps
+    scale = bn.weight / denominator                                                      # (C,)
+    return scale, bn.bias - scale * bn.running_mean
+
+
+def use_revision(model, name, bn_momentum=None):
+    """Give every BatchNorm of model the batch-norm formula and running-average momentum of darknet revision name
+    (bn_momentum: a preset's own value instead, e.g. the synthetic demos'); sets model.revision. Returns model."""
+    row = revision(name)
+    for module in model.modules():
+        if isinstance(module, BatchNorm):
+            if row["bn"] is not None:
+                module.set_formula(row["bn"])
+            module.momentum = bn_momentum or row["bn_momentum"] or module.momentum
+    model.revision = name
+    return model
+
+
 class ConvBlock(nn.Module):
-    """Darknet's [convolutional] layer: conv -> batch norm (optional) -> leaky ReLU, linear (or ramp, act()).
+    """Darknet's [convolutional] layer: conv -> batch norm (optional) -> leaky ReLU or linear (act()).
 
     Padding is size // 2 (cfg pad=1, parser.c), so a stride-1 conv keeps H x W. With batch norm the
     conv has no bias: darknet's `biases` are then the batch norm's shift β (convolutional_layer.c
@@ -83,7 +185,7 @@ class ConvBlock(nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.conv = nn.Conv2d(c_in, c_out, size, stride, padding=size // 2, bias=not batch_norm)
-        self.bn = nn.BatchNorm2d(c_out, eps=BN_EPS, momentum=BN_MOMENTUM) if batch_norm else None
+        self.bn = BatchNorm(c_out) if batch_norm else None
         self.activation = activation
 
     def forward(self, x):
@@ -166,20 +268,20 @@ def _global_avgpool(x):
 
 def fuse(model):
     """A copy of model for inference with each ConvBlock's batch norm folded into its conv.
-    Batch norm in eval mode is an affine map per channel, so conv then BN is one conv:
-      y = γ (W x + b - μ) / sqrt(σ² + eps) + β  =  (s W) x + (β + s (b - μ)),   s = γ / sqrt(σ² + eps)
+    Batch norm in eval mode is an affine map per channel (bn_affine: scale s, shift t, with the revision's formula),
+    so conv then BN is one conv:   y = s·(W x + b) + t  =  (s W) x + (s b + t)
     The outputs equal the unfused model's in eval mode up to float rounding (tests/test_darknet.py)."""
     model = copy.deepcopy(model).eval()
     for block in model.modules():
         if isinstance(block, ConvBlock) and block.bn is not None:
-            conv, bn = block.conv, block.bn
-            s = bn.weight / torch.sqrt(bn.running_var + bn.eps)                          # (c_out,)
+            conv = block.conv
+            s, t = bn_affine(block.bn)                                                   # (c_out,), (c_out,)
             fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                               conv.padding, bias=True).to(conv.weight.device, conv.weight.dtype)
             with torch.no_grad():
                 fused.weight.copy_(conv.weight * s.view(-1, 1, 1, 1))                   # (c_out, c_in, k, k)
-                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-                fused.bias.copy_(bn.bias + s * (bias - bn.running_mean))
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(t)
+                fused.bias.copy_(s * bias + t)
             block.conv, block.bn = fused, None
     return model
 

@@ -10,8 +10,12 @@ Paper / darknet -> code
   darknet image.c letterbox_image; region_layer.c correct_region_boxes ... letterbox_darknet(), boxes_to_original()
   YOLOv1 §2.2 "random scaling and translations of up to 20% of the original image size"
     and "exposure and saturation of the image by up to a factor of 1.5 in the HSV" ... augment_yolov1()
+  darknet 6103ecc4 data.c load_data_region (YOLOv1's 2015 files): each side jittered on its own, zeros outside,
+    flip; [crop]'s saturation and exposure ............................................ augment_darknet_2015()
   darknet data.c load_data_detection as released with YOLOv2 (Dec. 2016; = load_data_region):
     jitter crop, flip, image.c random_distort_image ................................ augment_yolov2()
+  darknet 60e952ba data.c load_data_detection: aspect jitter, scale, image.c place_image .. augment_darknet_2017()
+  darknet data.c fill_truth_*: the smallest box kept, by revision (darknet.REVISIONS) ... AUGMENTATION_REVISIONS
   darknet image.c rgb_to_hsv / distort_image / hsv_to_rgb ............................ distort_hsv()
   Datasets
   darknet scripts/voc_label.py: 1-based XML, difficult objects left out of training .. VOCDataset
@@ -37,6 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageOps
+
+import darknet
 
 
 VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -67,7 +73,10 @@ def read_names(path):
 # distort_image against their C loops
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-MIN_BOX_SIDE = 0.005       # data.c fill_truth_detection (2016): boxes with w or h < .005 dropped after augmenting
+# OUR CHOICE for the paper's augmentation (augment_yolov1): boxes with w or h < .005 of the output are dropped, as
+# darknet's data.c did from d2dece3d to 60e952ba; darknet's own augmentations take their revision's floor
+# (darknet.REVISIONS min_box: .01, .005, .001; AUGMENTATIONS).
+MIN_BOX_SIDE = 0.005
 
 
 class ImageError(ValueError):
@@ -230,11 +239,12 @@ def distort_hsv(image, hue, saturation, exposure):
     return T.mul_(delta.mul_(saturation * exposure)).neg_().add_(v.mul_(exposure)).clamp_(0, 1)
 
 
-def _crop_resize(image, boxes, window, out_size, flip=False, fill=None):
+def _crop_resize(image, boxes, window, out_size, flip=False, fill=None, min_box=MIN_BOX_SIDE):
     """Crop window=(left, top, right, bottom) of image (3, H, W) in integer pixels, reaching outside the image
     with the edge repeated (fill=None, image.c crop_image's clamped coordinates) or a constant fill; resize_darknet
     to out_size; mirror if flip. boxes (M, 4) pixel xyxy -> normalized xyxy in the output clipped to [0, 1], a box
-    under MIN_BOX_SIDE wide or high dropped (data.c correct_boxes, fill_truth_detection). -> (image, boxes, kept)"""
+    under min_box wide or high dropped (data.c correct_boxes, fill_truth_*: `if (w < min_box || h < min_box)
+    continue`). -> (image, boxes, kept)"""
     (_, H, W), (left, top, right, bottom) = image.shape, window
     pad = (max(-left, 0), max(right - W, 0), max(-top, 0), max(bottom - H, 0))      # left, right, top, bottom
     if any(pad):
@@ -247,7 +257,7 @@ def _crop_resize(image, boxes, window, out_size, flip=False, fill=None):
         out = out.flip(-1)
         boxes = torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], 1)
     boxes = boxes.clamp(0, 1)
-    keep = torch.nonzero((boxes[:, 2:] - boxes[:, :2] >= MIN_BOX_SIDE).all(1)).flatten()
+    keep = torch.nonzero((boxes[:, 2:] - boxes[:, :2] >= min_box).all(1)).flatten()
     return out, boxes[keep], keep
 
 
@@ -256,7 +266,8 @@ def augment_yolov1(image, boxes, rng, out_size, scale=0.2, translate=0.2, satura
     to a factor 1.5 in HSV (darknet's rand_scale). image: PIL or (3, H, W) float; boxes (M, 4) pixel xyxy;
     out_size (w, h). Returns (image (3, h, w), boxes (K, 4) normalized xyxy, kept indices (K,)).
     Our reading: the output shows a window of size/s, s in [0.8, 1.2], moved by up to 20% of the size; outside
-    the image is gray 0.5. (The paper says no more; darknet's yolov1.cfg trains with augment_yolov2's crop.)"""
+    the image is gray 0.5. (The paper says no more. Darknet trained the 2015 files with augment_darknet_2015, the
+    2016 ones with augment_yolov2's crop: yolov1.RECIPE's default; this is `--augment yolov1`.)"""
     image = image_to_tensor(image) if isinstance(image, Image.Image) else image
     (_, H, W), s = image.shape, rng.uniform(1 - scale, 1 + scale)
     tx, ty = rng.uniform(-translate, translate, size=2) * (W, H)
@@ -266,24 +277,105 @@ def augment_yolov1(image, boxes, rng, out_size, scale=0.2, translate=0.2, satura
     return distort_hsv(out, 0.0, rand_scale(rng, saturation), rand_scale(rng, exposure)), boxes, keep
 
 
-def augment_yolov2(image, boxes, rng, out_size, jitter=0.3, hue=0.1, saturation=1.5, exposure=1.5):
-    """darknet data.c load_data_detection as released with YOLOv2: each side of the crop moves by an integer in
-    (-jitter·side, jitter·side) (edges repeated outside the image), resize_image to out_size, mirror with
-    probability 1/2, random_distort_image (hue shift in (-hue, hue) turns, rand_scale saturation and exposure).
-    jitter is .3 in yolov2-voc.cfg and yolov2.cfg, .2 in yolo-voc.2.0.cfg, yolo.2.0.cfg and the tiny cfgs. Arguments and returns as augment_yolov1."""
-    image = image_to_tensor(image) if isinstance(image, Image.Image) else image
+def _jittered_window(image, rng, jitter):
+    """data.c load_data_region / load_data_detection (6103ecc4 to d2dece3d): each side of the crop moves on its
+    own by int(rand_uniform(-d, d)), d = int(side·jitter) (C truncates toward zero, as int() does), so the aspect
+    ratio changes. -> (left, top, right, bottom) in pixels of image (3, H, W), possibly beyond it."""
     _, oh, ow = image.shape
-    # int pleft = rand_uniform(-dw, dw), dw = ow·jitter: C's conversion truncates toward zero, as int() does
     pleft, pright, ptop, pbot = (int(rng.uniform(-d, d)) for d in (int(ow * jitter),) * 2 + (int(oh * jitter),) * 2)
-    out, boxes, keep = _crop_resize(image, boxes, (pleft, ptop, ow - pright, oh - pbot), out_size,
-                                    flip=bool(rng.integers(2)))
+    return pleft, ptop, ow - pright, oh - pbot
+
+
+def augment_darknet_2015(image, boxes, rng, out_size, jitter=0.2, saturation=1.5, exposure=1.5, min_box=MIN_BOX_SIDE):
+    """darknet 6103ecc4, as YOLOv1's 2015 files were trained (yolo.cfg, yolo-small.cfg, yolo-tiny.cfg: jitter .2,
+    [crop] saturation and exposure 1.5): data.c load_data_region crops a window whose sides move on their own
+    (_jittered_window), zeros outside the image (image.c crop_image of 2015), resize_image to out_size, mirror with
+    probability 1/2; then the [crop] layer's saturation and exposure, each rand_scale(1.5), no hue
+    (crop_layer_kernels.cu levels_image_kernel, at training). Arguments and returns as augment_yolov1."""
+    image = image_to_tensor(image) if isinstance(image, Image.Image) else image
+    out, boxes, keep = _crop_resize(image, boxes, _jittered_window(image, rng, jitter), out_size,
+                                    flip=bool(rng.integers(2)), fill=0.0, min_box=min_box)
+    return distort_hsv(out, 0.0, rand_scale(rng, saturation), rand_scale(rng, exposure)), boxes, keep
+
+
+def augment_yolov2(image, boxes, rng, out_size, jitter=0.3, hue=0.1, saturation=1.5, exposure=1.5,
+                   min_box=MIN_BOX_SIDE):
+    """darknet data.c load_data_detection as released with YOLOv2 (and load_data_region from aebe9377): the crop of
+    _jittered_window with the edges repeated outside the image (crop_image clamps), resize_image to out_size, mirror
+    with probability 1/2, random_distort_image (hue shift in (-hue, hue) turns, rand_scale saturation and
+    exposure). jitter is .3 in yolov2-voc.cfg and yolov2.cfg, .2 in yolo-voc.2.0.cfg, yolo.2.0.cfg, yolov1.cfg and
+    the tiny cfgs. Arguments and returns as augment_yolov1."""
+    image = image_to_tensor(image) if isinstance(image, Image.Image) else image
+    out, boxes, keep = _crop_resize(image, boxes, _jittered_window(image, rng, jitter), out_size,
+                                    flip=bool(rng.integers(2)), min_box=min_box)
     out = distort_hsv(out, rng.uniform(-hue, hue), rand_scale(rng, saturation), rand_scale(rng, exposure))
     return out, boxes, keep
 
 
-# "yolov2-jitter.2": the YOLOv2 release's cfgs (yolo-voc.2.0.cfg, yolo.2.0.cfg at darknet c6afc7ff) crop with jitter=.2
-AUGMENTATIONS = {"yolov1": augment_yolov1, "yolov2": augment_yolov2,
-                 "yolov2-jitter.2": functools.partial(augment_yolov2, jitter=0.2)}
+def place_image(image, size, offset, canvas):
+    """darknet image.c place_image (60e952ba): image (C, H, W) resampled to size = (w, h) pixels by nearest
+    neighbour (int rx = (x / w)·W, truncated, so bilinear_interpolate reads one pixel), written into canvas
+    (C, h', w') at the integer offset (dx, dy); what falls outside the canvas is dropped (set_pixel)."""
+    _, H, W = image.shape
+    (w, h), (dx, dy) = size, offset
+    rx = (torch.arange(w, dtype=torch.float32) / w * W).long()                        # (w,) int(), x >= 0
+    ry = (torch.arange(h, dtype=torch.float32) / h * H).long()                        # (h,)
+    out = image[:, ry.clamp(max=H - 1)][:, :, rx.clamp(max=W - 1)]                    # (C, h, w)
+    _, ch, cw = canvas.shape
+    left, top, right, bottom = max(dx, 0), max(dy, 0), min(dx + w, cw), min(dy + h, ch)
+    if right > left and bottom > top:
+        canvas[:, top:bottom, left:right] = out[:, top - dy:bottom - dy, left - dx:right - dx]
+    return canvas
+
+
+def augment_darknet_2017(image, boxes, rng, out_size, jitter=0.3, hue=0.1, saturation=1.5, exposure=1.5,
+                         min_box=MIN_BOX_SIDE):
+    """darknet 60e952ba data.c load_data_detection (yolov2-voc.cfg, yolov2.cfg: jitter .3, hue .1, saturation and
+    exposure 1.5): the aspect ratio jittered, new_ar = (W + U(-jitter·W, jitter·W)) / (H + U(-jitter·H, jitter·H));
+    the image scaled to scale·(output side) on its long side, scale in U(.25, 2); placed at an offset in
+    U(0, w - nw) x U(0, h - nh) (beyond the canvas when larger) on gray .5 (place_image); random_distort_image;
+    mirror with probability 1/2; boxes as fill_truth_detection(flip, -dx/w, -dy/h, nw/w, nh/h).
+    Arguments and returns as augment_yolov1."""
+    image = image_to_tensor(image) if isinstance(image, Image.Image) else image
+    (_, oh, ow), (w, h) = image.shape, out_size
+    dw, dh = jitter * ow, jitter * oh
+    new_ar = (ow + rng.uniform(-dw, dw)) / (oh + rng.uniform(-dh, dh))
+    scale = rng.uniform(0.25, 2)
+    nw, nh = (scale * h * new_ar, scale * h) if new_ar < 1 else (scale * w, scale * w / new_ar)
+    # utils.c rand_uniform(min, max) swaps its bounds when max < min
+    dx, dy = rng.uniform(min(0, w - nw), max(0, w - nw)), rng.uniform(min(0, h - nh), max(0, h - nh))
+    canvas = torch.full((3, h, w), 0.5, dtype=image.dtype)
+    out = place_image(image, (int(nw), int(nh)), (int(dx), int(dy)), canvas)        # the C call truncates to int
+    out = distort_hsv(out, rng.uniform(-hue, hue), rand_scale(rng, saturation), rand_scale(rng, exposure))
+    # correct_boxes: left·sx - dx, sx = nw / w and dx = -dx / w, on boxes normalized by the original image
+    boxes = (boxes / boxes.new_tensor([ow, oh] * 2)) * boxes.new_tensor([nw / w, nh / h] * 2) \
+        + boxes.new_tensor([dx / w, dy / h] * 2)
+    if rng.integers(2):
+        out = out.flip(-1)
+        boxes = torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], 1)
+    boxes = boxes.clamp(0, 1)
+    keep = torch.nonzero((boxes[:, 2:] - boxes[:, :2] >= min_box).all(1)).flatten()
+    return out, boxes[keep], keep
+
+
+# darknet's augmentations by name, each with the darknet revision whose data.c it follows: that revision's smallest
+# box kept (darknet.REVISIONS min_box) is bound to it below. train.py --augment picks one; each family's RECIPE names
+# its presets' own.
+AUGMENTATION_REVISIONS = {
+    "darknet-2015": ("6103ecc4", augment_darknet_2015),        # YOLOv1's 2015 files; .01
+    # yolov1.cfg and tiny-yolo.cfg of 2016: the clamped crop at jitter .2. aebe9377 has no random_distort_image
+    # but [crop]'s saturation and exposure 1.5: hue 0. (6b38dcdc's tiny-yolo.cfg asks hue .1, saturation and
+    # exposure .75: not reproduced, OUR CHOICE one recipe for the 2016 files); .01
+    "darknet-2016": ("aebe9377", functools.partial(augment_yolov2, jitter=0.2, hue=0.0)),
+    "yolov2-jitter.2": ("c6afc7ff", functools.partial(augment_yolov2, jitter=0.2)),   # the release's cfgs; .01
+    # DEPARTURE: the release's crop with 60e952ba's cfg (jitter .3) and floor (.001); 60e952ba's own data path is
+    # "darknet-2017"
+    "yolov2": ("60e952ba", augment_yolov2),
+    "darknet-2017": ("60e952ba", augment_darknet_2017),          # .001
+}
+AUGMENTATIONS = {"yolov1": augment_yolov1,
+                 **{name: functools.partial(function, min_box=darknet.REVISIONS[revision]["min_box"])
+                    for name, (revision, function) in AUGMENTATION_REVISIONS.items()}}
 
 
 # -----------------------------------------------------------------------------

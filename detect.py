@@ -167,11 +167,19 @@ def load_weights(model, path: str, partial: bool = False) -> str:
 
 
 def test_thresholds(model) -> dict:
-    """darknet's test thresholds for model: its family's TEST_THRESHOLDS, with the NMS of the darknet revision its
-    preset's file belongs to where PRESETS names one ("test_nms": YOLOv1's 2015 files were tested at .5)."""
-    family = FAMILIES[model.config["family"]]
-    preset = family.PRESETS.get(model.preset, {})
-    return dict(family.TEST_THRESHOLDS, **({"nms": preset["test_nms"]} if "test_nms" in preset else {}))
+    """darknet's test thresholds for model: those of the darknet revision that made its preset's file
+    (darknet.REVISIONS: -thresh and NMS of that revision's yolo.c or detector.c); for a network without one (the
+    synthetic demos) its family's TEST_THRESHOLDS."""
+    if getattr(model, "revision", None):
+        row = darknet.revision(model.revision)
+        return dict(conf=row["test_conf"], nms=row["test_nms"])
+    return dict(FAMILIES[model.config["family"]].TEST_THRESHOLDS)
+
+
+def test_letterbox(model) -> bool:
+    """darknet's test-time resizing for model: letterbox_image for the files of 60e952ba and later, resize_image
+    before (darknet.REVISIONS); a plain resize for a network without a revision."""
+    return bool(getattr(model, "revision", None)) and darknet.revision(model.revision)["letterbox"]
 
 
 # -----------------------------------------------------------------------------
@@ -224,15 +232,17 @@ def any_to_tensor(x, name="input"):
     return x.float().div(255) if x.dtype == torch.uint8 else x.float()
 
 
-def detect_objects(model, inputs, class_names=None, conf=None, nms=None, letterbox=False, batch_size=8) -> list[dict]:
+def detect_objects(model, inputs, class_names=None, conf=None, nms=None, letterbox=None, batch_size=8) -> list[dict]:
     """The library call: the command line's detections from a script. model: load_model's or torch.hub's
     (hubconf.py). inputs: a list of (or one) paths, PIL images, numpy arrays, tensors (any_to_tensor).
-    class_names: default model.class_names (hubconf.py), else VOC's or COCO's by count; conf, nms: default the
-    preset's test thresholds (test_thresholds), as the command line's, which runs one image at a time (batches equal it to rounding).
+    class_names: default model.class_names (hubconf.py), else VOC's or COCO's by count; conf, nms, letterbox: default
+    the preset's revision's (test_thresholds, test_letterbox), as the command line's, which runs one image at a time
+    (batches equal it to rounding).
     -> per input {"boxes": (K, 4) xyxy pixels of that image, "scores", "labels", "names": [K], "grid"}."""
     thresholds = test_thresholds(model)
     conf = thresholds["conf"] if conf is None else conf
     nms = thresholds["nms"] if nms is None else nms
+    letterbox = test_letterbox(model) if letterbox is None else letterbox
     names = class_names or getattr(model, "class_names", None) or DARKNET_NAMES.get(model.num_classes)
     if names is None:
         raise ValueError(f"{model.preset} has {model.num_classes} classes: give their names with class_names=")
@@ -541,20 +551,22 @@ def get_args_parser():
     p.add_argument("--weights", required=True, help="a train.py checkpoint or a darknet .weights file")
     p.add_argument("--names", help="class names, one per line (darknet .names): for darknet weights of neither "
                    "VOC's 20 nor COCO's 80 classes (data.VOC_CLASSES, data.COCO_CLASSES); overrides any")
-    p.add_argument("--conf", type=probability, help="score threshold (default darknet's: " + ", ".join(
-        f"{name} {family.TEST_THRESHOLDS['conf']}" for name, family in FAMILIES.items()) + f"; with --data "
-        f"{metrics.EVAL_CONF})")
-    p.add_argument("--nms", type=probability, help="NMS IoU threshold, 1.0 disables it (default darknet's: " +
-                   ", ".join(f"{name} {family.TEST_THRESHOLDS['nms']}" for name, family in FAMILIES.items()) +
-                   ", the 2015 YOLOv1 files .5; with --data " +
+    p.add_argument("--conf", type=probability, help="score threshold (default: -thresh of darknet's test at the "
+                   "preset's revision, darknet.REVISIONS: " + ", ".join(
+                       f"{r} {row['test_conf']}" for r, row in darknet.REVISIONS.items()) + f"; with --data "
+                   f"{metrics.EVAL_CONF})")
+    p.add_argument("--nms", type=probability, help="NMS IoU threshold, 1.0 disables it (default: darknet's test "
+                   "at the preset's revision: " + ", ".join(f"{r} {row['test_nms']}" for r, row in
+                                                          darknet.REVISIONS.items()) + "; with --data " +
                    ", ".join(f"{name} {family.EVAL_NMS}" for name, family in FAMILIES.items()) + ")")
     p.add_argument("--img-size", type=positive(int), help="network input size (default: the checkpoint's or the cfg's)")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error instead of its "
                    "one line")
     p.add_argument("--partial", action="store_true", help="a darknet file that holds only the first layers of "
                    "--model (the rest keep their initial values: for checking a backbone file, not for detection)")
-    p.add_argument("--letterbox", action="store_true", help="YOLOv2: keep the aspect ratio and pad with grey, as "
-                   "darknet's 2018 test path, instead of resizing as the 2016 release")
+    p.add_argument("--letterbox", action=argparse.BooleanOptionalAction, help="YOLOv2: keep the aspect ratio and "
+                   "pad with grey (image.c letterbox_image), or --no-letterbox: resize_image (default: as darknet's "
+                   "test at the preset's revision: letterbox from 60e952ba, darknet.REVISIONS)")
     p.add_argument("--darknet-order", action="store_true", help="YOLOv2: list the detections in darknet's order "
                    "(tools/darknet_order.py), to compare with darknet's output line by line")
     p.add_argument("--out", help="folder for the drawn images (default: runs/detect/exp, or exp2, ... when "
@@ -611,6 +623,7 @@ def run(args) -> dict:
     defaults = dict(conf=metrics.EVAL_CONF, nms=family.EVAL_NMS) if args.data else test_thresholds(model)
     args.conf = defaults["conf"] if args.conf is None else args.conf
     args.nms = defaults["nms"] if args.nms is None else args.nms
+    args.letterbox = test_letterbox(model) if args.letterbox is None else args.letterbox
     print(f"{model.preset} at {model.img_size}, {len(class_names)} classes, conf {args.conf}, nms {args.nms}"
           f"{', letterbox' if args.letterbox else ''}")
     if args.data:

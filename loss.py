@@ -11,6 +11,7 @@ predictors inside, as darknet does. Both return a dict with each term under its 
 """
 import torch
 
+import darknet
 from metrics import box_iou_aligned, shape_iou, xywh_to_xyxy, xyxy_to_xywh
 
 # -----------------------------------------------------------------------------
@@ -20,11 +21,9 @@ LAMBDA_COORD = 5.0    # §2.2 λcoord: weight of the box coordinate terms
 LAMBDA_NOOBJ = 0.5    # §2.2 λnoobj: weight of the confidence error of predictors with no object
 
 
-def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noobj=LAMBDA_NOOBJ, sqrt_wh=True):
+def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noobj=LAMBDA_NOOBJ):
     """YOLOv1 §2.2, eq. (3): summed over cells and predictors, mean over the N images, no factor 1/2
     (darknet's deltas are the gradient of half of it: yolov1.loss applies the ½, DARKNET_DELTA_SCALE).
-    sqrt_wh=False: the net outputs w, h themselves (darknet [detection] sqrt=0, the 2015 yolo-small), and row 2
-    compares w, h rather than their square roots (detection_layer.c: `if (l.sqrt)` around both).
 
     pred: (N, S, S, B*5+C) as yolov1.py lays it out (S is read from the tensor); targets: N dicts
     {"boxes": (M, 4) normalized xyxy, "labels": (M,) int64}. Returns xy, wh, obj, noobj, cls and total.
@@ -68,7 +67,7 @@ def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noob
     # 2. responsible predictor: highest IoU, or lowest RMSE while every IoU is 0; boxes as
     #    (x/S, y/S, w, h) from the cell's corner, the same shift for both, so the IoU is the image's IoU
     with torch.no_grad():
-        pred_wh = obj_boxes[..., 2:4] ** 2 if sqrt_wh else obj_boxes[..., 2:4]
+        pred_wh = obj_boxes[..., 2:4] ** 2
         pred_xywh = torch.cat([obj_boxes[..., 0:2] / S, pred_wh], dim=-1)                     # (K, B, 4)
         truth_xywh = torch.cat([truth_xy / S, truth_wh], dim=-1).unsqueeze(1)                 # (K, 1, 4)
         iou = box_iou_aligned(xywh_to_xyxy(pred_xywh), xywh_to_xyxy(truth_xywh))               # (K, B)
@@ -84,7 +83,7 @@ def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noob
         # row 1: λcoord Σ 1obj_ij [(x - x̂)² + (y - ŷ)²]
         "xy": lambda_coord * (resp[:, 0:2] - truth_xy).pow(2).sum(),
         # row 2: λcoord Σ 1obj_ij [(√w - √ŵ)² + (√h - √ĥ)²]   (the net outputs √w, √h)
-        "wh": lambda_coord * (resp[:, 2:4] - (truth_wh.sqrt() if sqrt_wh else truth_wh)).pow(2).sum(),
+        "wh": lambda_coord * (resp[:, 2:4] - truth_wh.sqrt()).pow(2).sum(),
         # row 3: Σ 1obj_ij (C - Ĉ)², target Ĉ = IoU(predicted box, truth), no gradient through it
         "obj": (resp[:, 4] - iou[k, responsible]).pow(2).sum(),
         # row 4: λnoobj Σ 1noobj_ij (C - 0)²
@@ -124,8 +123,8 @@ COORD_SCALE = 1.0              # coord_scale=1 (times 2 - w·h per object since 
 # target 1); yolov2.PRESETS[name]["rescore"] / model.rescore carries the cfg's value.
 #
 # DARKNET: region_layer.c changed under the same name; each preset names the revision it trains with
-# (yolov2.PRESETS[name]["region"], model.region). Read side by side, c6afc7ff and 60e952ba differ in the
-# loss in one place only, the coordinate scale of an object's box:
+# (yolov2.PRESETS[name]["region"], model.region), and darknet.REVISIONS[revision]["region"] says which coordinate
+# scale it had. Read side by side, c6afc7ff and 60e952ba differ in the loss in one place only, that scale:
 REGION_RELEASE = "c6afc7ff"    # 2016-11-17, the release (yolo-voc.2.0.cfg): delta = coord_scale·(t - o)
 REGION_2017 = "60e952ba"       # 2017-03-26 (yolov2-voc.cfg): delta = coord_scale·(2 - w·h)·(t - o)
 # The same in both: rescore, bias_match (anchor by shape IoU, strict >), thresh .6 (strict >), the scales
@@ -134,7 +133,7 @@ REGION_2017 = "60e952ba"       # 2017-03-26 (yolov2-voc.cfg): delta = coord_scal
 # by cell (flatten) and multiplies the x, y and objectness deltas by σ' in forward_region_layer itself;
 # 60e952ba keeps the conv's layout (entry_index) and applies σ' in backward_region_layer_gpu: the same
 # gradient. (Between them, b3c4fc9f and d2dece3d changed only the YOLO9000 tree path.)
-REGION_REVISIONS = (REGION_RELEASE, REGION_2017)
+REGION_REVISIONS = tuple(name for name, row in darknet.REVISIONS.items() if row["region"])
 
 
 def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCALE, object_scale=OBJECT_SCALE,
@@ -142,9 +141,9 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
                 region=REGION_2017):
     """Darknet's region layer as a loss. raw: (N, A*(5+C), H, W) (channel a*(5+C) + tx, ty, tw, th, to,
     class logits); targets: per image {"boxes": (M, 4) normalized xyxy, "labels": (M,)}; anchors: (A, 2) in
-    grid cells; seen: images seen including this batch (darknet's net.seen); region: REGION_RELEASE or
-    REGION_2017 (the coordinate scale). Returns the mean over images of xy, wh, obj, noobj, prior (anchor
-    warm-up) and cls, and their sum "total"."""
+    grid cells; seen: images seen including this batch (darknet's net.seen); region: a darknet revision with a
+    region layer (REGION_REVISIONS; its row of darknet.REVISIONS gives the coordinate scale). Returns the mean
+    over images of xy, wh, obj, noobj, prior (anchor warm-up) and cls, and their sum "total"."""
     if region not in REGION_REVISIONS:
         raise ValueError(f"yolov2_loss: region must be one of {REGION_REVISIONS}, got {region!r}")
     N, _, H, W = raw.shape
@@ -208,7 +207,8 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
     # Coordinates: σ(tx), σ(ty) toward the offset of the centre in its cell; tw, th toward
     # log(w·W / anchor_w), log(h·H / anchor_h); 60e952ba's scale coord_scale·(2 - w·h) favours small boxes,
     # the release's is coord_scale for every box.
-    scale = coord_scale * ((2 - truth[:, 2] * truth[:, 3]) if region == REGION_2017 else torch.ones_like(truth[:, 2]))
+    small_boxes = darknet.REVISIONS[region]["region"] == darknet.COORD_SMALL_BOXES
+    scale = coord_scale * ((2 - truth[:, 2] * truth[:, 3]) if small_boxes else torch.ones_like(truth[:, 2]))
     target_x, target_y = truth[:, 0] * W - i, truth[:, 1] * H - j
     target_w = torch.log(truth[:, 2] * W / anchors[n, 0])
     target_h = torch.log(truth[:, 3] * H / anchors[n, 1])

@@ -666,7 +666,9 @@ def get_args_parser():
     add("--momentum", type=float, help=d("SGD momentum, Adam's beta1 (§2.2 / §3: 0.9)", "momentum"))
     add("--weight-decay", type=float, help=d("on conv / connected weights (§2.2 / §3: 5e-4)", "weight_decay"))
     add("--dropout", type=float, help=d("after the first connected layer (YOLOv1 §2.2: .5)", "dropout"))
-    add("--augment", help=d("data.py augmentation: yolov1 (§2.2), yolov2 (darknet), none", "augment"))
+    add("--augment", help=d("data.py augmentation: yolov1 (§2.2 read literally), darknet's by revision ("
+                            + ", ".join(f"{n} {r}" for n, (r, _) in data.AUGMENTATION_REVISIONS.items()) + "), none",
+                            "augment"))
     add("--multiscale", action=argparse.BooleanOptionalAction, help=d("YOLOv2 §2: new input size every 10 "
                                                                       "batches", "multiscale"))
     add("--batch-norm", action=argparse.BooleanOptionalAction, help="batch norm in every conv (default: the "

@@ -145,12 +145,13 @@ def descend(absolute, tree, threshold, rule="darknet"):
 
     rule "paper": the score is Pr(node) itself, the probability of the path (our reading of §4's "until we
       reach some threshold").
-    rule "darknet" (tree.c hierarchy_top_prediction, unchanged from d2dece3 to today): the score is p·Pr(node),
+    rule "darknet" (tree.c hierarchy_top_prediction, as of 1b001a7f, 2017-09-20, to today): the score is p·Pr(node),
       p the product of the Pr() of the nodes already taken. Since Pr() is already a product down the path
       (hierarchy_predictions ran first), each ancestor counts again at every level: at depth 3 the score is
       c1³·c2²·c3 for conditionals c1, c2, c3, so darknet stops higher in the tree than the paper's rule.
-    Both: in the root group the best root is returned even below threshold; ties go to the first node (darknet's
-    strict >). detect.py uses "darknet" (to list what darknet lists)."""
+    Both: in the root group the best root is returned even below threshold (darknet from 1b001a7f; before it,
+    d2dece3d to 1b001a7f~1, a root group below threshold returned parent[offset[0]] = -1, no node); ties go to the
+    first node (darknet's strict >). detect.py uses "darknet" (to list what darknet lists)."""
     if rule not in ("darknet", "paper"):
         raise ValueError(f"rule must be 'darknet' or 'paper', got {rule!r}")
     M, n = absolute.shape

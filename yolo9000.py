@@ -58,9 +58,11 @@ HIER_THRESH = 0.5               # DARKNET detector.c -hier default: the threshol
 # "tree": the tree's file for the official network (detect.py --tree), built in for the demo (py).
 # weights_bytes: yolo9000.weights, 16-byte header (checked in tests/test_yolo9000.py). The cfg is pjreddie/darknet
 # cfg/yolo9000.cfg as of 6731a355 (2017-04-17): 544 input, Darknet-19's 18 convs, a 1x1 conv to 3·(9418 + 5).
+# "revision": the darknet revision whose behaviour the preset follows (darknet.REVISIONS: batch norm, letterbox,
+# thresholds): 60e952ba, which set the cfg's 544 input and letterboxed its test and validation images.
 PRESETS = {
     "yolo9000":        dict(convs=None, num_classes=9418, img_size=544, anchors=ANCHORS_9000,
-                            weights_bytes=195_230_020),
+                            weights_bytes=195_230_020, revision="60e952ba"),
     "yolo9000-shapes": dict(convs=SHAPES_CONVS, num_classes=7, img_size=112, anchors=ANCHORS_SHAPES),
 }
 
@@ -158,8 +160,9 @@ def decode(raw, anchors, tree):
     Boxes and objectness are YOLOv2's (yolov2.decode, given the five box channels and a stand-in class channel);
     the classes are the tree's: a softmax per group of siblings, then the products down the paths.
     DARKNET: this is its GPU path (blas_kernels.cu softmax_tree, then tree.c hierarchy_predictions). Its CPU build
-    writes NaN here: forward_region_layer calls softmax_cpu with temperature 0 (x/0) and the offsets of the
-    non-tree layout (pjreddie/darknet, every commit since d2dece3), so darknet -nogpu cannot run YOLO9000."""
+    writes NaN here from 60e952ba on: forward_region_layer calls softmax_cpu with l.temperature, which parse_region
+    never sets (0, so x/0), so darknet -nogpu cannot run YOLO9000 since then. At d2dece3d, where YOLO9000 came, the
+    CPU path was softmax_tree(..., temperature 1) per prediction, and gives this function's numbers."""
     N, _, H, W = raw.shape
     A = anchors.shape[0]
     x = raw.view(N, A, -1, H, W)                                           # (N, A, 5+n, H, W)
@@ -220,9 +223,10 @@ def tree_path(tree, conditional, node):
 # schedule; the epoch count, which depends on the mix of COCO and ImageNet, is OUR CHOICE (steps at 80% and 90%).
 RECIPE = dict(model="yolo9000", optimizer="sgd", epochs=10, momentum=0.9, weight_decay=5e-4, dropout=0.0,
               batch_size=64, schedule="yolov2", lr=1e-3, lr_steps=[8, 9], burn_in=1000, img_size=544,
-              augment="yolov2", multiscale=True, eval_every=1)
-# DARKNET detector.c test_detector at 6731a355: -thresh .24, -hier .5, nms .4 (do_nms_obj: one NMS over all
-# classes by objectness; since 2018 do_nms_sort, per class, which we use), and a letterboxed input (--letterbox).
+              augment=darknet.REVISIONS[PRESETS["yolo9000"]["revision"]]["augment"], multiscale=True, eval_every=1)
+# DARKNET detector.c test_detector from 60e952ba to 6731a355: -thresh .24, -hier .5, nms .4 (do_nms_obj: one NMS over
+# all classes by objectness; since 2018 do_nms_sort, per class, which we use), a letterboxed input: the preset's
+# revision row (darknet.REVISIONS) gives them. TEST_THRESHOLDS below are the demo's, which has no darknet revision.
 # OUR CHOICE: the demo, `python train.py --model yolo9000-shapes` (README, Results): train.SYNTHETIC's values (Adam
 # 2e-3 on fresh images, /10 at 90% and 97% of the steps), but 9,600 images (300 steps of 32; 9 min of CPU time) and
 # 300 held-out ones: box-less mAP 0.327. Twice as long gave 0.208: ellipses up, pentagons lost to their siblings.
@@ -257,6 +261,8 @@ def build(preset, num_classes=None, img_size=None, tree=None):
         raise ValueError(f"img_size must be a multiple of {model.stride}, got {config['img_size']}")
     model.tree = wordtree.make_tree(tree["parents"], tree["ids"])
     model.preset, model.config, model.hier, model.show_tree = preset, config, HIER_THRESH, False
+    if "revision" in p:                             # batch-norm formula and momentum of the file's darknet
+        darknet.use_revision(model, p["revision"])
     return model
 
 

@@ -18,8 +18,8 @@ Paper -> code
                                                                                          detections()
 
 Output of the network: (N, S, S, B*5 + C), indexed [image, row i (y cell), column j (x cell)]; per cell
-B x [x, y, sqrt(w), sqrt(h), confidence], then C class probabilities (w, h themselves where a preset has
-sqrt=False). split_output() reads this layout for every function here, which use its named tensors; loss.yolov1_loss
+B x [x, y, sqrt(w), sqrt(h), confidence], then C class probabilities (every official file has [detection]
+sqrt=1). split_output() reads this layout for every function here, which use its named tensors; loss.yolov1_loss
 reads it once more, with the same names, because loss.py may not import this file (this file imports loss.py).
 
 Legend: N images, S grid side, B boxes per cell, C classes.
@@ -68,26 +68,25 @@ FAST_YOLO_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1
                    (256, 3, 1), "M", (512, 3, 1), "M", (1024, 3, 1), (1024, 3, 1), (1024, 3, 1)]
 
 # A preset, in darknet cfg order after the convs:
-#   head "fc": [bottleneck: linear connected] -> [local: 3x3 locally connected, leaky] -> [hidden: connected,
-#     hidden_act] -> [dropout .5 if dropout] -> connected to S*S*(B*5+C), out_act;
-#   head "conv": a 1x1 convolution on the S x S map (below). act: the convs' activation; batch_norm: in every conv;
-#   sqrt: the net outputs sqrt(w), sqrt(h) ([detection] sqrt=1); input_range: RANGE_01 or RANGE_CROP_2015;
-#   bn_momentum: None = darknet's (darknet.BN_MOMENTUM).
-# A preset with an official darknet file also has: cfg (the darknet cfg and commit it follows: the README's
-# revision table tells the history), weights_bytes (the file's exact size with a 16-byte header), header_2015
-# (2015's header: connected weights stored transposed), test_nms (its yolo.c's NMS: .5 up to 6b38dcdc, .4 from
-# c6afc7ff).
-FC = dict(head="fc", bottleneck=None, local=None, hidden=4096, hidden_act="leaky", dropout=True, out_act="linear",
-          act="leaky", sqrt=True, input_range=RANGE_01, img_size=IMG_SIZE, S=S, B=B, C=C)
+#   head "fc": [bottleneck: connected, bottleneck_act] -> [local: 3x3 locally connected, leaky] -> [hidden:
+#     connected, leaky] -> [dropout .5 if dropout] -> connected to S*S*(B*5+C), linear;
+#   head "conv": a 1x1 convolution on the S x S map (below). batch_norm: in every conv; input_range: RANGE_01 or
+#   RANGE_CROP_2015; bn_momentum: ours (the demos).
+# A preset with an official darknet file also has: cfg (the darknet cfg and commit it follows), revision (the
+# darknet revision that made the file: darknet.REVISIONS gives its batch norm, test thresholds, resizing, data path),
+# weights_bytes (the file's exact size with a 16-byte header), header_2015 (2015's header: connected weights stored
+# transposed).
+FC = dict(head="fc", bottleneck=None, bottleneck_act="linear", local=None, hidden=4096, dropout=True,
+          input_range=RANGE_01, img_size=IMG_SIZE, S=S, B=B, C=C)
 PRESETS = {
     # the paper's network, Fig. 3
     "yolov1": dict(FC, convs=YOLOV1_CONVS, batch_norm=False, input_range=RANGE_CROP_2015,
-                   cfg="yolo.cfg, 6103ecc4 (2015-11-09)", weights_bytes=1_086_814_216, header_2015=True,
-                   test_nms=0.5),
+                   cfg="yolo.cfg, 6103ecc4 (2015-11-09)", revision="6103ecc4", weights_bytes=1_086_814_216,
+                   header_2015=True),
     # Fast YOLO, §2.1
     "yolo-tiny.2015-11": dict(FC, convs=FAST_YOLO_CONVS, batch_norm=False, bottleneck=256,
                               input_range=RANGE_CROP_2015, cfg="yolo-tiny.cfg, eaf033c0 (2015-11-09)",
-                              weights_bytes=180_357_512, header_2015=True, test_nms=0.5),
+                              revision="eaf033c0", weights_bytes=180_357_512, header_2015=True),
 }
 
 def conv_stride(spec):
@@ -98,7 +97,7 @@ def conv_stride(spec):
     return stride
 
 
-def make_conv_layers(spec, batch_norm, activation="leaky"):
+def make_conv_layers(spec, batch_norm):
     """Layers of a spec list (see YOLOV1_CONVS) -> (nn.Sequential, output channels, total stride)."""
     layers, channels, stride = [], 3, 1
     for item in spec:
@@ -110,8 +109,7 @@ def make_conv_layers(spec, batch_norm, activation="leaky"):
             stride *= 2
         else:
             filters, size, conv_stride = item
-            layers.append(darknet.ConvBlock(channels, filters, size, conv_stride, batch_norm=batch_norm,
-                                            activation=activation))
+            layers.append(darknet.ConvBlock(channels, filters, size, conv_stride, batch_norm=batch_norm))
             channels, stride = filters, stride * conv_stride
     return nn.Sequential(*layers), channels, stride
 
@@ -122,8 +120,8 @@ def make_conv_layers(spec, batch_norm, activation="leaky"):
 class YOLOv1(nn.Module):
     """Input range, conv layers, then the head, viewed as (N, S, S, B*5+C).
 
-    head "fc" (the paper and darknet's cfgs): the layers of PRESETS' comment, the last a linear (or logistic)
-    connected layer to S*S*(B*5+C). It is sized for one input size: the conv map is (img_size / stride)^2 cells
+    head "fc" (the paper and darknet's cfgs): the layers of PRESETS' comment, the last a linear connected layer to
+    S*S*(B*5+C). It is sized for one input size: the conv map is (img_size / stride)^2 cells
     (stride 64: 448 -> 7 x 7), and the first connected layer takes all of it. S does not depend on the input size.
     head "conv" (ours, yolov1-shapes): a linear 1x1 conv on the conv map, whose side must then be S.
     Layers are registered in darknet cfg order, so darknet.darknet_layers() lists them as a .weights file stores
@@ -136,8 +134,12 @@ class YOLOv1(nn.Module):
         cfg = PRESETS[preset]
         self.preset, self.num_classes, self.batch_norm = preset, num_classes, batch_norm
         self.img_size, self.S, self.B, self.head_type = img_size, S, B, cfg.get("head", "fc")
-        self.sqrt, self.input_range = cfg["sqrt"], cfg["input_range"]
-        self.features, channels, stride = make_conv_layers(cfg["convs"], batch_norm, cfg["act"])
+        self.input_range = cfg["input_range"]
+        self.features, channels, stride = make_conv_layers(cfg["convs"], batch_norm)
+        # batch norm at test time and its running averages as darknet had them at the file's revision
+        self.revision = cfg.get("revision")
+        if self.revision:
+            darknet.use_revision(self, self.revision, cfg.get("bn_momentum"))
         for module in self.features.modules():
             if isinstance(module, nn.BatchNorm2d) and cfg.get("bn_momentum") is not None:
                 module.momentum = cfg["bn_momentum"]
@@ -152,9 +154,9 @@ class YOLOv1(nn.Module):
             self.head = darknet.ConvBlock(channels, B * 5 + num_classes, 1, batch_norm=False, activation="linear")
             return
         self.bottleneck = self.local = self.fc1 = None
-        self.hidden_act, self.out_act = cfg["hidden_act"], cfg["out_act"]
+        self.bottleneck_act = cfg["bottleneck_act"]
         in_features = channels * side * side                            # e.g. 1024 * 7 * 7 = 50176
-        if cfg["bottleneck"]:                                           # 2015 Fast YOLO: linear connected 256
+        if cfg["bottleneck"]:                                           # 2015: Fast YOLO 256 linear, small 512 leaky
             self.bottleneck = nn.Linear(in_features, cfg["bottleneck"])
             in_features = cfg["bottleneck"]
         if cfg["local"]:                                                # yolov1.cfg: [local] 3x3, 256 filters
@@ -181,11 +183,11 @@ class YOLOv1(nn.Module):
         if self.local is not None:
             x = self.local(x)                       # (N, 256, side, side), leaky, unshared 3x3 filters
         x = x.flatten(1)                            # (N, channels*side*side), darknet's (C, H, W) order
-        if self.bottleneck is not None:
-            x = self.bottleneck(x)                  # (N, 256) linear, 2015 Fast YOLO only
+        if self.bottleneck is not None:             # (N, 256) linear (2015 Fast YOLO), (N, 512) leaky (2015 small)
+            x = darknet.act(self.bottleneck(x), self.bottleneck_act)
         if self.fc1 is not None:
-            x = darknet.act(self.fc1(x), self.hidden_act)   # (N, hidden), leaky (eq. 2) or 2015's ramp
-        x = darknet.act(self.fc2(self.dropout(x)), self.out_act)  # (N, S*S*(B*5+C)), linear (§2.2), or logistic
+            x = darknet.act(self.fc1(x), "leaky")   # (N, hidden), leaky (eq. 2)
+        x = self.fc2(self.dropout(x))               # (N, S*S*(B*5+C)), linear (§2.2)
         # (N, S, S, B*5+C): per cell B x [x y sqrt(w) sqrt(h) conf], then C class probabilities
         return x.view(-1, self.S, self.S, self.B * 5 + self.num_classes)
 
@@ -223,7 +225,8 @@ class ResNetYOLOv1(nn.Module):
             nn.Flatten(), nn.Linear(256 * S * S, 4096), nn.LeakyReLU(darknet.LEAKY_SLOPE),
             nn.Dropout(DROPOUT), nn.Linear(4096, S * S * (B * 5 + num_classes)))   # (N, S*S*(B*5+C))
         self.preset, self.num_classes, self.img_size = f"yolov1+{backbone}", num_classes, img_size
-        self.S, self.B, self.batch_norm, self.sqrt, self.input_range = S, B, True, True, RANGE_01
+        self.S, self.B, self.batch_norm, self.input_range = S, B, True, RANGE_01
+        self.revision = None                                         # no darknet file
 
     def forward(self, images):
         x = self.head(self.features(images))
@@ -236,8 +239,7 @@ class ResNetYOLOv1(nn.Module):
 def split_output(pred, B=B):
     """(N, S, S, B*5+C) -> named tensors:
     xy (N, S, S, B, 2): box centre offset in its cell, [0, 1] from the cell's top-left corner (§2.2);
-    sqrt_wh (N, S, S, B, 2): square roots of width and height, relative to the image (§2.2) (width and height
-        themselves for a preset with sqrt=False: the 2015 yolo-small);
+    sqrt_wh (N, S, S, B, 2): square roots of width and height, relative to the image (§2.2);
     conf (N, S, S, B): Pr(Object) * IOU(truth, pred) (§2); class_prob (N, S, S, C): Pr(Class_i | Object)."""
     N, S = pred.shape[:2]
     boxes = pred[..., : B * 5].reshape(N, S, S, B, 5)          # (N, S, S, B, 5)
@@ -270,11 +272,11 @@ def darknet_output_permutation(S=S, B=B, C=C):
 # -----------------------------------------------------------------------------
 # §2.3 Inference: from the output grid to boxes in pixels
 
-def decode(pred, B=B, sqrt=True):
+def decode(pred, B=B):
     """(N, S, S, B*5+C) -> boxes (N, S*S*B, 4) normalized xyxy, scores (N, S*S*B, C) class-specific (eq. 1).
     Predictions are listed cell by cell (row, then column), then box by box, as darknet lists them.
     This is darknet's get_detection_detections (detection_layer.c, f6afaab; convert_yolo_detections in 2015's
-    yolo.c, 6103ecc4): the same arithmetic, pow(·, sqrt ? 2 : 1) for w and h."""
+    yolo.c, 6103ecc4): the same arithmetic, pow(·, 2) for w and h (sqrt=1 in every official cfg)."""
     N, S = pred.shape[:2]
     out = split_output(pred, B)
     # §2.2: x, y are offsets in cell (row i, column j); w, h are predicted as square roots
@@ -283,23 +285,23 @@ def decode(pred, B=B, sqrt=True):
     i = torch.arange(S, device=pred.device, dtype=pred.dtype).view(1, S, 1, 1)      # (1, S, 1, 1) row
     cx = (j + out["xy"][..., 0]) / S                                                # (N, S, S, B)
     cy = (i + out["xy"][..., 1]) / S
-    wh = out["sqrt_wh"] ** 2 if sqrt else out["sqrt_wh"]                            # (N, S, S, B, 2)
+    wh = out["sqrt_wh"] ** 2                                                        # (N, S, S, B, 2)
     boxes = metrics.xywh_to_xyxy(torch.stack([cx, cy, wh[..., 0], wh[..., 1]], dim=-1))  # (N, S, S, B, 4)
     # eq. 1: Pr(Class_i | Object) * Pr(Object) * IOU = Pr(Class_i) * IOU
     scores = out["class_prob"].unsqueeze(3) * out["conf"].unsqueeze(4)              # (N, S, S, B, C)
     return boxes.reshape(N, -1, 4), scores.reshape(N, -1, scores.shape[-1])   # (N, S*S*B, 4), (N, S*S*B, C)
 
 
-def postprocess(pred, image_sizes, conf_threshold=0.2, nms_threshold=0.5, B=B, sqrt=True):
+def postprocess(pred, image_sizes, conf_threshold=0.2, nms_threshold=0.5, B=B):
     """(N, S, S, B*5+C) -> one dict per image: "boxes" (K, 4) pixels xyxy of the original image, "scores" (K,),
     "labels" (K,) int64, in decreasing score. image_sizes: (width, height) per image.
 
     Each (box, class) pair whose eq. 1 score is above conf_threshold is a candidate (darknet:
     `prob > thresh`); class-wise NMS suppresses IoU > nms_threshold; nms_threshold >= 1 keeps everything.
     Boxes are clipped to the image after NMS, as darknet's yolo.c does when it writes results.
-    Darknet's defaults: conf .2 and NMS .4 for `yolo test` (.5 until 6b38dcdc, PRESETS' test_nms), conf .001
-    and NMS .5 for `yolo valid`."""
-    boxes, scores = decode(pred.detach(), B, sqrt)                # (N, S*S*B, 4), (N, S*S*B, C)
+    Darknet's defaults (darknet.REVISIONS, by the preset's revision): conf .2 and NMS .5 for `yolo test` up to
+    6b38dcdc (.4 from c6afc7ff), conf .001 and NMS .5 for `yolo valid`."""
+    boxes, scores = decode(pred.detach(), B)                # (N, S*S*B, 4), (N, S*S*B, C)
     results = []
     for n, (width, height) in enumerate(image_sizes):
         scale = boxes.new_tensor([width, height, width, height])
@@ -324,12 +326,6 @@ def postprocess(pred, image_sizes, conf_threshold=0.2, nms_threshold=0.5, B=B, s
 TINY_YOLOV1_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M",
                      (256, 3, 1), "M", (512, 3, 1), "M", (1024, 3, 1), (256, 3, 1)]
 
-# yolo-small.cfg before ea451100 (history/yolo-small.2015-11.cfg): stride-2 convs, "ramp" (darknet.act), connected
-# 2048 (ramp), dropout, connected 7·7·(1·5 + 20) = 1225 logistic, [detection] num=1, sqrt=0 (parser.c defaults).
-SMALL_2015_CONVS = [(64, 7, 2), (192, 3, 2), (128, 1, 1), (256, 3, 2), (128, 1, 1), (256, 3, 1), (128, 1, 1),
-                    (512, 3, 2), *[(256, 1, 1), (512, 3, 1)] * 4, (256, 1, 1), (1024, 3, 2), (512, 1, 1),
-                    (1024, 3, 1), (1024, 3, 1), (1024, 3, 2), (1024, 3, 1), (512, 3, 1)]
-
 # OUR CHOICE, for the synthetic default of train.py on 2 CPU cores: Fast YOLO's pattern (3x3 conv + 2x2
 # max-pool, filters doubling) cut to 6 convs, max 256 filters, 4 max-pools, at 112 x 112 (stride 16 -> a 7 x 7
 # map = the S x S grid), with batch norm (to train from scratch, without ImageNet pre-training).
@@ -341,26 +337,29 @@ SHAPES_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), 
 PRESETS.update({
     # darknet's tiny-yolov1.weights (yolov1-tiny.cfg)
     "yolov1-tiny": dict(FC, convs=TINY_YOLOV1_CONVS, batch_norm=True, hidden=None, dropout=False,
-                        cfg="yolov1-tiny.cfg, 6b38dcdc (2016-09-07)", weights_bytes=108_399_816, header_2015=False,
-                        test_nms=0.4),
-    # yolo-small.weights of 2015
-    "yolo-small.2015-11": dict(FC, convs=SMALL_2015_CONVS, batch_norm=False, act="ramp", hidden=2048,
-                               hidden_act="ramp", out_act="logistic", sqrt=False, B=1, input_range=RANGE_CROP_2015,
-                               cfg="yolo-small.cfg, 6103ecc4 (2015-11-09)", weights_bytes=405_197_876,
-                               header_2015=True, test_nms=0.5),
+                        cfg="yolov1-tiny.cfg, 6b38dcdc (2016-09-07)", revision="6b38dcdc", weights_bytes=108_399_816,
+                        header_2015=False),
+    # yolo-small.weights of 2015: yolo-small.cfg of ea451100 ("changed yolo-small", 2015-11-09, an hour after
+    # 6103ecc4; = history/yolo-small.2015-11.cfg): the paper's 24 convs, connected 512 leaky, 4096 leaky, dropout,
+    # 1470 linear, num=2, sqrt=1, [crop]. (The ramp / stride-2 / 1225-logistic cfg before it matches no served file.)
+    "yolo-small.2015-11": dict(FC, convs=YOLOV1_CONVS, batch_norm=False, bottleneck=512, bottleneck_act="leaky",
+                               input_range=RANGE_CROP_2015, cfg="yolo-small.cfg, ea451100 (2015-11-09)",
+                               revision="ea451100", weights_bytes=375_881_736, header_2015=True),
     # yolov1.weights as served today (yolov1.cfg): the 24 convs with batch norm, [local] 3x3x256, dropout,
     # connected 7·7·(3·5 + 20) = 1715: B = 3, no 4096-unit layer
     "yolov1-local": dict(FC, convs=YOLOV1_CONVS, batch_norm=True, local=256, hidden=None, B=3,
-                         cfg="yolov1.cfg, aebe9377 (2016-08-11) to f6afaab", weights_bytes=789_312_988,
-                         header_2015=False, test_nms=0.4),
-    # yolov1.weights as served in 2017: the same with output=1470, num=2 (in no darknet commit; the cfg's arithmetic)
+                         cfg="yolov1.cfg, aebe9377 (2016-08-11) to f6afaab", revision="aebe9377",
+                         weights_bytes=789_312_988, header_2015=False),
+    # yolov1.weights as served in 2017: the same with output=1470, num=2 (in no darknet commit; the cfg's arithmetic).
+    # OUR CHOICE: its revision is taken as aebe9377's, the network's (no commit says when the file was trained; any
+    # 2016 revision has the same batch norm at test, and only yolo.c's NMS, .4 from c6afc7ff, would differ)
     "yolov1-local.2017": dict(FC, convs=YOLOV1_CONVS, batch_norm=True, local=256, hidden=None,
-                              cfg="yolov1.cfg with output=1470, num=2", weights_bytes=777_018_888,
-                              header_2015=False, test_nms=0.4),
+                              cfg="yolov1.cfg with output=1470, num=2", revision="aebe9377", weights_bytes=777_018_888,
+                              header_2015=False),
     # OUR CHOICE, not the paper (§2.1 uses two FC layers): "yolov1-shapes" has a convolutional head, a linear 1x1
     # conv from the 7 x 7 x 256 map to B*5+C values per cell, as YOLOv2 does (without anchors). The FC head must
     # learn each cell's predictors separately from the others: too sample-hungry for a 10-minute CPU run.
-    "yolov1-shapes": dict(convs=SHAPES_CONVS, head="conv", act="leaky", sqrt=True, input_range=RANGE_01,
+    "yolov1-shapes": dict(convs=SHAPES_CONVS, head="conv", input_range=RANGE_01,
                           batch_norm=True, bn_momentum=0.1, img_size=112, S=S, B=B, C=3),  # C: data.ShapesDataset
     # the same trunk with a 5th max-pool before the last conv (128 px -> 4 x 4 x 256) and the paper's FC head
     # (512 units, not 4096), to compare the two heads (README, Results)
@@ -381,18 +380,27 @@ BACKBONE_FILES = {"extraction.conv.weights": 89_612_560, "extraction.weights": 9
 
 # YOLOv1 §2.2 "Training", PASCAL VOC 2007+2012; train.py turns the names into an optimizer and a schedule.
 # OUR CHOICE, not in the paper: §2.2 raises the rate from 1e-3 to 1e-2 over "the first epochs" without saying how
-# many. We ramp linearly over 2 epochs (~ darknet's yolov1.cfg, whose steps 200/400/600 raise its rate over 600
-# batches = 2.3 epochs of VOC 07+12 at 64 images a batch).
+# many. We ramp linearly over 2 epochs (~ darknet's 2015 yolo.cfg, 6103ecc4, whose steps 200/400/600 raise its rate
+# over 600 batches = 2.3 epochs of VOC 07+12's 16,551 images at 64 a batch). That cfg's later steps differ from the
+# paper's: /10 at 20,000 and 30,000 of 40,000 batches are epochs 77, 116 and 155 (20000·64/16551 = 77.3), against
+# §2.2's 75, 105 and 135; RECIPE keeps the paper's.
 WARMUP_EPOCHS = 2
 RECIPE = dict(model="yolov1", optimizer="sgd", epochs=135, batch_size=64, momentum=0.9, weight_decay=5e-4,
               dropout=DROPOUT, schedule="yolov1", lr=1e-2, warmup_lr=1e-3, warmup_epochs=WARMUP_EPOCHS,
               lr_steps=[75, 105],          # 1e-2 until 75, 1e-3 for 30 epochs, 1e-4 for the last 30
-              img_size=IMG_SIZE, augment="yolov1", multiscale=False,
+              img_size=IMG_SIZE, augment=darknet.REVISIONS[PRESETS["yolov1"]["revision"]]["augment"],
+              multiscale=False,
               eval_every=5)                # ours: evaluate every 5 epochs
-PRESET_RECIPES = {}                # no YOLOv1 preset trains otherwise than RECIPE
-# Darknet's thresholds (yolo.c, c6afc7ff 2016-11 to f6afaab): `yolo test` -thresh .2, nms .4 (the 2015 yolo.c,
-# 6103ecc4, to 6b38dcdc: nms .5, PRESETS' test_nms); `yolo valid` writes its results files after NMS .5 (at
-# .001; metrics.EVAL_CONF says why we keep .005).
+# Augmentation: each preset with an official file trains as darknet did at its revision (data.AUGMENTATIONS):
+# the paper's network and the 2015 files with 6103ecc4's crop ("darknet-2015": each side moved on its own, zeros
+# outside, flip, [crop]'s saturation and exposure); the 2016 files with the same crop, edges repeated
+# ("darknet-2016"). The paper's one sentence (§2.2, "random scaling and translations of up to 20%", exposure and
+# saturation 1.5), read literally, is `--augment yolov1`.
+PRESET_RECIPES = {preset: dict(RECIPE, model=preset, augment=darknet.REVISIONS[p["revision"]]["augment"])
+                  for preset, p in PRESETS.items() if "revision" in p and preset != "yolov1"}
+# Darknet's thresholds for a preset with a revision come from darknet.REVISIONS (yolo.c: `yolo test` -thresh .2,
+# nms .5 to 6b38dcdc, .4 from c6afc7ff; `yolo valid` NMS .5 at .001, metrics.EVAL_CONF says why we keep .005).
+# TEST_THRESHOLDS: the presets without a darknet file (yolov1-shapes, a checkpoint's own network): today's yolo.c.
 TEST_THRESHOLDS = dict(conf=0.2, nms=0.4)
 DATA = "detection"             # train.py: trains on images with boxes (VOC, COCO, the synthetic shapes)
 EVAL_NMS = 0.5
@@ -435,7 +443,7 @@ DARKNET_DELTA_SCALE = 0.5
 
 def loss(model, out, targets, seen):
     """½·eq. 3 (DARKNET_DELTA_SCALE) for out (N, S, S, B*5+C); seen (images trained on) is YOLOv2's, unused."""
-    terms = yolov1_loss(out, targets, B=model.B, C=model.num_classes, sqrt_wh=model.sqrt)
+    terms = yolov1_loss(out, targets, B=model.B, C=model.num_classes)
     return {name: DARKNET_DELTA_SCALE * value for name, value in terms.items()}
 
 
@@ -446,4 +454,4 @@ def detections(model, out, image_sizes, conf, nms, letterbox=False, net_size=Non
         raise ValueError("--letterbox and --darknet-order are YOLOv2's (detector.c); darknet's YOLOv1 (yolo.c) "
                          "resizes and lists by score")
     return [dict(d, grid=(model.S, model.S))
-            for d in postprocess(out, image_sizes, conf, nms, B=model.B, sqrt=model.sqrt)]
+            for d in postprocess(out, image_sizes, conf, nms, B=model.B)]

@@ -4,14 +4,16 @@ commentary on §2 "Better": each row of the paper's Table 2 is a named piece of 
 named next to it). The network is built exactly as darknet's cfg files build it, so the official
 .weights files load with darknet.load_darknet_weights.
 
-Two revisions of darknet, both presets (PRESETS names each one's cfg and region layer by commit):
+Two revisions of darknet, both presets (PRESETS names each one's cfg and revision; darknet.REVISIONS gives what
+that revision did: batch norm, test resizing and thresholds, smallest box, region-layer coordinate scale):
   c6afc7ff (2016-11-17, the release the paper describes; darknet keeps its cfgs as yolo-voc.2.0.cfg and
     yolo.2.0.cfg): presets yolo-voc.2.0, yolo.2.0. The passthrough is the paper's prose: 26x26x512 ->
     reorg -> 13x13x2048.
   60e952ba (2017-03-26; yolov2-voc.cfg, yolov2.cfg, what darknet's site serves today): presets yolov2-voc,
     yolov2. That commit added a 1x1 conv to 64 channels before the reorg, new k-means anchors, jitter .3
     (was .2), burn_in=1000, random=1 and 80,200 batches (VOC cfg), and the coordinate scale 2 - w·h in
-    region_layer.c (loss.REGION_2017). The tiny presets are that revision's cfgs, renamed in 2018.
+    region_layer.c (loss.REGION_2017). The tiny presets are that revision's cfgs, renamed in 2018 (yolov2-tiny's
+    cfg is 897c346c's, 2018-03-28, whose test path is YOLOv3's darknet).
 
 Table 2 ("The path from YOLO to YOLOv2") -> code
   batch norm (§2 "Batch Normalization") ........ darknet.ConvBlock(batch_norm=True), every conv but the last
@@ -20,8 +22,10 @@ Table 2 ("The path from YOLO to YOLOv2") -> code
                                                   conv on the 13x13 map of a 416 input (STRIDE 32)
   anchor boxes (same paragraph) ................. what the final model keeps: A predictors per cell, each with
                                                   its own objectness and class probabilities (decode); the
-                                                  row's offset parametrisation x = x_a + t_x·w_a and its hand-
-                                                  picked priors are gone, replaced by the next two rows
+                                                  row's offset parametrisation and its hand-picked priors are
+                                                  gone, replaced by the next two rows. (The paper prints that
+                                                  offset as x = (t_x·w_a) - x_a; we read it as Faster R-CNN's
+                                                  x = x_a + t_x·w_a, the sign the text's example implies.)
   new network (§3 "Faster", Table 6) ............ darknet.darknet19_trunk, darknet.tiny_yolov2_trunk
   dimension priors (§2 "Dimension Clusters") .... kmeans_anchors(), dimension_clusters() (Figure 2); ANCHORS_*
   location prediction (§2 "Direct location prediction") .. decode()
@@ -41,9 +45,10 @@ Run: python detect.py --weights yolov2-voc.weights photo.jpg   (no --model: dete
 import torch
 from torch import nn
 
+import darknet
 from darknet import ConvBlock, darknet19_trunk, reorg, tiny_yolov2_trunk
 from data import boxes_to_original
-from loss import REGION_2017, REGION_RELEASE, yolov2_loss
+from loss import yolov2_loss
 from metrics import batched_nms, shape_iou
 
 # -----------------------------------------------------------------------------
@@ -67,28 +72,29 @@ MULTI_SCALE_SIZES = tuple(range(320, 608 + 1, STRIDE))
 # Each preset is one darknet cfg file; "cfg" names it with the darknet commit it comes from. "passthrough":
 # "reorg" (c6afc7ff: route -9, reorg, route -1,-3) or "conv64" (60e952ba: route -9, 1x1 conv to 64, reorg,
 # route -1,-4). "rescore" is the cfg's [region] rescore flag (yolov2-tiny.cfg has rescore=0: its objectness
-# target is 1, not the IoU); "region" the revision of region_layer.c whose loss it trains with
-# (loss.yolov2_loss). "weights_bytes" is the size of the official .weights file with darknet's 16-byte
+# target is 1, not the IoU); "revision" the darknet revision that made the file: its row of darknet.REVISIONS
+# gives the batch norm at test time, the test path (letterbox, thresholds), the smallest training box and the
+# region layer's coordinate scale (loss.yolov2_loss). "weights_bytes" is the size of the official .weights file with darknet's 16-byte
 # header (version 0.1; 4 more with the 20-byte header of 0.2, see darknet.read_header), checked from the cfgs in
 # tests/test_official_files.py; detect.load_model recognises a file by it.
 PRESETS = {
     "yolo-voc.2.0":    dict(tiny=None,   num_classes=20, img_size=416, anchors=ANCHORS_VOC_RELEASE,
-                            passthrough="reorg", rescore=True, region=REGION_RELEASE, weights_bytes=268_632_452,
+                            passthrough="reorg", rescore=True, revision="c6afc7ff", weights_bytes=268_632_452,
                             cfg="c6afc7ff yolo_voc.cfg (2016-11-17), kept as yolo-voc.2.0.cfg"),
     "yolo.2.0":        dict(tiny=None,   num_classes=80, img_size=416, anchors=ANCHORS_COCO_RELEASE,
-                            passthrough="reorg", rescore=True, region=REGION_RELEASE, weights_bytes=269_862_452,
+                            passthrough="reorg", rescore=True, revision="c6afc7ff", weights_bytes=269_862_452,
                             cfg="c6afc7ff yolo.cfg (2016-11-17), kept as yolo.2.0.cfg"),
     "yolov2-voc":      dict(tiny=None,   num_classes=20, img_size=416, anchors=ANCHORS_VOC,
-                            passthrough="conv64", rescore=True, region=REGION_2017, weights_bytes=202_704_260,
+                            passthrough="conv64", rescore=True, revision="60e952ba", weights_bytes=202_704_260,
                             cfg="60e952ba yolo-voc.cfg (2017-03-26), renamed yolov2-voc.cfg in e84933bf"),
     "yolov2":          dict(tiny=None,   num_classes=80, img_size=608, anchors=ANCHORS_COCO,
-                            passthrough="conv64", rescore=True, region=REGION_2017, weights_bytes=203_934_260,
+                            passthrough="conv64", rescore=True, revision="60e952ba", weights_bytes=203_934_260,
                             cfg="60e952ba yolo.cfg (2017-03-26), renamed yolov2.cfg in e84933bf"),
     "yolov2-tiny-voc": dict(tiny="voc",  num_classes=20, img_size=416, anchors=ANCHORS_TINY_VOC,
-                            rescore=True,  region=REGION_2017, weights_bytes=63_471_556,
+                            rescore=True,  revision="60e952ba", weights_bytes=63_471_556,
                             cfg="60e952ba tiny-yolo-voc.cfg, renamed yolov2-tiny-voc.cfg in e84933bf"),
     "yolov2-tiny":     dict(tiny="coco", num_classes=80, img_size=416, anchors=ANCHORS_COCO,
-                            rescore=False, region=REGION_2017, weights_bytes=44_948_596,
+                            rescore=False, revision="897c346c", weights_bytes=44_948_596,
                             cfg="yolov2-tiny.cfg of 897c346c (2018-03-28)"),
 }
 
@@ -200,8 +206,9 @@ def postprocess(raw, anchors, image_sizes, conf_threshold=0.24, nms_threshold=0.
     """raw (N, A*(5+C), H, W) -> one dict per image {"boxes": (K, 4) xyxy pixels of the original image,
     "scores": (K,), "labels": (K,) int64}: one entry per (box, class) darknet would print.
 
-    DARKNET (detector.c): test_detector's defaults are -thresh .24 (2016-11 until YOLOv3 made it .5 in
-    2018-03) and nms .45; validate_detector (the mAP runs) uses .005 and .45.
+    DARKNET (detector.c, darknet.REVISIONS): test_detector's defaults are -thresh .25 at the release (c6afc7ff),
+    .24 from 2710d632 (2016-11-26), .5 with YOLOv3 (2018-03), and NMS .4 (.45 from 2018); validate_detector (the
+    mAP runs) uses .005 and .45.
     image_sizes: (width, height) of each original image. letterbox=True maps boxes back from pjreddie's
     letterboxed input (correct_region_boxes); False from a plain resize to the network size (the 2016
     release, AlexeyAB's fork). net_size: the network input (width, height), default (32 W, 32 H).
@@ -300,7 +307,8 @@ RECIPE = dict(  # YOLOv2 §3 "Training for detection"; train.py turns the names 
     batch_size=64,                      # DARKNET yolov2-voc.cfg (batch=64); the paper does not say
     schedule="yolov2", lr=1e-3, lr_steps=[60, 90],
     burn_in=1000,                       # DARKNET yolov2-voc.cfg burn_in=1000 (power 4, parser.c default)
-    img_size=416, augment="yolov2", multiscale=True,
+    img_size=416, augment=darknet.REVISIONS[PRESETS["yolov2-voc"]["revision"]]["augment"],   # its data.c
+    multiscale=True,                    # ("yolov2": the release's crop at 60e952ba's jitter .3)
     eval_every=5)                       # ours: evaluate every 5 epochs
 # The release's presets train with their own cfgs' values where RECIPE takes 60e952ba's (train.RECIPES holds
 # them by preset name, so `train.py --model yolo-voc.2.0` picks its own): DARKNET yolo-voc.2.0.cfg (c6afc7ff) has
@@ -308,11 +316,13 @@ RECIPE = dict(  # YOLOv2 §3 "Training for detection"; train.py turns the names 
 # first 100 batches; jitter=.2 (60e952ba: .3). The paper's 160 epochs, 1e-3, /10 at 60 and 90 stay: the cfg's
 # steps 25000, 35000 and max_batches 45000 (batches of 64) are ~97, ~135 and ~174 epochs of VOC 07+12 (16,551
 # images). Its random=0 would train at 416 only; multi-scale stays on, as §2 "Multi-Scale Training" describes.
-RELEASE_RECIPE = dict(RECIPE, model="yolo-voc.2.0", burn_in=100, warmup_lr=1e-4, augment="yolov2-jitter.2")
+RELEASE_RECIPE = dict(RECIPE, model="yolo-voc.2.0", burn_in=100, warmup_lr=1e-4,
+                      augment=darknet.REVISIONS[PRESETS["yolo-voc.2.0"]["revision"]]["augment"])
 PRESET_RECIPES = {"yolo-voc.2.0": RELEASE_RECIPE, "yolo.2.0": dict(RELEASE_RECIPE, model="yolo.2.0")}
-# DARKNET detector.c: test_detector of the YOLOv2 release (d2dece3, Jan 2017, plain resize_image): -thresh .24,
-# nms .4 (the later letterboxed test_detector of 2018 uses .5 and .45: pass them with --letterbox to reproduce it);
-# validate_detector writes its results after NMS .45 (metrics.EVAL_CONF: at .005).
+# DARKNET detector.c: each preset's test thresholds and resizing are its revision's (darknet.REVISIONS, read by
+# detect.test_thresholds: the release c6afc7ff -thresh .25, nms .4, resize_image; 60e952ba .24, .4, letterbox_image;
+# 897c346c .5, .45, letterbox_image). TEST_THRESHOLDS serve a network without a revision. validate_detector writes
+# its results after NMS .45 (metrics.EVAL_CONF: at .005).
 TEST_THRESHOLDS = dict(conf=0.24, nms=0.4)
 DATA = "detection"             # train.py: trains on images with boxes (VOC, COCO, the synthetic shapes)
 EVAL_NMS = 0.45
@@ -332,7 +342,9 @@ def build(preset, num_classes=None, img_size=None):
         model = TinyYOLOv2(config["num_classes"], p["anchors"], config["img_size"], p["tiny"])
     else:
         model = YOLOv2(config["num_classes"], p["anchors"], config["img_size"], p["passthrough"])
-    model.preset, model.rescore, model.region, model.config = preset, p["rescore"], p["region"], config
+    model.preset, model.rescore, model.config = preset, p["rescore"], config
+    model.region = model.revision = p["revision"]    # the region layer's revision is the file's
+    darknet.use_revision(model, p["revision"])       # batch norm at test time and its running averages
     return model
 
 

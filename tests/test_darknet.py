@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darknet import (fuse, BN_EPS, BN_MOMENTUM, ConvBlock, Darknet19, Extraction, darknet19_trunk, extraction_trunk,
-                     maxpool, reorg, tiny_yolov2_trunk)
+from darknet import (fuse, BN_2016, BN_2017, BN_EPS, BN_MOMENTUM, REVISIONS, ConvBlock, Darknet19, Extraction,
+                     darknet19_trunk, extraction_trunk, maxpool, reorg, revision, tiny_yolov2_trunk, use_revision)
 from darknet import darknet_file_bytes, darknet_layers, load_darknet_weights, save_darknet_weights
 
 
@@ -329,3 +329,71 @@ def test_fuse_keeps_a_darknet19_output():
     with torch.no_grad():
         a, b = model(x), fuse(model)(x)
     assert torch.allclose(a, b, atol=1e-4 * a.abs().max().item())
+
+
+# -----------------------------------------------------------------------------
+# What darknet changed under the same names (REVISIONS)
+
+def _one_channel_bn(variance):
+    # a 1x1 conv of weight 1 (no bias), then batch norm with γ = 1, β = 0, μ = 0 and the given running variance
+    block = ConvBlock(1, 1, 1, batch_norm=True, activation="linear")
+    with torch.no_grad():
+        block.conv.weight.fill_(1.0)
+        block.bn.running_mean.zero_()
+        block.bn.running_var.fill_(variance)
+    return block.eval()
+
+
+def test_batch_norm_formulas_differ_on_a_near_zero_variance():
+    # σ² = 1e-6, x = 1e-3 (so x - μ = 1e-3):
+    #   BN_2016 (c6afc7ff): 1e-3 / (sqrt(1e-6) + 1e-6) = 1e-3 / 1.001e-3
+    #   BN_2017 (60e952ba): 1e-3 / sqrt(1e-6 + 1e-5)   = 1e-3 / sqrt(1.1e-5) ≈ 0.3015
+    x = torch.full((1, 1, 1, 1), 1e-3, dtype=torch.float64)
+    block = _one_channel_bn(1e-6).double()
+    assert block.bn.formula == BN_2017 and block(x).item() == pytest.approx(1e-3 / (1.1e-5) ** 0.5, rel=1e-6)
+    block.bn.set_formula(BN_2016)
+    assert block(x).item() == pytest.approx(1e-3 / 1.001e-3, rel=1e-6)
+    assert fuse(block)(x).item() == pytest.approx(1e-3 / 1.001e-3, rel=1e-6)      # fuse follows the formula
+    # σ² = 0: BN_2016 divides by 1e-6 alone, BN_2017 by sqrt(1e-5)
+    zero = _one_channel_bn(0.0).double()
+    assert zero(x).item() == pytest.approx(1e-3 / 1e-5 ** 0.5, rel=1e-6)
+    zero.bn.set_formula(BN_2016)
+    assert zero(x).item() == pytest.approx(1e-3 / 1e-6, rel=1e-6)
+    assert fuse(zero)(x).item() == pytest.approx(1e-3 / 1e-6, rel=1e-6)
+
+
+def test_batch_norm_formulas_agree_where_the_variance_is_large():
+    # σ² = 4: 1 / (2 + 1e-6) against 1 / sqrt(4 + 1e-5): both 0.5 to 5 digits
+    x = torch.ones(1, 1, 1, 1, dtype=torch.float64)
+    block = _one_channel_bn(4.0).double()
+    new = block(x).item()
+    block.bn.set_formula(BN_2016)
+    assert new == pytest.approx(1 / (4 + 1e-5) ** 0.5) and block(x).item() == pytest.approx(1 / (2 + 1e-6))
+    assert abs(new - block(x).item()) < 1e-5
+
+
+def test_use_revision_sets_formula_and_momentum_from_the_table():
+    model = Darknet19(num_classes=2)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    use_revision(model, "aebe9377")                 # batchnorm_layer.c: scal .95, axpy .05; blas.c sqrt(σ²) + 1e-6
+    assert model.revision == "aebe9377"
+    assert {(m.formula, m.momentum, m.eps) for m in bns} == {(BN_2016, 0.05, 1e-6)}
+    use_revision(model, "c6afc7ff")                 # 0d6b107e (2016-11-15) made it .99 / .01
+    assert {(m.formula, m.momentum) for m in bns} == {(BN_2016, 0.01)}
+    use_revision(model, "60e952ba")                 # cuDNN, epsilon .00001
+    assert {(m.formula, m.momentum, m.eps) for m in bns} == {(BN_2017, 0.01, 1e-5)}
+    use_revision(model, "60e952ba", bn_momentum=0.1)
+    assert {m.momentum for m in bns} == {0.1}
+    with pytest.raises(ValueError, match="unknown darknet revision"):
+        revision("deadbeef")
+
+
+def test_revisions_table_rows():
+    # every row holds every behaviour; the values darknet changed over time, in order
+    keys = set(REVISIONS["6103ecc4"])
+    assert all(set(row) == keys for row in REVISIONS.values())
+    assert [REVISIONS[r]["min_box"] for r in ("6103ecc4", "aebe9377", "c6afc7ff", "60e952ba")] == [.01, .01, .01, .001]
+    assert [REVISIONS[r]["letterbox"] for r in ("6103ecc4", "c6afc7ff", "60e952ba", "897c346c")] == [False, False,
+                                                                                                      True, True]
+    assert [REVISIONS[r]["test_nms"] for r in ("6103ecc4", "aebe9377", "c6afc7ff", "60e952ba")] == [.5, .5, .4, .4]
+    assert REVISIONS["c6afc7ff"]["test_conf"] == .25 and REVISIONS["60e952ba"]["test_conf"] == .24

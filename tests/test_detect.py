@@ -236,7 +236,7 @@ def test_letterbox_maps_boxes_back_to_the_image(tmp_path):
         return sorted([max(x1, 0), max(y1, 0), min(x2, 100), min(y2, 60)] for x1, x2 in xs for y1, y2 in ys)
 
     # Resize: fractions of the input are fractions of the image. Centre .25 -> 15 px, height .595 * 60.
-    resized = run(tmp_path, "--weights", weights, "--nms", "1.0", str(tmp_path / "wide.png"))
+    resized = run(tmp_path, "--weights", weights, "--nms", "1.0", "--no-letterbox", str(tmp_path / "wide.png"))
     ys = [(c * 60 - h / 2 * 60, c * 60 + h / 2 * 60) for c in (0.25, 0.75)]
     assert boxes(resized) == [pytest.approx(b, abs=1e-3) for b in expected(ys)]
     # Letterbox: 100 x 60 fits 64 wide, new_h = 60 * 64 // 100 = 38, centred at (64 - 38) / 2 = 13 rows down.
@@ -247,6 +247,9 @@ def test_letterbox_maps_boxes_back_to_the_image(tmp_path):
     assert boxes(letterboxed) == [pytest.approx(b, abs=1e-3) for b in expected(ys)]
     assert all(d["score"] == pytest.approx(1.0) and d["class"] == data.VOC_CLASSES[3]
                for d in letterboxed["detections"])
+    # without either flag, darknet's test path of the preset's revision: yolov2-tiny-voc is 60e952ba's, letterboxed
+    default = run(tmp_path, "--weights", weights, "--nms", "1.0", str(tmp_path / "wide.png"))
+    assert boxes(default) == boxes(letterboxed)
 
 
 # -----------------------------------------------------------------------------

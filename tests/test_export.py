@@ -49,11 +49,13 @@ def test_reorg_exports_as_reshape_transpose_reshape(tmp_path):
     assert torch.equal(run_onnx(tmp_path / "reorg.onnx", x), darknet.reorg(x))   # data movement: exact
 
 
-def test_darknet_local_layer_and_ramp_activation_export(tmp_path):
-    # the layers of yolov1.cfg ([local], im2col + one matrix per position) and of the 2015 yolo-small.cfg ("ramp"),
-    # which the small presets above do not contain; the bench exports the full presets (bench/bench_export.py)
+def test_darknet_local_layer_and_2016_batch_norm_export(tmp_path):
+    # the layers of yolov1.cfg ([local], im2col + one matrix per position) and the 2016 batch norm at test time
+    # ((x - μ) / (sqrt(σ²) + 1e-6), darknet.BatchNorm's own eval path), which the small presets above may not contain;
+    # the bench exports the full presets (bench/bench_export.py)
     torch.manual_seed(0)
-    layers = torch.nn.Sequential(darknet.ConvBlock(3, 4, 3, activation="ramp"), darknet.LocalLayer(4, 5, 3, 6, 6))
+    layers = torch.nn.Sequential(darknet.ConvBlock(3, 4, 3), darknet.LocalLayer(4, 5, 3, 6, 6))
+    layers[0].bn.set_formula(darknet.BN_2016)
     with torch.no_grad():
         for parameter in layers.parameters():
             parameter.normal_()

@@ -122,14 +122,16 @@ def test_library_call_gives_the_boxes_for_every_kind_of_input(tmp_path):
     array = np.asarray(picture)                                          # (60, 100, 3) uint8
     as_uint8 = torch.from_numpy(array.copy()).permute(2, 0, 1)           # (3, 60, 100)
     inputs = [picture, array, as_uint8, as_uint8.float() / 255, str(tmp_path / "photo.png"), picture.convert("L")]
-    found = detect.detect_objects(model, inputs)
+    # a plain resize (the hand arithmetic above); the preset's own default, 60e952ba's letterbox, is checked in
+    # tests/test_detect.py
+    found = detect.detect_objects(model, inputs, letterbox=False)
     assert len(found) == len(inputs)
     for d in found:
         assert d["names"] == ["cat"] * 4 and d["labels"].tolist() == [CAT] * 4
         assert d["boxes"].tolist() == [pytest.approx(box, abs=1e-4) for box in HAND_BOXES]
         assert d["scores"].tolist() == pytest.approx([HAND_SCORE] * 4)
         assert d["grid"] == (2, 2)
-    one = detect.detect_objects(model, picture)                         # one image alone: a list of one
+    one = detect.detect_objects(model, picture, letterbox=False)        # one image alone: a list of one
     assert len(one) == 1 and one[0]["boxes"].shape == (4, 4)
     assert len(detect.detect_objects(model, torch.stack([as_uint8] * 3))) == 3     # (N, 3, H, W): N images
 

@@ -43,10 +43,6 @@ DARKNET19 = [(3, 32, 3), (32, 64, 3), (64, 128, 3), (128, 64, 1), (64, 128, 3), 
 YOLOV1 = [(3, 64, 7), (64, 192, 3), (192, 128, 1), (128, 256, 3), (256, 256, 1), (256, 512, 3),
           *[(512, 256, 1), (256, 512, 3)] * 4, (512, 512, 1), (512, 1024, 3), *[(1024, 512, 1), (512, 1024, 3)] * 2,
           (1024, 1024, 3), (1024, 1024, 3), (1024, 1024, 3), (1024, 1024, 3)]
-# history/yolo-small.2015-11.cfg: 24 convs, stride-2 convs instead of max-pools (448 -> 224, 112, 56, 28, 14, 7)
-SMALL_2015 = [(3, 64, 7), (64, 192, 3), (192, 128, 1), (128, 256, 3), (256, 128, 1), (128, 256, 3), (256, 128, 1),
-              (128, 512, 3), *[(512, 256, 1), (256, 512, 3)] * 4, (512, 256, 1), (256, 1024, 3), (1024, 512, 1),
-              (512, 1024, 3), (1024, 1024, 3), (1024, 1024, 3), (1024, 1024, 3), (1024, 512, 3)]
 TINY_YOLOV1 = [(3, 16, 3), (16, 32, 3), (32, 64, 3), (64, 128, 3), (128, 256, 3), (256, 512, 3), (512, 1024, 3),
                (1024, 256, 3)]                                                              # yolov1-tiny.cfg
 FAST_2015 = [(3, 16, 3), (16, 32, 3), (32, 64, 3), (64, 128, 3), (128, 256, 3), (256, 512, 3), (512, 1024, 3),
@@ -84,9 +80,11 @@ OFFICIAL = {
         777_018_888),
     "tiny-yolov1.weights (yolov1-tiny.cfg)": (
         "yolov1-tiny", convs(TINY_YOLOV1, True) + connected(7 * 7 * 256, 1470), 108_399_816),
-    "yolo-small.weights (2015-11, history/yolo-small.2015-11.cfg)": (
-        "yolo-small.2015-11", convs(SMALL_2015, False) + connected(7 * 7 * 512, 2048) + connected(2048, 7 * 7 * 25),
-        405_197_876),
+    # yolo-small.cfg of ea451100 (2015-11-09 "changed yolo-small", = history/yolo-small.2015-11.cfg): the paper's 24
+    # convs, then connected 512 leaky -> connected 4096 leaky -> dropout -> connected 1470 linear
+    "yolo-small.weights (2015-11, ea451100's yolo-small.cfg)": (
+        "yolo-small.2015-11", convs(YOLOV1, False) + connected(7 * 7 * 1024, 512) + connected(512, 4096)
+        + connected(4096, 1470), 375_881_736),
     "yolo-tiny.weights (2015-11, history/yolo-tiny.2015-11.cfg)": (
         "yolo-tiny.2015-11", convs(FAST_2015, False) + connected(7 * 7 * 1024, 256) + connected(256, 4096)
         + connected(4096, 1470), 180_357_512),
@@ -103,6 +101,18 @@ def test_official_file_size_from_its_cfg(file):
     assert darknet.darknet_file_bytes(model, version=(0, 1, 0)) == size
     assert presets.official_sizes(detect.FAMILIES.values())[size] == (preset, 16)
     assert presets.official_sizes(detect.FAMILIES.values())[size + 4] == (preset, 20)       # darknet 0.2's header: uint64 seen
+
+
+def test_yolo_small_is_the_paper_network_with_a_512_bottleneck():
+    # Against the paper's file (1,086,814,216 bytes): the same 24 convs; its connected 50176 -> 4096 (4096 biases +
+    # 205,520,896 weights) becomes 50176 -> 512 -> 4096 (512 + 25,690,112, then 4096 + 2,097,152):
+    #   (4096 + 205_520_896) - (512 + 25_690_112 + 4096 + 2_097_152) = 177_733_120 fewer floats, 4 bytes each
+    assert 1_086_814_216 - 4 * 177_733_120 == 375_881_736
+    with torch.device("meta"):
+        model = yolov1.build("yolo-small.2015-11")
+    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [(7 * 7 * 1024, 512), (512, 4096), (4096, 1470)]
+    assert model.B == 2 and model.input_range == yolov1.RANGE_CROP_2015
 
 
 def test_extraction_files_are_the_first_convs_of_the_paper_network():

@@ -23,7 +23,8 @@ FIGURE5 = [("physical object", -1),                                  # 0  [0]
            ("hunting dog", 5), ("toy dog", 5),                       # 7, 8  [4]
            ("terrier", 7), ("hound", 7),                             # 9, 10  [5]
            ("Norfolk terrier", 9), ("Yorkshire terrier", 9), ("Bedlington terrier", 9)]   # 11, 12, 13  [6]
-# Pr(node | parent) along Norfolk terrier's path and for its siblings (each group sums to 1)
+# Pr(node | parent) along Norfolk terrier's path and for its siblings (each group sums to 1). Figure 5 prints no
+# probabilities: these numbers are ours, chosen so that the two descent rules stop at different nodes.
 CONDITIONAL = [1.0, 0.9, 0.1, 0.8, 0.2, 0.9, 0.1, 0.7, 0.3, 0.8, 0.2, 0.5, 0.3, 0.2]
 
 

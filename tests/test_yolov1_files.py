@@ -43,13 +43,9 @@ OFFICIAL = {
                                    + conv(3, 128, 256) + conv(3, 256, 512) + conv(3, 512, 1024)
                                    + 2 * conv(3, 1024, 1024) + fc(7 * 7 * 1024, 256) + fc(256, 4096)
                                    + fc(4096, 1470)),
-    # history/yolo-small.2015-11.cfg: 24 convs (stride-2 convs, no max-pool), connected 7*7*512 -> 2048 -> 1225
-    "yolo-small.2015-11": 16 + 4 * (conv(7, 3, 64) + conv(3, 64, 192) + conv(1, 192, 128) + conv(3, 128, 256)
-                                    + conv(1, 256, 128) + conv(3, 128, 256) + conv(1, 256, 128) + conv(3, 128, 512)
-                                    + 4 * (conv(1, 512, 256) + conv(3, 256, 512)) + conv(1, 512, 256)
-                                    + conv(3, 256, 1024) + conv(1, 1024, 512) + conv(3, 512, 1024)
-                                    + 3 * conv(3, 1024, 1024) + conv(3, 1024, 512)
-                                    + fc(7 * 7 * 512, 2048) + fc(2048, 7 * 7 * (1 * 5 + 20))),
+    # yolo-small.cfg of ea451100: the 24 convs, connected 7*7*1024 -> 512 -> 4096 (leaky), dropout, -> 1470
+    "yolo-small.2015-11": 16 + 4 * (sum(conv(*c) for c in EXTRACTION + FOUR) + fc(7 * 7 * 1024, 512) + fc(512, 4096)
+                                    + fc(4096, 1470)),
     # yolov1.cfg: 24 BN convs, [local] 3x3 1024 -> 256 on 7x7 (biases 7*7*256, 49 matrices 256 x 1024*9),
     # connected 7*7*256 -> 7*7*(3*5 + 20) = 1715
     "yolov1-local": 16 + 4 * (sum(conv(*c, bn=True) for c in EXTRACTION + FOUR)
@@ -62,7 +58,7 @@ OFFICIAL = {
 
 @pytest.mark.parametrize("preset, size", [
     ("yolov1", 1_086_814_216), ("yolov1-tiny", 108_399_816), ("yolo-tiny.2015-11", 180_357_512),
-    ("yolo-small.2015-11", 405_197_876), ("yolov1-local", 789_312_988), ("yolov1-local.2017", 777_018_888)])
+    ("yolo-small.2015-11", 375_881_736), ("yolov1-local", 789_312_988), ("yolov1-local.2017", 777_018_888)])
 def test_official_sizes_by_arithmetic(preset, size):
     assert OFFICIAL[preset] == size == yolov1.PRESETS[preset]["weights_bytes"]
     with torch.device("meta"):                              # shapes only: no memory for the 1 GB networks
@@ -232,13 +228,13 @@ def get_detection_detections(flat, side, n, classes, sqrt, thresh):
     return np.array(boxes), np.array(probs)
 
 
-@pytest.mark.parametrize("preset", ["yolov1-local", "yolo-small.2015-11", "yolov1-tiny"])   # B = 3, 1, 2
+@pytest.mark.parametrize("preset", ["yolov1-local", "yolo-small.2015-11", "yolov1-tiny"])   # B = 3, 2, 2
 def test_decode_equals_darknets_test_path(preset):
     cfg = yolov1.PRESETS[preset]
-    S, B, C, sqrt = cfg["S"], cfg["B"], cfg["C"], cfg["sqrt"]
+    S, B, C, sqrt = cfg["S"], cfg["B"], cfg["C"], True           # [detection] sqrt=1
     flat = torch.rand(S * S * (B * 5 + C)) * 1.2 - 0.1                        # darknet's order
     ours = flat[yolov1.darknet_output_permutation(S, B, C)].view(1, S, S, B * 5 + C)
-    boxes, scores = yolov1.decode(ours, B, sqrt)
+    boxes, scores = yolov1.decode(ours, B)
     ref_boxes, ref_probs = get_detection_detections(flat.double().numpy(), S, B, C, sqrt, 0.2)
     x, y, w, h = (torch.from_numpy(ref_boxes[:, k]).float() for k in range(4))
     assert torch.allclose(boxes[0], torch.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], 1), atol=1e-6)
@@ -246,11 +242,15 @@ def test_decode_equals_darknets_test_path(preset):
 
 
 def test_test_path_thresholds_name_their_revision():
-    # yolo.c test_yolo: nms .5 at 6103ecc4 (2015) and 6b38dcdc, .4 from c6afc7ff; -thresh .2 throughout
-    assert {n: p["test_nms"] for n, p in yolov1.PRESETS.items() if "test_nms" in p} == {
-        "yolov1": 0.5, "yolo-tiny.2015-11": 0.5, "yolo-small.2015-11": 0.5,
-        "yolov1-tiny": 0.4, "yolov1-local": 0.4, "yolov1-local.2017": 0.4}
-    assert yolov1.TEST_THRESHOLDS == dict(conf=0.2, nms=0.4)
+    # yolo.c test_yolo: nms .5 at 6103ecc4 (2015), aebe9377 and 6b38dcdc, .4 from c6afc7ff; -thresh .2 throughout;
+    # each preset names its revision, detect.test_thresholds reads darknet.REVISIONS
+    assert {n: p["revision"] for n, p in yolov1.PRESETS.items() if "revision" in p} == {
+        "yolov1": "6103ecc4", "yolo-tiny.2015-11": "eaf033c0", "yolo-small.2015-11": "ea451100",
+        "yolov1-tiny": "6b38dcdc", "yolov1-local": "aebe9377", "yolov1-local.2017": "aebe9377"}
+    with torch.device("meta"):
+        found = {n: detect.test_thresholds(yolov1.build(n)) for n in yolov1.PRESETS if "revision" in yolov1.PRESETS[n]}
+    assert set(map(tuple, (sorted(t.items()) for t in found.values()))) == {(("conf", 0.2), ("nms", 0.5))}
+    assert detect.test_thresholds(yolov1.build("yolov1-shapes")) == yolov1.TEST_THRESHOLDS == dict(conf=0.2, nms=0.4)
 
 
 # -----------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def test_one_sgd_step_equals_darknets_update():
     expected_weight = lr / batch * (d0.view(-1, 1) * 1.0 + d1.view(-1, 1) * 2.0)
     expected_bias = P.view(-1) + lr / batch * (d0 + d1).view(-1)
 
-    model = types.SimpleNamespace(B=2, num_classes=3, sqrt=True)
+    model = types.SimpleNamespace(B=2, num_classes=3)
     optimizer = torch.optim.SGD(layer.parameters(), lr=lr)
     out = layer(x).view(2, 2, 2, 13)
     terms, eq3 = yolov1.loss(model, out, targets, seen=0), yolov1_loss(out, targets, B=2, C=3)
@@ -293,14 +293,3 @@ def test_one_sgd_step_equals_darknets_update():
     assert torch.allclose(layer.bias, expected_bias, atol=1e-7)
     # the family's loss is half of eq. 3, term by term (DARKNET_DELTA_SCALE), and total is still their sum
     assert all(torch.allclose(terms[k], 0.5 * eq3[k]) for k in eq3)
-
-
-def test_loss_without_sqrt_compares_w_h():
-    # [detection] sqrt=0 (yolo-small 2015): the net's w, h are compared with the truth's w, h, not their roots
-    pred = torch.zeros(1, 2, 2, 1 * 5 + 3)                      # S = 2, B = 1, C = 3
-    pred[0, 0, 0, 0:5] = torch.tensor([0.5, 0.5, 0.3, 0.4, 0.0])
-    truth = [{"boxes": torch.tensor([[0.0, 0.0, 0.5, 0.5]]), "labels": torch.tensor([0])}]   # w = h = .5
-    wh = yolov1_loss(pred, truth, B=1, C=3, sqrt_wh=False)["wh"]
-    assert wh.item() == pytest.approx(5 * ((0.3 - 0.5) ** 2 + (0.4 - 0.5) ** 2))
-    wh_sqrt = yolov1_loss(pred, truth, B=1, C=3)["wh"]
-    assert wh_sqrt.item() == pytest.approx(5 * ((0.3 - 0.5 ** 0.5) ** 2 + (0.4 - 0.5 ** 0.5) ** 2))

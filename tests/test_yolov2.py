@@ -321,9 +321,11 @@ def test_loss_release_coordinate_scale_has_no_small_box_factor():
     assert later["xy"].item() == pytest.approx(1.76 * 0.05)
     assert all(release[k].item() == later[k].item() for k in ("obj", "noobj", "prior", "cls"))
     # the family's loss() takes the revision from the model (yolov2.build sets it from the preset)
-    model = SimpleNamespace(anchors=anchors, rescore=True, region=yolov2.PRESETS["yolo-voc.2.0"]["region"])
+    model = SimpleNamespace(anchors=anchors, rescore=True, region=yolov2.PRESETS["yolo-voc.2.0"]["revision"])
     assert yolov2.loss(model, raw, targets, 12800)["xy"].item() == pytest.approx(0.05)
-    assert yolov2.PRESETS["yolov2-voc"]["region"] == "60e952ba"
+    assert yolov2.PRESETS["yolov2-voc"]["revision"] == "60e952ba"
+    # 897c346c (yolov2-tiny's) keeps 60e952ba's scale: darknet.REVISIONS says so, the loss reads it
+    assert yolov2_loss(raw, targets, anchors, seen=12800, region="897c346c")["xy"].item() == later["xy"].item()
     with pytest.raises(ValueError, match="region must be one of"):
         yolov2_loss(raw, targets, anchors, seen=12800, region="2016")
 
@@ -449,6 +451,7 @@ def test_release_preset_trains_with_its_cfg_recipe(tmp_path):
                                                   "--out", str(tmp_path / "run2")])
     train.resolve(later)
     # yolov2-voc.cfg (60e952ba): burn_in=1000, lr·(batch/1000)^4: at batch 500, 1e-3 · .5^4
-    assert (later.recipe, later.burn_in, later.warmup_lr, later.augment) == ("yolov2", 1000, None, "yolov2")
+    assert (later.recipe, later.burn_in, later.warmup_lr, later.augment) == ("yolov2", 1000, None, "darknet-2017")
     assert train.learning_rate(later, 500, 100) == pytest.approx(1e-3 * 0.5 ** 4)
-    assert data.AUGMENTATIONS["yolov2-jitter.2"].keywords == {"jitter": 0.2}
+    # the release crops at jitter .2 and keeps boxes of .01 and more (c6afc7ff data.c fill_truth_detection)
+    assert data.AUGMENTATIONS["yolov2-jitter.2"].keywords == {"jitter": 0.2, "min_box": 0.01}
