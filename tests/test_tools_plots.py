@@ -1,5 +1,5 @@
 """Tests of tools/plots.py: both drawings (matplotlib where installed, the Pillow fallback) write the PNG with the
-curves on it; the fallback's tick values are round numbers covering the range."""
+curves (or pie slices) on it; the fallback's tick values are round numbers covering the range."""
 import importlib.util
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from metrics import evaluate
-from tools.plots import nice_ticks, save_curves_png, save_pr_curves_png
+from tools.plots import nice_ticks, save_curves_png, save_error_pies_png, save_pr_curves_png, save_speed_accuracy_png
 
 # One epoch of 30 logged steps (train.py's run["steps"]) and one evaluation: readable with a single epoch.
 STEPS = [{"step": 10 * k, "epoch": k / 30, "loss": 10.0 / k, "lr": 1e-3} for k in range(1, 31)]
@@ -47,3 +47,28 @@ def test_pr_curves_png(tmp_path, use_matplotlib):
     result = evaluate(dets, gts, "voc07", num_classes=2)        # class 1 has no ground truth: an empty panel
     save_pr_curves_png(result, ["cat", "dog"], tmp_path / "pr.png", use_matplotlib=use_matplotlib)
     assert Image.open(tmp_path / "pr.png").size == ((520, 240) if use_matplotlib else (2 * 260, 220))
+
+
+def loc_pixels(array):
+    """Pixels of the Loc slice's colour (79, 129, 189), within antialiasing."""
+    return (np.abs(array.astype(int) - [79, 129, 189]).max(axis=-1) <= 12).sum()
+
+
+@pytest.mark.parametrize("use_matplotlib", MATPLOTLIB)
+def test_error_pies_slices_follow_the_shares(tmp_path, use_matplotlib):
+    # two pies: Loc 3/4 of the left one, 1/4 of the right one -> its colour covers about 3 times more on the left
+    save_error_pies_png({"ours": [0.25, 0.75, 0, 0, 0], "other": [0.75, 0.25, 0, 0, 0]}, tmp_path / "pies.png",
+                        use_matplotlib=use_matplotlib)
+    image = np.asarray(Image.open(tmp_path / "pies.png").convert("RGB"))
+    assert image.shape[:2] == ((360, 800) if use_matplotlib else (320, 600))   # 4 x 3.6 in per pie; 300 x 320 px
+    left, right = loc_pixels(image[:, : image.shape[1] // 2]), loc_pixels(image[:, image.shape[1] // 2:])
+    assert 2.5 < left / right < 3.5
+
+
+@pytest.mark.parametrize("use_matplotlib", MATPLOTLIB)
+def test_speed_accuracy_png(tmp_path, use_matplotlib):
+    series = {"batch 1": [(288, 30.0, 0.70), (416, 15.0, 0.75)], "batch 8": [(288, 60.0, 0.70), (416, 30.0, 0.75)]}
+    save_speed_accuracy_png(series, tmp_path / "speed.png", "mAP", use_matplotlib=use_matplotlib)
+    image = Image.open(tmp_path / "speed.png")
+    assert image.size == (600, 420)            # matplotlib 6 x 4.2 in at 100 dpi; the fallback 600 x 420 px
+    assert blue_pixels(tmp_path / "speed.png") > 50                           # the batch-1 line

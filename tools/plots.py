@@ -1,10 +1,12 @@
 """
-Plots of a training run and of an evaluation. Not in the papers: pictures of what train.py logs and of what
-metrics.evaluate() returns, drawn with matplotlib where it is installed (the usual choice), else with a small
-Pillow fallback that draws the same axes, ticks and labels.
+Plots of a training run and of an evaluation: pictures of what train.py logs and of what detect.py measures, drawn
+with matplotlib where it is installed (the usual choice), else with a small Pillow fallback that draws the same axes,
+ticks and labels.
 
   training loss at every logged step, validation metric per evaluation, against epochs (curves.png) . save_curves_png()
   precision (y) against recall (x), one panel per class, titled with its AP (pr_curves.png) ......... save_pr_curves_png()
+  YOLOv1 §4.2 Figure 4: pies of the top detections' error types (metrics.error_analysis) .......... save_error_pies_png()
+  YOLOv2 §2 Table 3 / Figure 4: accuracy (y) against speed (x), one point per input size ............ save_speed_accuracy_png()
 
 train.py redraws curves.png at every checkpoint, so it shows the run as it goes, one epoch included.
 """
@@ -70,15 +72,18 @@ def save_curves_png(steps, history, path, metric_name, use_matplotlib=True):
     image.save(path)
 
 
-def _pillow_panel(draw, box, title, xlabel, ylabel, points, limits, xlimits=None):
-    """One framed plot: title, axis names, tick values along both axes, the line and its points."""
+def _pillow_panel(draw, box, title, xlabel, ylabel, points, limits, xlimits=None, series=None):
+    """One framed plot: title, axis names, tick values along both axes, the line and its points.
+    series: several lines instead, [(points, colour, name, point labels or None)], named in a legend at the top."""
     x0, y0, width, height = box
     left, top, right, bottom = x0 + 60, y0 + 24, x0 + width - 16, y0 + height - 44
     draw.rectangle([left, top, right, bottom], outline="black")
     draw.text((left, y0 + 6), title, fill="black")
     draw.text(((left + right) // 2 - 15, bottom + 24), xlabel, fill="black")
     draw.text((x0 + 4, y0 + 6), ylabel[:10], fill="black")
-    xs, ys = [p[0] for p in points] or [0.0, 1.0], [p[1] for p in points] or [0.0, 1.0]
+    series = series or [(points, "blue", None, None)]
+    everything = [p for line in series for p in line[0]]
+    xs, ys = [p[0] for p in everything] or [0.0, 1.0], [p[1] for p in everything] or [0.0, 1.0]
     (x_lo, x_hi) = xlimits or (min(xs), max(max(xs), min(xs) + 1e-9))
     (y_lo, y_hi) = limits or (min(ys), max(max(ys), min(ys) + 1e-9))
     px = lambda x: left + (x - x_lo) / (x_hi - x_lo) * (right - left)        # noqa: E731 (data -> pixels)
@@ -89,11 +94,16 @@ def _pillow_panel(draw, box, title, xlabel, ylabel, points, limits, xlimits=None
     for y in nice_ticks(y_lo, y_hi):
         draw.line([(left - 4, py(y)), (left, py(y))], fill="black")
         draw.text((left - 52, py(y) - 6), f"{y:.4g}", fill="black")
-    xy = [(px(x), py(y)) for x, y in points]
-    if len(xy) > 1:
-        draw.line(xy, fill="blue", width=2)
-    for x, y in xy:
-        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill="blue")
+    for k, (line, colour, name, labels) in enumerate(series):
+        xy = [(px(x), py(y)) for x, y in line]
+        if len(xy) > 1:
+            draw.line(xy, fill=colour, width=2)
+        for j, (x, y) in enumerate(xy):
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+            if labels:
+                draw.text((x + 4, y - 12), str(labels[j]), fill=colour)
+        if name:
+            draw.text((left + 6, top + 4 + 12 * k), name, fill=colour)
 
 
 def save_pr_curves_png(result: dict, class_names, path, columns: int = 5, use_matplotlib=True) -> None:
@@ -127,4 +137,82 @@ def save_pr_curves_png(result: dict, class_names, path, columns: int = 5, use_ma
     for c, (title, points) in enumerate(panels):
         _pillow_panel(draw, ((c % cols) * pw, (c // cols) * ph, pw, ph), title, "recall", "precision",
                       points, (0.0, 1.0), (0.0, 1.0))
+    image.save(path)
+
+
+# -----------------------------------------------------------------------------
+# YOLOv1 §4.2, Figure 4: "Error Analysis: Fast R-CNN vs. YOLO", one pie per detector
+
+ERROR_LABELS = ("Correct", "Loc", "Sim", "Other", "Background")        # Figure 4's slice names, metrics.ERROR_TYPES order
+# Hoiem et al.'s pie colours (detectionAnalysis displayFalsePositiveImpactPlot.m colormap): white, blue, red, green, purple
+ERROR_COLOURS = ((255, 255, 255), (79, 129, 189), (192, 80, 77), (92, 230, 96), (128, 100, 162))
+
+
+def save_error_pies_png(pies: dict, path, use_matplotlib=True) -> None:
+    """One pie per entry, side by side: {title: the five shares (fractions, metrics.ERROR_TYPES order)}, e.g. this
+    model's metrics.error_analysis(...)["overall"] beside the paper's metrics.FIGURE_4 / 100. Slices start at the
+    top and go clockwise, each labelled with its name and percentage."""
+    panels = [(title, [float(v) for v in shares]) for title, shares in pies.items()]
+    labelled = [[f"{name}: {100 * v:.4g}%" for name, v in zip(ERROR_LABELS, shares)] for _, shares in panels]
+    plt = _matplotlib() if use_matplotlib else None
+    if plt is not None:
+        figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), dpi=100, squeeze=False)
+        for ax, (title, shares), labels in zip(axes.flat, panels, labelled):
+            ax.pie(shares, labels=labels, colors=[tuple(c / 255 for c in rgb) for rgb in ERROR_COLOURS],
+                   startangle=90, counterclock=False, wedgeprops=dict(edgecolor="black", linewidth=0.6),
+                   textprops=dict(fontsize=8))
+            ax.set_title(title, fontsize=10)
+        figure.tight_layout()
+        figure.savefig(path)
+        plt.close(figure)
+        return
+    pw, ph, radius = 300, 320, 90
+    image = Image.new("RGB", (pw * len(panels), ph), "white")
+    draw = ImageDraw.Draw(image)
+    for k, ((title, shares), labels) in enumerate(zip(panels, labelled)):
+        cx, cy = k * pw + pw // 2, 30 + radius
+        draw.text((k * pw + 10, 6), title, fill="black")
+        start = -90.0                                       # PIL: degrees clockwise from 3 o'clock; -90 is the top
+        for share, colour in zip(shares, ERROR_COLOURS):
+            if share > 0:
+                draw.pieslice([cx - radius, cy - radius, cx + radius, cy + radius], start, start + 360 * share,
+                              fill=colour, outline="black")
+            start += 360 * share
+        for j, (label, colour) in enumerate(zip(labels, ERROR_COLOURS)):   # the legend under the pie
+            y = cy + radius + 12 + 14 * j
+            draw.rectangle([k * pw + 60, y, k * pw + 70, y + 10], fill=colour, outline="black")
+            draw.text((k * pw + 76, y), label, fill="black")
+    image.save(path)
+
+# -----------------------------------------------------------------------------
+# YOLOv2 Table 3 / Figure 4: accuracy and speed of one network at several input sizes
+
+
+def save_speed_accuracy_png(series: dict, path, metric_name="mAP", use_matplotlib=True) -> None:
+    """mAP (y) against images/s (x), one line per entry of series: {name: [(size, images/s, mAP)]}, each point
+    labelled with its input size (e.g. "batch 1", "batch 8" on this device, and the paper's Titan X points)."""
+    colours = ("tab:blue", "tab:orange", "tab:gray", "tab:green", "tab:red")
+    pil_colours = ("blue", "orange", "gray", "green", "red")
+    lines = [(name, [(float(ips), float(value)) for _, ips, value in points], [size for size, _, _ in points])
+             for name, points in series.items()]
+    plt = _matplotlib() if use_matplotlib else None
+    if plt is not None:
+        figure, ax = plt.subplots(figsize=(6, 4.2), dpi=100)
+        for (name, points, sizes), colour in zip(lines, colours):
+            ax.plot(*zip(*points), marker="o", color=colour, label=name)
+            for (x, y), size in zip(points, sizes):
+                ax.annotate(str(size), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8, color=colour)
+        ax.set(xlabel="images/s", ylabel=metric_name, title="accuracy and speed at each input size")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        figure.tight_layout()
+        figure.savefig(path)
+        plt.close(figure)
+        return
+    xs, ys = [x for _, points, _ in lines for x, _ in points], [y for _, points, _ in lines for _, y in points]
+    margin = 0.08 * (max(ys) - min(ys) or 1.0)               # room for the labels at the extremes
+    image = Image.new("RGB", (600, 420), "white")
+    _pillow_panel(ImageDraw.Draw(image), (0, 0, 600, 420), "accuracy and speed at each input size", "images/s",
+                  metric_name, [], (min(ys) - margin, max(ys) + margin), (0.0, 1.1 * max(xs)),
+                  series=[(points, colour, name, sizes) for (name, points, sizes), colour in zip(lines, pil_colours)])
     image.save(path)
