@@ -60,7 +60,7 @@ def test_error_pies_slices_follow_the_shares(tmp_path, use_matplotlib):
     save_error_pies_png({"ours": [0.25, 0.75, 0, 0, 0], "other": [0.75, 0.25, 0, 0, 0]}, tmp_path / "pies.png",
                         use_matplotlib=use_matplotlib)
     image = np.asarray(Image.open(tmp_path / "pies.png").convert("RGB"))
-    assert image.shape[:2] == ((360, 800) if use_matplotlib else (320, 600))   # 4 x 3.6 in per pie; 300 x 320 px
+    assert image.shape[:2] == ((440, 800) if use_matplotlib else (320, 600))   # 4 x 4.4 in per pie; 300 x 320 px
     left, right = loc_pixels(image[:, : image.shape[1] // 2]), loc_pixels(image[:, image.shape[1] // 2:])
     assert 2.5 < left / right < 3.5
 

@@ -153,16 +153,17 @@ def save_error_pies_png(pies: dict, path, use_matplotlib=True) -> None:
     model's metrics.error_analysis(...)["overall"] beside the paper's metrics.FIGURE_4 / 100. Slices start at the
     top and go clockwise, each labelled with its name and percentage."""
     panels = [(title, [float(v) for v in shares]) for title, shares in pies.items()]
-    labelled = [[f"{name}: {100 * v:.4g}%" for name, v in zip(ERROR_LABELS, shares)] for _, shares in panels]
+    percent = lambda v: f"{100 * v:.2f}".rstrip("0").rstrip(".")                   # noqa: E731 (6.75, 19, 0.6)
+    labelled = [[f"{name}: {percent(v)}%" for name, v in zip(ERROR_LABELS, shares)] for _, shares in panels]
     plt = _matplotlib() if use_matplotlib else None
-    if plt is not None:
-        figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), dpi=100, squeeze=False)
+    if plt is not None:                     # the names in a legend under each pie: thin slices' labels would collide
+        figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.4), dpi=100, squeeze=False)
         for ax, (title, shares), labels in zip(axes.flat, panels, labelled):
-            ax.pie(shares, labels=labels, colors=[tuple(c / 255 for c in rgb) for rgb in ERROR_COLOURS],
-                   startangle=90, counterclock=False, wedgeprops=dict(edgecolor="black", linewidth=0.6),
-                   textprops=dict(fontsize=8))
+            wedges, _ = ax.pie(shares, colors=[tuple(c / 255 for c in rgb) for rgb in ERROR_COLOURS], startangle=90,
+                               counterclock=False, wedgeprops=dict(edgecolor="black", linewidth=0.6))
+            ax.legend(wedges, labels, loc="upper center", bbox_to_anchor=(0.5, 0.02), fontsize=8, frameon=False)
             ax.set_title(title, fontsize=10)
-        figure.tight_layout()
+        figure.subplots_adjust(left=0.02, right=0.98, top=0.92, bottom=0.3)    # room for the legends
         figure.savefig(path)
         plt.close(figure)
         return
