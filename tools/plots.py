@@ -5,8 +5,8 @@ ticks and labels.
 
   training loss at every logged step, validation metric per evaluation, against epochs (curves.png) . save_curves_png()
   precision (y) against recall (x), one panel per class, titled with its AP (pr_curves.png) ......... save_pr_curves_png()
-  YOLOv1 §4.2 Figure 4: pies of the top detections' error types (metrics.error_analysis) .......... save_error_pies_png()
-  YOLOv2 §2 Table 3 / Figure 4: accuracy (y) against speed (x), one point per input size ............ save_speed_accuracy_png()
+  YOLOv1 §4.2 Figure 4: pies of the top detections' error types (metrics.error_analysis) ........ save_error_pies_png()
+  YOLOv2 Table 3 / Figure 4: accuracy (y) against speed (x), one point per input size ....... save_speed_accuracy_png()
 
 train.py redraws curves.png at every checkpoint, so it shows the run as it goes, one epoch included.
 """
@@ -143,8 +143,9 @@ def save_pr_curves_png(result: dict, class_names, path, columns: int = 5, use_ma
 # -----------------------------------------------------------------------------
 # YOLOv1 §4.2, Figure 4: "Error Analysis: Fast R-CNN vs. YOLO", one pie per detector
 
-ERROR_LABELS = ("Correct", "Loc", "Sim", "Other", "Background")        # Figure 4's slice names, metrics.ERROR_TYPES order
-# Hoiem et al.'s pie colours (detectionAnalysis displayFalsePositiveImpactPlot.m colormap): white, blue, red, green, purple
+ERROR_LABELS = ("Correct", "Loc", "Sim", "Other", "Background")   # Figure 4's names, in metrics.ERROR_TYPES order
+# Hoiem et al.'s pie colours (detectionAnalysis displayFalsePositiveImpactPlot.m's colormap): white, blue, red,
+# green, purple
 ERROR_COLOURS = ((255, 255, 255), (79, 129, 189), (192, 80, 77), (92, 230, 96), (128, 100, 162))
 
 
