@@ -521,10 +521,10 @@ def evaluate_sizes(args, model, class_names: list[str], train_config: dict) -> d
               + (f" | {'':>31} {paper[0]:5.1f} {paper[1]:4d}" if paper else " |"))
     from tools import plots                 # not the paper: the picture
     path = output_folder(args) / "speed_accuracy.png"
-    series = {f"this run, batch {b} ({where})": [(r["size"], r["images_per_s"][b], r["map"]) for r in rows]
-              for b in SPEED_BATCHES}
-    series["YOLOv2, paper (VOC 2007 test, Titan X)"] = [(s, fps, m / 100) for s, (m, fps) in TABLE_3.items()]
-    plots.save_speed_accuracy_png(series, path, "mAP (VOC07)")
+    ours = {f"batch {b}": [(r["size"], r["images_per_s"][b], r["map"]) for r in rows] for b in SPEED_BATCHES}
+    paper = {"YOLOv2": [(size, fps, m / 100) for size, (m, fps) in TABLE_3.items()]}
+    plots.save_speed_accuracy_png({f"{model.preset} on {Path(args.data).name} ({where})": ours,
+                                   "the paper: VOC 2007 test, Titan X (Table 3)": paper}, path, "mAP (VOC07)")
     print(f"wrote {path}")
     return dict(exit_code=exit_code, sizes=rows)
 

@@ -67,8 +67,10 @@ def test_error_pies_slices_follow_the_shares(tmp_path, use_matplotlib):
 
 @pytest.mark.parametrize("use_matplotlib", MATPLOTLIB)
 def test_speed_accuracy_png(tmp_path, use_matplotlib):
-    series = {"batch 1": [(288, 30.0, 0.70), (416, 15.0, 0.75)], "batch 8": [(288, 60.0, 0.70), (416, 30.0, 0.75)]}
-    save_speed_accuracy_png(series, tmp_path / "speed.png", "mAP", use_matplotlib=use_matplotlib)
+    ours = {"batch 1": [(288, 30.0, 0.70), (416, 15.0, 0.75)], "batch 8": [(288, 60.0, 0.70), (416, 30.0, 0.75)]}
+    paper = {"paper": [(288, 91, 0.69), (416, 67, 0.768)]}
+    save_speed_accuracy_png({"this run": ours, "the paper": paper}, tmp_path / "speed.png", "mAP",
+                            use_matplotlib=use_matplotlib)
     image = Image.open(tmp_path / "speed.png")
-    assert image.size == (600, 420)            # matplotlib 6 x 4.2 in at 100 dpi; the fallback 600 x 420 px
+    assert image.size == (1100, 420)       # two panels: matplotlib 5.5 x 4.2 in each at 100 dpi, Pillow 550 x 420 px
     assert blue_pixels(tmp_path / "speed.png") > 50                           # the batch-1 line

@@ -190,31 +190,38 @@ def save_error_pies_png(pies: dict, path, use_matplotlib=True) -> None:
 # YOLOv2 Table 3 / Figure 4: accuracy and speed of one network at several input sizes
 
 
-def save_speed_accuracy_png(series: dict, path, metric_name="mAP", use_matplotlib=True) -> None:
-    """mAP (y) against images/s (x), one line per entry of series: {name: [(size, images/s, mAP)]}, each point
-    labelled with its input size (e.g. "batch 1", "batch 8" on this device, and the paper's Titan X points)."""
+def save_speed_accuracy_png(panels: dict, path, metric_name="mAP", use_matplotlib=True) -> None:
+    """mAP (y) against images/s (x), one panel per entry of panels: {title: {line name: [(size, images/s, mAP)]}},
+    each point labelled with its input size; e.g. this device's batch-1 and batch-8 lines in one panel, the paper's
+    Titan X line in another (each panel its own scales: a model trained for minutes and the paper's share none)."""
     colours = ("tab:blue", "tab:orange", "tab:gray", "tab:green", "tab:red")
     pil_colours = ("blue", "orange", "gray", "green", "red")
-    lines = [(name, [(float(ips), float(value)) for _, ips, value in points], [size for size, _, _ in points])
-             for name, points in series.items()]
+    drawn = [(title, [(name, [(float(ips), float(value)) for _, ips, value in points], [size for size, *_ in points])
+                      for name, points in series.items()]) for title, series in panels.items()]
     plt = _matplotlib() if use_matplotlib else None
     if plt is not None:
-        figure, ax = plt.subplots(figsize=(6, 4.2), dpi=100)
-        for (name, points, sizes), colour in zip(lines, colours):
-            ax.plot(*zip(*points), marker="o", color=colour, label=name)
-            for (x, y), size in zip(points, sizes):
-                ax.annotate(str(size), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8, color=colour)
-        ax.set(xlabel="images/s", ylabel=metric_name, title="accuracy and speed at each input size")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        figure, axes = plt.subplots(1, len(drawn), figsize=(5.5 * len(drawn), 4.2), dpi=100, squeeze=False)
+        for ax, (title, lines) in zip(axes.flat, drawn):
+            for (name, points, sizes), colour in zip(lines, colours):
+                ax.plot(*zip(*points), marker="o", color=colour, label=name)
+                for (x, y), size in zip(points, sizes):
+                    ax.annotate(str(size), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8, color=colour)
+            ax.set(xlabel="images/s", ylabel=metric_name, title=title)
+            ax.title.set_fontsize(10)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
         figure.tight_layout()
         figure.savefig(path)
         plt.close(figure)
         return
-    xs, ys = [x for _, points, _ in lines for x, _ in points], [y for _, points, _ in lines for _, y in points]
-    margin = 0.08 * (max(ys) - min(ys) or 1.0)               # room for the labels at the extremes
-    image = Image.new("RGB", (600, 420), "white")
-    _pillow_panel(ImageDraw.Draw(image), (0, 0, 600, 420), "accuracy and speed at each input size", "images/s",
-                  metric_name, [], (min(ys) - margin, max(ys) + margin), (0.0, 1.1 * max(xs)),
-                  series=[(points, colour, name, sizes) for (name, points, sizes), colour in zip(lines, pil_colours)])
+    width, height = 550, 420
+    image = Image.new("RGB", (width * len(drawn), height), "white")
+    draw = ImageDraw.Draw(image)
+    for k, (title, lines) in enumerate(drawn):
+        xs, ys = [x for _, points, _ in lines for x, _ in points], [y for _, points, _ in lines for _, y in points]
+        margin = 0.08 * (max(ys) - min(ys) or 1.0)           # room for the labels at the extremes
+        _pillow_panel(draw, (k * width, 0, width, height), title, "images/s", metric_name, [],
+                      (min(ys) - margin, max(ys) + margin), (0.0, 1.1 * max(xs)),
+                      series=[(points, colour, name, sizes)
+                              for (name, points, sizes), colour in zip(lines, pil_colours)])
     image.save(path)
