@@ -464,7 +464,7 @@ SPEED_SECONDS = 1.0         # of timed passes per size and batch, after the warm
 
 
 def images_per_second(model, x: torch.Tensor, conf: float, nms: float, letterbox: bool = False,
-                      min_seconds: float = 1.0) -> float:
+                      min_seconds: float = SPEED_SECONDS) -> float:
     """The detector's speed on its device: predict() (forward, decoding, NMS) on the batch x (N, 3, H, W) of
     preprocessed images, once to warm up (allocations, cuDNN's choice of kernels), then again until min_seconds
     have passed, at least 3 times -> N / the median time of one pass. Reading and resizing images is not counted."""
@@ -489,9 +489,10 @@ def evaluate_sizes(args, model, class_names: list[str], train_config: dict) -> d
     if model.config["family"] == "yolov1":
         raise ValueError(f"{model.preset}: several --img-size values need a fully convolutional network (YOLOv2); "
                          f"YOLOv1's connected layers fix its input at {model.img_size}")
-    odd = [size for size in args.img_size if size % 32]
+    odd = [size for size in args.img_size if size % yolov2.STRIDE]
     if odd:
-        raise ValueError(f"--img-size: YOLOv2 takes multiples of 32 (its stride), got {', '.join(map(str, odd))}")
+        raise ValueError(f"--img-size: YOLOv2 takes multiples of {yolov2.STRIDE} (its stride), got "
+                         f"{', '.join(map(str, odd))}")
     # the images of the split once, at the size the weights were trained at (shapes draws its images at a size)
     split = open_split(args.data, args.split, model.img_size, train_config)
     # OUR CHOICE: timed at the preset's test thresholds (darknet's demo: YOLOv2 .24, NMS .4), as a detector runs;
@@ -506,6 +507,9 @@ def evaluate_sizes(args, model, class_names: list[str], train_config: dict) -> d
         found = evaluate_split(args, model, class_names, train_config, split, tag=str(size))
         exit_code = max(exit_code, found["exit_code"])
         loaded, _ = _load_batch(range(min(max(SPEED_BATCHES), len(split[0]))), split[0], size, args.letterbox)
+        if not loaded:
+            raise ValueError(f"{args.data}: none of its first {max(SPEED_BATCHES)} images could be read to time the "
+                             "model")
         x = torch.stack(list(loaded.values()))                                    # (n <= 8, 3, size, size)
         speed = {b: images_per_second(model, x[torch.arange(b) % len(x)], timing["conf"], timing["nms"],
                                       args.letterbox, SPEED_SECONDS) for b in SPEED_BATCHES}   # the n images repeated
