@@ -15,6 +15,7 @@ Paper -> code
   darknet only max-pool padding (maxpool_layer.c) ............................ maxpool()
   darknet only the locally connected layer of yolov1.cfg (local_layer.c) ..... LocalLayer
   inference    conv + batch-norm folding ...................................... fuse()
+  YOLOv2 §3    "Faster": operations of one forward pass (5.58 / 8.52 billion) . count_operations()
 
 Darknet's .weights files (src/parser.c), the last section:
   load_weights_upto: header, then each layer's floats in cfg order ............ load_darknet_weights()
@@ -433,6 +434,51 @@ class LocalLayer(nn.Module):
     def extra_repr(self):
         return (f"{self.weight.shape[2] // self.size ** 2}, {self.weight.shape[1]}, size={self.size}, "
                 f"stride={self.stride}, in={self.in_hw}, activation={self.activation!r}")
+
+
+# -----------------------------------------------------------------------------
+# YOLOv2 §3 "Faster": how many operations one forward pass takes
+
+def count_operations(model, img_size=224):
+    """Floating point operations of one forward pass of a (1, 3, img_size, img_size) image: 2 per multiply-add
+    (a multiplication and an addition) of every convolution, connected and locally connected layer.
+
+    Paper (YOLOv2 §3), at 224 x 224: VGG-16's convolutions "30.69 billion floating point operations", the YOLO
+    framework's GoogLeNet-based network "8.52 billion operations", Darknet-19 "5.58 billion operations". Darknet
+    prints the same count for each conv (convolutional_layer.c, f6afaab: 2.0·n·size·size·c/groups·out_h·out_w
+    "BFLOPs"); batch norm, activations, pooling, the softmax and the biases' additions are left out (under 1% of
+    the total here). The 8.52 is Extraction as darknet's extraction.cfg builds it from 845ab757 (2016-08): a 1x1
+    conv to 1000 before the average pool; the 2015 cfg's [connected] 1000 after the pool gives 8.42.
+    Counted from the layers' shapes during one forward pass (forward hooks), at batch 1, in eval mode; the model's
+    mode is restored afterwards.
+      Conv2d:     2 · out_h·out_w·c_out · (c_in/groups)·k_h·k_w
+      Linear:     2 · in_features · out_features
+      LocalLayer: 2 · out_h·out_w·n · c·size·size  (one filter bank per output position, the same count as a conv)
+    """
+    total = 0
+
+    def hook(module, args, out):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total += 2 * out[0].numel() * k                                      # out: (1, c_out, out_h, out_w)
+        elif isinstance(module, nn.Linear):
+            total += 2 * out[0].numel() * module.in_features                     # out: (1, out_features)
+        else:
+            total += 2 * out[0].numel() * module.weight.shape[2]                 # weight (L, n, c*size*size)
+
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, LocalLayer))]
+    handles = [m.register_forward_hook(hook) for m in layers]
+    was_training = model.training
+    parameter = next(model.parameters())
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, img_size, img_size, device=parameter.device, dtype=parameter.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total
 
 
 # -----------------------------------------------------------------------------

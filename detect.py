@@ -8,6 +8,8 @@ Paper / darknet -> code
   darknet image.c draw_detections: boxes and labels in per-class colours ........ drawing.draw(), class_colour()
   YOLOv1 §2: the grid cell holding an object's centre "is responsible for detecting" it  drawing.draw(show_grid=True)
   Evaluation: every detection above metrics.EVAL_CONF, then VOC07, VOC12 and COCO AP .... evaluate(), main()
+  YOLOv1 §4.2, Figure 4: the error analysis of the top detections (--error-analysis) ..... error_analysis_report()
+  YOLOv2 Table 3, Figure 4: one network at several sizes, mAP and speed (--img-size S S ...) evaluate_sizes()
   which network, from which file: a train.py checkpoint or a darknet .weights file ........ load_model(), load_weights()
   not the papers: the command line's detections as a library call ......................... detect_objects()
 
@@ -25,11 +27,15 @@ Run:
   python detect.py --model yolov2 --weights yolov2.weights photo.jpg            # COCO's 80 classes
   python detect.py --model yolov2-voc --weights yolov2-voc.weights --data VOCdevkit --split 2007/test
   python detect.py --weights runs/synthetic/best.pt --data shapes       # the run's held-out synthetic images
+  python detect.py --weights runs/synthetic/best.pt --data shapes --error-analysis      # YOLOv1 Figure 4
+  python detect.py --weights yolo-voc.weights --data VOCdevkit --img-size 288 352 416 480 544   # YOLOv2 Table 3
 """
 import argparse
 import functools
 import json
 import os
+import re
+import statistics
 import sys
 import time
 import zipfile
@@ -348,7 +354,8 @@ def check_outputs(args) -> list[Path]:
     an unwritable --out, --save-json, --results-dir or --export fails in one line at the start, not after the
     images. Sets args.out_dir (the drawings' folder). -> the folders made here, for main() to remove if unused."""
     folders = []
-    if args.inputs and not args.data and not args.export:
+    pictures = (args.inputs and not args.data) or (args.data and (args.error_analysis or len(args.img_size or []) > 1))
+    if pictures and not args.export:    # drawn images; with --data the error analysis' and Table 3's pictures
         args.out_dir = str(Path(args.out) if args.out else fresh_folder(Path("runs", "detect", "exp")))
         folders.append((Path(args.out_dir), Path(args.out_dir)))
     if args.save_json and args.inputs and not args.data and not args.export:
@@ -477,9 +484,12 @@ def open_any(path: str, **options):
         return open_txt_dataset(path, **options)
 
 
-def evaluate_split(args, model, class_names: list[str], train_config: dict) -> dict:
-    """Detections on every image of the split at a low threshold, then AP under the three protocols."""
-    dataset, category_ids = open_split(args.data, args.split, model.img_size, train_config)
+def evaluate_split(args, model, class_names: list[str], train_config: dict, split=None, tag: str = "") -> dict:
+    """Detections on every image of the split at a low threshold, then AP under the three protocols; with
+    --error-analysis, YOLOv1 §4.2's too. split: (dataset, category ids) already open (evaluate_sizes), tag: a
+    name for this evaluation's files (its input size)."""
+    similar = similar_classes(args, class_names) if args.error_analysis else None     # a bad name: before the work
+    dataset, category_ids = split or open_split(args.data, args.split, model.img_size, train_config)
     if len(dataset.class_names) != len(class_names):
         raise ValueError(f"the model's classes do not match the dataset's: expected {len(dataset.class_names)} "
                          f"{list(dataset.class_names)} (dataset {args.data}), found {len(class_names)} "
@@ -501,17 +511,136 @@ def evaluate_split(args, model, class_names: list[str], train_config: dict) -> d
     print(metrics.format_ap_table(results, class_names))
     if args.results_dir:                    # not the paper: the official servers' files, and PR curves
         from tools import plots, results as results_files
-        results_dir = Path(args.results_dir)                # made and tried by check_outputs
+        results_dir = Path(args.results_dir, tag)            # made and tried by check_outputs; a size's subfolder
+        results_dir.mkdir(parents=True, exist_ok=True)
         plots.save_pr_curves_png(results["voc07"], class_names, results_dir / "pr_curves.png")
         results_files.write_voc_results(results_dir, truths, detections, class_names)
         results_files.write_coco_results(results_dir / "coco_results.json", truths, detections, category_ids,
                                          numeric_ids=isinstance(dataset, data.COCODataset))
         print(f"wrote {results_dir}: pr_curves.png (VOC07), comp4_det_test_<class>.txt, coco_results.json")
+    analysis = (error_analysis_report(args, model, detections, truths, class_names, similar, tag)
+                if args.error_analysis else None)
     if failed:
         print(f"{len(failed)} of {len(dataset)} images could not be read (their objects count as missed):")
         for path, reason in failed:
             print(f"  {reason}" if reason.startswith(path) else f"  {path}: {reason}")
-    return dict(exit_code=1 if failed else 0, results=results, detections=detections, failed=failed)
+    return dict(exit_code=1 if failed else 0, results=results, detections=detections, failed=failed,
+                error_analysis=analysis)
+
+
+def output_folder(args) -> Path:
+    """The folder of this call's pictures: --out, else a fresh runs/detect/exp, exp2, ... (made and tried by
+    check_outputs before any work)."""
+    return Path(args.out_dir)
+
+
+def similar_classes(args, class_names: list[str]) -> tuple[list[str], list[list[int]]]:
+    """-> (the groups of similar classes by name, the same by index): --similar's groups, else Hoiem et al.'s for
+    VOC's 20 classes (metrics.VOC_SIMILAR_CLASSES), else none. An unknown class name is an error."""
+    if args.similar is not None:
+        groups = [[name for name in group.split(",") if name] for group in args.similar]
+    elif list(class_names) == list(data.VOC_CLASSES):
+        groups = metrics.VOC_SIMILAR_CLASSES
+    else:
+        groups = []
+    return groups, metrics.similar_groups(groups, class_names)
+
+
+def error_analysis_report(args, model, detections, truths, class_names: list[str], similar, tag: str = "") -> dict:
+    """YOLOv1 §4.2, Figure 4: metrics.error_analysis of the split's detections (the evaluation's, all above
+    EVAL_CONF), printed beside the paper's shares and drawn as pies into --out (tools/plots.py).
+    similar: similar_classes()'s groups by name and by index."""
+    names, groups = similar
+    result = metrics.error_analysis(detections, truths, len(class_names), groups)
+    print(f"\nerror analysis (YOLOv1 §4.2, Hoiem et al.'s rules): each class's top N detections, N = its objects, "
+          f"in %; similar: {'; '.join(','.join(g) for g in names) or 'none'}")
+    print(metrics.format_error_table(result, class_names))
+    from tools import plots                 # not the paper: the picture
+    path = output_folder(args) / f"error_analysis{'_' + tag if tag else ''}.png"
+    pies = {f"{model.preset} on {Path(args.data).name}": result["overall"],
+            **{f"{name} (paper, VOC 2007)": np.array(shares) / 100 for name, shares in metrics.FIGURE_4.items()}}
+    plots.save_error_pies_png(pies, path)
+    print(f"wrote {path}")
+    return result
+
+
+# -----------------------------------------------------------------------------
+# YOLOv2 Table 3 / Figure 4: one network, several input sizes, accuracy against speed
+
+# YOLOv2 Table 3, "Detection frameworks on PASCAL VOC 2007": YOLOv2 at each size -> (mAP, FPS on a Titan X)
+TABLE_3 = {288: (69.0, 91), 352: (73.7, 81), 416: (76.8, 67), 480: (77.8, 59), 544: (78.6, 40)}
+SPEED_BATCHES = (1, 8)
+SPEED_SECONDS = 1.0         # of timed passes per size and batch, after the warm-up
+
+
+def images_per_second(model, x: torch.Tensor, conf: float, nms: float, letterbox: bool = False,
+                      min_seconds: float = SPEED_SECONDS) -> float:
+    """The detector's speed on its device: predict() (forward, decoding, NMS) on the batch x (N, 3, H, W) of
+    preprocessed images, once to warm up (allocations, cuDNN's choice of kernels), then again until min_seconds
+    have passed, at least 3 times -> N / the median time of one pass. Reading and resizing images is not counted."""
+    device = next(model.parameters()).device
+    x, sizes = x.to(device), [(x.shape[3], x.shape[2])] * len(x)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    predict(model, x, sizes, conf, nms, letterbox)
+    times = []
+    while len(times) < 3 or sum(times) < min_seconds:
+        sync()
+        start = time.perf_counter()
+        predict(model, x, sizes, conf, nms, letterbox)
+        sync()
+        times.append(time.perf_counter() - start)
+    return len(x) / statistics.median(times)
+
+
+def evaluate_sizes(args, model, class_names: list[str], train_config: dict) -> dict:
+    """YOLOv2 Table 3 / Figure 4: the same weights at each --img-size (YOLOv2 is fully convolutional: only the grid
+    changes, 13 x 13 at 416), on the same images; VOC07 mAP and images/s at batch 1 and 8 on this device, printed
+    beside the paper's and drawn into --out (tools/plots.py)."""
+    if model.config["family"] == "yolov1":
+        raise ValueError(f"{model.preset}: several --img-size values need a fully convolutional network (YOLOv2); "
+                         f"YOLOv1's connected layers fix its input at {model.img_size}")
+    odd = [size for size in args.img_size if size % yolov2.STRIDE]
+    if odd:
+        raise ValueError(f"--img-size: YOLOv2 takes multiples of {yolov2.STRIDE} (its stride), got "
+                         f"{', '.join(map(str, odd))}")
+    # the images of the split once, at the size the weights were trained at (shapes draws its images at a size)
+    split = open_split(args.data, args.split, model.img_size, train_config)
+    # OUR CHOICE: timed at the preset's test thresholds (darknet's demo: YOLOv2 .24, NMS .4), as a detector runs;
+    # the evaluation's .005 keeps thousands of boxes for the AP, and NMS over them would dominate the time
+    timing = test_thresholds(model)
+    device = next(model.parameters()).device
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    rows, exit_code = [], 0
+    for size in args.img_size:
+        model.img_size = size
+        print(f"\n--- {model.preset} at {size} x {size}")
+        found = evaluate_split(args, model, class_names, train_config, split, tag=str(size))
+        exit_code = max(exit_code, found["exit_code"])
+        loaded, _ = _load_batch(range(min(max(SPEED_BATCHES), len(split[0]))), split[0], size, args.letterbox)
+        if not loaded:
+            raise ValueError(f"{args.data}: none of its first {max(SPEED_BATCHES)} images could be read to time the "
+                             "model")
+        x = torch.stack(list(loaded.values()))                                    # (n <= 8, 3, size, size)
+        speed = {b: images_per_second(model, x[torch.arange(b) % len(x)], timing["conf"], timing["nms"],
+                                      args.letterbox, SPEED_SECONDS) for b in SPEED_BATCHES}   # the n images repeated
+        rows.append(dict(size=size, map=found["results"]["voc07"]["map"], images_per_s=speed))
+    print(f"\nYOLOv2 Table 3 / Figure 4: {model.preset} on {args.data}, {where}; images/s of predict() "
+          f"(forward, decoding, NMS at conf {timing['conf']}, nms {timing['nms']})")
+    print(f"{'size':>5} {'mAP (VOC07)':>12} " + " ".join(f"{'img/s b' + str(b):>10}" for b in SPEED_BATCHES)
+          + f" | paper (VOC 2007 test, Titan X): {'mAP':>5} {'FPS':>4}")
+    for row in rows:
+        paper = TABLE_3.get(row["size"])
+        print(f"{row['size']:>5} {row['map']:12.4f} "
+              + " ".join(f"{row['images_per_s'][b]:10.1f}" for b in SPEED_BATCHES)
+              + (f" | {'':>31} {paper[0]:5.1f} {paper[1]:4d}" if paper else " |"))
+    from tools import plots                 # not the paper: the picture
+    path = output_folder(args) / "speed_accuracy.png"
+    ours = {f"batch {b}": [(r["size"], r["images_per_s"][b], r["map"]) for r in rows] for b in SPEED_BATCHES}
+    paper = {"YOLOv2": [(size, fps, m / 100) for size, (m, fps) in TABLE_3.items()]}
+    plots.save_speed_accuracy_png({f"{model.preset} on {Path(args.data).name} ({where})": ours,
+                                   "the paper: VOC 2007 test, Titan X (Table 3)": paper}, path, "mAP (VOC07)")
+    print(f"wrote {path}")
+    return dict(exit_code=exit_code, sizes=rows)
 
 
 # -----------------------------------------------------------------------------
@@ -559,7 +688,9 @@ def get_args_parser():
                    "at the preset's revision: " + ", ".join(f"{r} {row['test_nms']}" for r, row in
                                                           darknet.REVISIONS.items()) + "; with --data " +
                    ", ".join(f"{name} {family.EVAL_NMS}" for name, family in FAMILIES.items()) + ")")
-    p.add_argument("--img-size", type=positive(int), help="network input size (default: the checkpoint's or the cfg's)")
+    p.add_argument("--img-size", nargs="+", metavar="SIZE", help="network input size (default: the checkpoint's or "
+                   "the cfg's); with --data, several sizes evaluate the same YOLOv2 at each, with its speed (YOLOv2 "
+                   "Table 3), e.g. 288 352 416 480 544")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error instead of its "
                    "one line")
     p.add_argument("--partial", action="store_true", help="a darknet file that holds only the first layers of "
@@ -586,6 +717,11 @@ def get_args_parser():
                    "instances_<SPLIT>.json (default: test)")
     p.add_argument("--results-dir", help="with --data: also write the comp4 files, the COCO results json and "
                    "pr_curves.png into this folder (tools/results.py, tools/plots.py)")
+    p.add_argument("--error-analysis", action="store_true", help="with --data: YOLOv1 §4.2's error analysis of "
+                   "each class's top detections (Figure 4): a table and error_analysis.png in --out")
+    p.add_argument("--similar", nargs="*", metavar="CLASS,CLASS,...", help="with --error-analysis: groups of similar "
+                   "classes, each comma-separated (default: Hoiem et al.'s for VOC's 20 classes, none otherwise; "
+                   "--similar alone: none)")
     p.add_argument("--batch-size", type=positive(int), default=8, help="with --data: images per forward pass "
                    "(default: 8)")
     p.add_argument("--workers", type=at_least_zero, default=0, help="with --data: image-loading processes (default: 0)")
@@ -599,6 +735,17 @@ def get_args_parser():
 def main(args) -> dict:
     """-> dict with "exit_code" (0, or 1 when an image could not be read) and what was found: "detections",
     "outputs", "failed"; with --data, "results" per protocol."""
+    # --img-size takes one or several sizes; argparse also hands it the image paths written after it
+    # (`--img-size 416 photo.jpg`): what is not a number goes back to the inputs.
+    given = args.img_size or []
+    number = re.compile(r"[+-]?\d+")
+    sizes = [int(v) for v in given if number.fullmatch(v)]
+    args.inputs = list(args.inputs) + [v for v in given if not number.fullmatch(v)]
+    if any(size <= 0 for size in sizes):
+        raise ValueError(f"--img-size: expected sizes above 0, found {' '.join(given)}")
+    args.img_size = sizes or None
+    if len(sizes) > 1 and not args.data:
+        raise ValueError("several --img-size values are for --data: the same network evaluated at each size")
     if not args.inputs and not args.data and not args.export:
         raise ValueError("nothing to do: give images or folders, --data to evaluate a dataset, or --export")
     made = check_outputs(args)
@@ -609,8 +756,9 @@ def main(args) -> dict:
 
 
 def run(args) -> dict:
-    model, class_names, train_config = load_model(args.weights, args.model, args.img_size, args.names,
-                                                  getattr(args, "tree", None), args.partial)
+    sizes = args.img_size or []
+    model, class_names, train_config = load_model(args.weights, args.model, sizes[0] if len(sizes) == 1 else None,
+                                                  args.names, getattr(args, "tree", None), args.partial)
     if hasattr(model, "tree"):              # YOLO9000 (yolo9000.py): the descent's threshold, the path to print
         model.hier = model.hier if getattr(args, "hier", None) is None else args.hier
         model.show_tree = getattr(args, "show_tree", False)
@@ -627,6 +775,8 @@ def run(args) -> dict:
     print(f"{model.preset} at {model.img_size}, {len(class_names)} classes, conf {args.conf}, nms {args.nms}"
           f"{', letterbox' if args.letterbox else ''}")
     if args.data:
+        if len(sizes) > 1:
+            return evaluate_sizes(args, model, class_names, train_config)
         return evaluate_split(args, model, class_names, train_config)
     return run_images(args, model, class_names)
 

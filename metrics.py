@@ -13,6 +13,10 @@ Paper / official tool -> code
   VOC2010+ protocol ........................................................ evaluate(protocol="voc12")
   COCO bbox protocol (pycocotools 2.0: evaluateImg, accumulate, summarize) . evaluate(protocol="coco")
   Per-class AP table, as text (PR-curve plots: tools/plots.py) ............ format_ap_table
+  YOLOv1 §4.2 "VOC 2007 Error Analysis", Figure 4 (Hoiem et al. 2012's tools):
+    each class's top N detections as correct / localization / similar / other / background . error_analysis
+    the VOC "similar" groups of Hoiem's code; a data set's own groups by name ... VOC_SIMILAR_CLASSES, similar_groups
+    the five shares per class and overall, beside the paper's (pie charts: tools/plots.py) ... format_error_table
 
 "The official tools": for VOC, voc_eval.py from py-faster-rcnn (the devkit's Python port, also what
 darknet's scripts/reval_voc.py runs); for COCO, pycocotools 2.0's COCOeval with iouType "bbox".
@@ -446,4 +450,147 @@ def format_ap_table(results_by_protocol: dict, class_names) -> str:
                  for k in ("map50", "map75", "map_small", "map_medium", "map_large") if k in r]
         if extra:
             lines.append(f"{p}: " + ", ".join(extra))
+    return "\n".join(lines)
+
+
+# -----------------------------------------------------------------------------
+# YOLOv1 §4.2 "VOC 2007 Error Analysis" (Figure 4): what the top detections of each class are
+# Paper: "We use the methodology and tools of Hoiem et al." — for each category the top N predictions, each
+#   Correct: correct class and IOU > .5;   Localization: correct class, .1 < IOU < .5;
+#   Similar: class is similar, IOU > .1;   Other: class is wrong, IOU > .1;   Background: IOU < .1 for any object.
+# The tools are D. Hoiem's detectionAnalysis MATLAB code ("Diagnosing Error in Object Detectors", ECCV 2012), release
+# of 2014-07-31 as mirrored in github.com/weiliu89/detectionAnalysis, commit 55cdf62d: src/analyzeFalsePositives.m
+# (confuse_count, topN = the class's non-difficult objects), src/matchDetectionsWithGroundTruth.m (the matching),
+# src/setDatasetParameters.m (similar_classes, iuthresh_strong .5, iuthresh_weak .1). We follow the code where the
+# paper's one-line summary leaves things open:
+#   - both thresholds are inclusive (IoU >= .5 correct, >= .1 the rest): the paper's strict ">" and "<" would leave
+#     an IoU of exactly .5 or .1 in no category;
+#   - matching is greedy in score order and takes each object once, as the VOC protocol: a second detection of an
+#     object already found is a duplicate, counted as Localization even at IoU > .5 (the weak matching gives a
+#     duplicate label 0, and analyzeFalsePositives.m's isloc is "weak label >= 0, not correct"); a detection that
+#     matches a "difficult" object counts as Correct (strong label 0 >= 0);
+#   - a wrong-class detection is Similar or Other by the class of the object it overlaps most (>= .1), among the
+#     classes where it overlaps one; Background only when it overlaps no object of any class by .1;
+#   - IoU with the VOC devkit's inclusive pixels (+1 on widths and heights), as Hoiem's code and evaluate("voc07");
+#   - "averaged across all 20 classes" (Figure 4) is the pooled count: displayFalsePositiveImpactPlot.m sums each
+#     category over the classes and divides by the summed N.
+# Hoiem's readDetections.m clips each box to the image (1-based pixels); our detectors already clip to [0, w] x [0, h].
+ERROR_TYPES = ("correct", "localization", "similar", "other", "background")
+ERROR_IOU_CORRECT = 0.5        # iuthresh_strong
+ERROR_IOU_OVERLAP = 0.1        # iuthresh_weak
+# setDatasetParameters.m, similar_classes: "any pair of classes in an equivalence set is considered similar"
+VOC_SIMILAR_CLASSES = (
+    ("bird", "cat", "cow", "dog", "horse", "person", "sheep"),             # animals [3 8 10 12 13 15 17], person too
+    ("aeroplane", "boat", "bus", "car", "train", "bicycle", "motorbike"),  # vehicles1 [1 4 6 7 19 2 14]
+    ("bicycle", "motorbike"),                                              # vehicles2 [2 14]
+    ("chair", "diningtable", "sofa"),                                      # furniture [9 11 18]
+    ("aeroplane", "bird"),                                                 # airobjects [1 3]
+)
+# YOLOv1 Figure 4 (VOC 2007 test), % of the top detections, in ERROR_TYPES order
+FIGURE_4 = {"YOLO": (65.5, 19.0, 6.75, 4.0, 4.75), "Fast R-CNN": (71.6, 8.6, 4.3, 1.9, 13.6)}
+
+
+def similar_groups(groups, class_names) -> list[list[int]]:
+    """Groups of class names (e.g. VOC_SIMILAR_CLASSES) -> the same groups as class indices; an unknown name is an
+    error that names it."""
+    index = {name: k for k, name in enumerate(class_names)}
+    unknown = [name for group in groups for name in group if name not in index]
+    if unknown:
+        raise ValueError(f"similar classes: {', '.join(unknown)} not among the classes ({', '.join(class_names)})")
+    return [[index[name] for name in group] for group in groups]
+
+
+def _voc_ious(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box (4,) with boxes (G, 4) in inclusive pixels (+1), 0 where they do not overlap -> (G,)."""
+    iw = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]) + 1.
+    ih = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]) + 1.
+    overlap = (iw > 0) & (ih > 0)
+    inter = np.where(overlap, iw * ih, 0.)
+    union = (box[2] - box[0] + 1.) * (box[3] - box[1] + 1.) + (boxes[:, 2] - boxes[:, 0] + 1.) * (
+        boxes[:, 3] - boxes[:, 1] + 1.) - inter
+    return np.where(overlap, inter / np.where(overlap, union, 1.), 0.)
+
+
+def _match_in_score_order(boxes, images, gt_boxes, gt_images, gt_difficult, threshold, weak):
+    """matchDetectionsWithGroundTruth_VOC for detections (n, 4) already in decreasing score order, against the
+    objects (G, 4) of one class. Each detection in turn takes the not yet taken object of its image with the
+    highest IoU, if one has IoU >= threshold. -> label (n,): 1 took an object, 0 took a difficult one or (weak
+    only) overlaps a taken object by >= threshold (a duplicate), -1 otherwise; iou (n,): with the object taken,
+    else the best IoU with any object of its image."""
+    label, iou = np.full(len(boxes), -1), np.zeros(len(boxes))
+    taken = np.zeros(len(gt_boxes), bool)
+    by_image = np.argsort(gt_images, kind="stable")
+    bounds = np.searchsorted(gt_images[by_image], np.stack([images, images + 1]))      # (2, n): each image's slice
+    for d in range(len(boxes)):
+        g = by_image[bounds[0, d]:bounds[1, d]]                   # = the objects in the image of detection d
+        if len(g) == 0:
+            continue
+        ious = _voc_ious(boxes[d], gt_boxes[g])
+        free = ~taken[g]
+        if np.any((ious >= threshold) & free):
+            i = np.argmax(ious * free)                            # first on ties, as MATLAB's max
+            iou[d], label[d], taken[g[i]] = ious[i], 0 if gt_difficult[g[i]] else 1, True
+        else:
+            iou[d] = ious.max()
+            if weak and iou[d] >= threshold:
+                label[d] = 0
+    return label, iou
+
+
+def error_analysis(detections, ground_truths, num_classes: int, similar=()) -> dict:
+    """YOLOv1 §4.2, Figure 4: each class's N most confident detections (N = its objects, "difficult" and crowd ones
+    not counted; all of them when it has fewer), each put in one of ERROR_TYPES as Hoiem et al.'s code does (see
+    above). Inputs as evaluate()'s: ALL detections after NMS. similar: groups of class indices any two of which are
+    "similar" (similar_groups(VOC_SIMILAR_CLASSES, names) for VOC; none: no detection is Similar).
+    -> {"counts": (K, 5) int, "shares": (K, 5) fractions (nan for a class with no detection taken),
+        "overall": (5,) the pooled shares, "num_objects": (K,) N per class}."""
+    det, gt = _gather(detections, ground_truths)
+    difficult = gt["difficult"] | gt["iscrowd"]
+    K = num_classes
+    for name, labels in (("detection", det["labels"]), ("ground truth", gt["labels"])):
+        if len(labels) and (labels.min() < 0 or labels.max() >= K):
+            raise ValueError(f"{name} labels must be in [0, {K}), got {labels.min()}..{labels.max()}")
+    counts = np.zeros((K, len(ERROR_TYPES)), np.int64)
+    num_objects = np.bincount(gt["labels"][~difficult], minlength=K)
+    objects = [(gt["boxes"][m], gt["image"][m], difficult[m]) for m in (gt["labels"] == k for k in range(K))]
+    for c in range(K):
+        mine = np.flatnonzero(det["labels"] == c)
+        top = mine[np.argsort(-det["scores"][mine], kind="stable")][:num_objects[c]]      # stable: MATLAB's sort
+        boxes, images = det["boxes"][top], det["image"][top]
+        strong, _ = _match_in_score_order(boxes, images, *objects[c], ERROR_IOU_CORRECT, weak=False)
+        weak, _ = _match_in_score_order(boxes, images, *objects[c], ERROR_IOU_OVERLAP, weak=True)
+        correct = strong >= 0
+        localization = (weak >= 0) & ~correct
+        # per other class k: the IoU with the class-k object the detection matched (weakly), if neither of the above
+        overlap = np.zeros((len(top), K))                                                  # (n, K)
+        for k in range(K):
+            if k != c:
+                label_k, iou_k = _match_in_score_order(boxes, images, *objects[k], ERROR_IOU_OVERLAP, weak=True)
+                hit = (label_k >= 0) & ~correct & ~localization
+                overlap[hit, k] = iou_k[hit]
+        nearest = overlap.argmax(axis=1)                          # the class it overlaps most (first on ties)
+        on_object = overlap.max(axis=1, initial=0) > 0
+        is_similar = on_object & np.isin(nearest, [k for g in similar if c in g for k in g if k != c])
+        counts[c] = [correct.sum(), localization.sum(), is_similar.sum(), (on_object & ~is_similar).sum(),
+                     (~correct & ~localization & ~on_object).sum()]
+    taken = counts.sum(axis=1, keepdims=True)                      # (K, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = counts / taken
+    overall = counts.sum(axis=0) / max(taken.sum(), 1)
+    return {"counts": counts, "shares": shares, "overall": overall, "num_objects": num_objects}
+
+
+def format_error_table(result: dict, class_names, paper=FIGURE_4) -> str:
+    """error_analysis()'s result -> text table: per class N (its objects) and the five shares in %, the pooled
+    row, then the paper's Figure 4 rows. A class without objects shows "-"."""
+    width = max([len("Fast R-CNN (paper)")] + [len(str(n)) for n in class_names])
+    heads = ("correct", "loc", "similar", "other", "backgr.")
+    lines = [f"{'class':<{width}} {'N':>6} " + " ".join(f"{h:>8}" for h in heads)]
+    row = lambda name, n, shares: f"{name:<{width}} {n:>6} " + " ".join(          # noqa: E731
+        f"{100 * v:8.2f}" if not np.isnan(v) else f"{'-':>8}" for v in shares)
+    for c, name in enumerate(class_names):
+        lines.append(row(name, int(result["num_objects"][c]), result["shares"][c]))
+    lines.append(row("all (pooled)", int(result["num_objects"].sum()), result["overall"]))
+    for name, percents in paper.items():
+        lines.append(row(f"{name} (paper)", "", np.array(percents) / 100))
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """
 Forward throughput of every preset (yolov1.PRESETS, yolov2.PRESETS) at its native input size, eval mode,
-batch 1 and 16: images/s, peak memory, FLOPs per image counted from the layers, and the fraction of this
+batch 1 and 16: images/s, peak memory, FLOPs per image counted from the layers (darknet.count_operations:
+convolutions, connected and locally connected layers), and the fraction of this
 machine's measured fp32 matmul peak that the forward reaches. Three ways to run each model:
   eager      the model as built
   fused      darknet.fuse(model): every batch norm folded into the conv before it (inference only)
@@ -39,27 +40,6 @@ MODES = ("eager", "fused", "fused+cl")
 
 def build(name):
     return (yolov1 if name in yolov1.PRESETS else yolov2).build(name).eval()
-
-
-def count_flops(model, images):
-    """FLOPs of one forward (2 per multiply-add) of conv and linear layers, from their output shapes;
-    batch norm, activations and pooling (under 1% here) are left out."""
-    total = 0
-
-    def hook(module, args, out):
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
-            total += 2 * out.numel() * k
-        else:
-            total += 2 * out.numel() * module.in_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        model(images)
-    for h in handles:
-        h.remove()
-    return total
 
 
 def matmul_peak(n=2048, repeats=5, device="cpu"):
@@ -120,7 +100,7 @@ def run_one(name, batch, mode, min_time, device="cpu"):
     model, x = model.to(device), torch.rand(batch, 3, model.img_size, model.img_size, device=device)
     if mode == "fused+cl":
         model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
-    flops = count_flops(model, x[:1])
+    flops = darknet.count_operations(model, model.img_size)     # conv, connected and [local] layers
     rss_model = peak_rss_mb()
     times = []
     with torch.no_grad():

@@ -7,7 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from darknet import (fuse, BN_2016, BN_2017, BN_EPS, BN_MOMENTUM, REVISIONS, ConvBlock, Darknet19, Extraction,
-                     darknet19_trunk, extraction_trunk, maxpool, reorg, revision, tiny_yolov2_trunk, use_revision)
+                     LocalLayer, count_operations, darknet19_trunk, extraction_trunk, maxpool, reorg, revision,
+                     tiny_yolov2_trunk, use_revision)
 from darknet import darknet_file_bytes, darknet_layers, load_darknet_weights, save_darknet_weights
 
 
@@ -397,3 +398,42 @@ def test_revisions_table_rows():
                                                                                                       True, True]
     assert [REVISIONS[r]["test_nms"] for r in ("6103ecc4", "aebe9377", "c6afc7ff", "60e952ba")] == [.5, .5, .4, .4]
     assert REVISIONS["c6afc7ff"]["test_conf"] == .25 and REVISIONS["60e952ba"]["test_conf"] == .24
+
+
+# -----------------------------------------------------------------------------
+# YOLOv2 §3 "Faster": operations of a forward pass at 224 x 224, 2 per multiply-add of each conv (darknet's BFLOPs)
+
+def test_darknet19_needs_5_58_billion_operations():
+    # Table 6 at 224, layer by layer: out side² · (c_out · c_in · k² of each conv at that side)
+    expected = 2 * (224**2 * 32 * 3 * 9                                       # 3x3 32; max-pool -> 112
+                    + 112**2 * 64 * 32 * 9                                    # 3x3 64; max-pool -> 56
+                    + 56**2 * (128 * 64 * 9 + 64 * 128 + 128 * 64 * 9)       # 3x3 128, 1x1 64, 3x3 128; -> 28
+                    + 28**2 * (256 * 128 * 9 + 128 * 256 + 256 * 128 * 9)    # 3x3 256, 1x1 128, 3x3 256; -> 14
+                    + 14**2 * (512 * 256 * 9 + 256 * 512 + 512 * 256 * 9 + 256 * 512 + 512 * 256 * 9)
+                    + 7**2 * (1024 * 512 * 9 + 512 * 1024 + 1024 * 512 * 9 + 512 * 1024 + 1024 * 512 * 9
+                              + 1000 * 1024))                                  # the 1x1 conv to 1000, then avgpool
+    assert count_operations(Darknet19(), 224) == expected
+    assert round(expected / 1e9, 2) == 5.58                                   # YOLOv2 §3: "5.58 billion operations"
+
+
+def test_extraction_needs_8_52_billion_operations_as_darknet_builds_it_since_2016():
+    # YOLOv1 Fig. 3's first 20 convs at 224 (extraction.conv.cfg), out side² · c_out · c_in · k²
+    convs = 2 * (112**2 * 64 * 3 * 49                                          # 7x7/2 64; max-pool -> 56
+                 + 56**2 * 192 * 64 * 9                                        # 3x3 192; max-pool -> 28
+                 + 28**2 * (128 * 192 + 256 * 128 * 9 + 256 * 256 + 512 * 256 * 9)      # 1x1 128 .. 3x3 512; -> 14
+                 + 14**2 * (4 * (256 * 512 + 512 * 256 * 9) + 512 * 512 + 1024 * 512 * 9)  # -> 7
+                 + 7**2 * 2 * (512 * 1024 + 1024 * 512 * 9))
+    # darknet extraction.cfg since 845ab757 (2016-08-05): a 1x1 conv to 1000 (no batch norm) before the avgpool
+    later = nn.Sequential(extraction_trunk(batch_norm=True), ConvBlock(1024, 1000, 1, batch_norm=False))
+    assert count_operations(later, 224) == convs + 2 * 7**2 * 1024 * 1000
+    assert round((convs + 2 * 7**2 * 1024 * 1000) / 1e9, 2) == 8.52          # YOLOv2 §3: "8.52 billion operations"
+    # the 2015 cfg (42ba5d45) and the YOLOv1 paper: avgpool, then [connected] 1024 -> 1000
+    assert count_operations(Extraction(), 224) == convs + 2 * 1024 * 1000
+    assert round((convs + 2 * 1024 * 1000) / 1e9, 2) == 8.42
+
+
+def test_count_operations_counts_the_locally_connected_layer_and_restores_the_mode():
+    # 3x3 local layer, 3 -> 2 channels on 4 x 4 (padded: 4 x 4 out), then a connected layer 32 -> 5
+    model = nn.Sequential(LocalLayer(3, 2, 3, 4, 4), nn.Flatten(), nn.Linear(2 * 4 * 4, 5)).train()
+    assert count_operations(model, 4) == 2 * (4 * 4 * 2 * 3 * 3 * 3) + 2 * (32 * 5)
+    assert model.training

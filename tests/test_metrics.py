@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from metrics import (average_precision, batched_nms, box_iou, box_iou_aligned, evaluate, format_ap_table,
-                     nms, xywh_to_xyxy, xyxy_to_xywh)
+from metrics import (VOC_SIMILAR_CLASSES, average_precision, batched_nms, box_iou, box_iou_aligned, error_analysis,
+                     evaluate, format_ap_table, format_error_table, nms, similar_groups, xywh_to_xyxy, xyxy_to_xywh)
 
 
 def t(x):
@@ -283,6 +283,86 @@ def test_accepts_torch_tensors_and_reports():
     results = {p: evaluate(dets, gts, p, num_classes=2) for p in ("voc07", "voc12", "coco")}
     table = format_ap_table(results, ["cat", "dog"])
     assert "cat" in table and "1.0000" in table and "dog" in table and "map50" in table
+
+# -----------------------------------------------------------------------------
+# error_analysis(): YOLOv1 §4.2 / Figure 4 with Hoiem et al.'s rules. Boxes in VOC's inclusive pixels:
+# [0, 0, 9, 9] is 10 x 10 = 100 pixels. Classes: 0 cat, 1 dog, 2 car; cat and dog are similar.
+CAT, DOG, CAR = 0, 1, 2
+BOX = [0, 0, 9, 9]
+FAR = [50, 50, 59, 59]
+
+
+def test_error_analysis_one_detection_in_each_category():
+    gts = [image([BOX], [CAT]),                                  # 0: a cat
+           image([BOX], [CAT]),                                  # 1: a cat
+           image([BOX, FAR], [DOG, CAT]),                        # 2: a dog, and a cat elsewhere
+           image([BOX, FAR], [CAR, CAT]),                        # 3: a car, and a cat elsewhere
+           image([FAR], [CAT])]                                  # 4: a cat elsewhere
+    dets = [image([BOX], [CAT], [0.9]),                          # IoU 1 with its cat: correct
+            image([[0, 0, 9, 3]], [CAT], [0.8]),                 # 10 x 4 inside the cat: IoU 40/100 = .4: localization
+            image([BOX, BOX], [CAT, DOG], [0.7, 0.95]),          # cat on the dog (IoU 1): similar; the dog: correct
+            image([BOX], [CAT], [0.6]),                          # cat on the car (IoU 1): other
+            image([BOX, FAR], [CAT, CAT], [0.5, 0.4])]           # IoU 0 with everything: background; then the
+    # 6th cat detection (.4, right on a cat) is past the top N = 5 cats and not counted
+    r = error_analysis(dets, gts, 3, similar=[[CAT, DOG]])
+    assert r["num_objects"].tolist() == [5, 1, 1]
+    assert r["counts"].tolist() == [[1, 1, 1, 1, 1],             # cat: one of each
+                                    [1, 0, 0, 0, 0],             # dog: its one detection, correct
+                                    [0, 0, 0, 0, 0]]             # car: no detection
+    assert r["shares"][CAT].tolist() == [1 / 5] * 5
+    assert r["shares"][DOG].tolist() == [1, 0, 0, 0, 0]
+    assert np.isnan(r["shares"][CAR]).all()
+    # pooled over the classes (Hoiem's pie): 6 detections, 2 correct
+    assert r["overall"].tolist() == pytest.approx([2 / 6, 1 / 6, 1 / 6, 1 / 6, 1 / 6])
+    # without similar groups the cat on the dog is "other"
+    assert error_analysis(dets, gts, 3)["counts"][CAT].tolist() == [1, 1, 0, 2, 1]
+    table = format_error_table(r, ["cat", "dog", "car"])
+    assert "cat" in table and f"{100 / 5:8.2f}" in table and "65.50" in table      # our shares, the paper's YOLO row
+
+
+def test_error_analysis_thresholds_are_inclusive_as_hoiems_code():
+    # [0, 0, 9, 4] in BOX: 50/100 = .5 -> correct (IoU >= .5); [0, 0, 9, 0]: 10/100 = .1 -> localization (>= .1)
+    gts = [image([BOX], [CAT]), image([BOX], [CAT])]
+    dets = [image([[0, 0, 9, 4]], [CAT], [0.9]), image([[0, 0, 9, 0]], [CAT], [0.8])]
+    assert error_analysis(dets, gts, 1)["counts"].tolist() == [[1, 1, 0, 0, 0]]
+
+
+def test_error_analysis_a_duplicate_is_a_localization_error():
+    # two detections on one cat, and a second cat elsewhere: the first is correct, the second (IoU 1 with a cat
+    # already found) a duplicate, which Hoiem's code counts as localization
+    gts = [image([BOX, FAR], [CAT, CAT])]
+    dets = [image([BOX, BOX], [CAT, CAT], [0.9, 0.8])]
+    assert error_analysis(dets, gts, 1)["counts"].tolist() == [[1, 1, 0, 0, 0]]
+
+
+def test_error_analysis_wrong_class_goes_to_the_object_it_overlaps_most():
+    # a cat detection on BOX over a dog [0, 0, 9, 1] (IoU 20/100) and a car [0, 0, 9, 4] (IoU 50/100): the car
+    # overlaps more, so "other" although a similar class is under it too; the image's cat is elsewhere
+    gts = [image([[0, 0, 9, 1], [0, 0, 9, 4], FAR], [DOG, CAR, CAT])]
+    dets = [image([BOX], [CAT], [0.9])]
+    assert error_analysis(dets, gts, 3, similar=[[CAT, DOG]])["counts"][CAT].tolist() == [0, 0, 0, 1, 0]
+
+
+def test_error_analysis_difficult_objects_are_not_counted_in_n_but_matching_one_is_correct():
+    # VOC: N counts the non-difficult cats only (1), so only the best detection is looked at; it is on the difficult cat
+    gts = [image([BOX, FAR], [CAT, CAT], difficult=[True, False])]
+    dets = [image([BOX, FAR], [CAT, CAT], [0.9, 0.8])]
+    r = error_analysis(dets, gts, 1)
+    assert r["num_objects"].tolist() == [1]
+    assert r["counts"].tolist() == [[1, 0, 0, 0, 0]]
+
+
+def test_similar_groups_by_name():
+    names = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+             "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+    groups = similar_groups(VOC_SIMILAR_CLASSES, names)
+    # Hoiem's setDatasetParameters.m, 1-based: animals [3 8 10 12 13 15 17], vehicles1 [1 4 6 7 19 2 14],
+    # vehicles2 [2 14], furniture [9 11 18], airobjects [1 3]
+    assert [sorted(k + 1 for k in g) for g in groups] == [[3, 8, 10, 12, 13, 15, 17], [1, 2, 4, 6, 7, 14, 19],
+                                                        [2, 14], [9, 11, 18], [1, 3]]
+    with pytest.raises(ValueError, match="cow not among"):
+        similar_groups([["cat", "cow"]], ["cat", "dog"])
+
 
 # -----------------------------------------------------------------------------
 # Cross-checks on random inputs

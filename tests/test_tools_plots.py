@@ -1,5 +1,5 @@
 """Tests of tools/plots.py: both drawings (matplotlib where installed, the Pillow fallback) write the PNG with the
-curves on it; the fallback's tick values are round numbers covering the range."""
+curves (or pie slices) on it; the fallback's tick values are round numbers covering the range."""
 import importlib.util
 
 import numpy as np
@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from metrics import evaluate
-from tools.plots import _pillow_panel, curve_panels, loss_names, nice_ticks, save_curves_png, save_pr_curves_png
+from tools.plots import (_pillow_panel, curve_panels, loss_names, nice_ticks, save_curves_png, save_error_pies_png,
+                         save_pr_curves_png, save_speed_accuracy_png)
 
 # One epoch of 30 logged steps (train.py's run["steps"]) and one evaluation: readable with a single epoch.
 STEPS = [{"step": 10 * k, "epoch": k / 30, "loss": 10.0 / k, "lr": 1e-3} for k in range(1, 31)]
@@ -97,3 +98,30 @@ def test_the_loss_is_named_as_train_py_prints_it():
 def test_train_py_prints_the_losses_under_the_plots_names():
     import train
     assert train.loss_names(10) == loss_names(10) == ("loss (10-step mean)", "loss (epoch mean)")
+
+
+def loc_pixels(array):
+    """Pixels of the Loc slice's colour (79, 129, 189), within antialiasing."""
+    return (np.abs(array.astype(int) - [79, 129, 189]).max(axis=-1) <= 12).sum()
+
+
+@pytest.mark.parametrize("use_matplotlib", MATPLOTLIB)
+def test_error_pies_slices_follow_the_shares(tmp_path, use_matplotlib):
+    # two pies: Loc 3/4 of the left one, 1/4 of the right one -> its colour covers about 3 times more on the left
+    save_error_pies_png({"ours": [0.25, 0.75, 0, 0, 0], "other": [0.75, 0.25, 0, 0, 0]}, tmp_path / "pies.png",
+                        use_matplotlib=use_matplotlib)
+    image = np.asarray(Image.open(tmp_path / "pies.png").convert("RGB"))
+    assert image.shape[:2] == ((440, 800) if use_matplotlib else (320, 600))   # 4 x 4.4 in per pie; 300 x 320 px
+    left, right = loc_pixels(image[:, : image.shape[1] // 2]), loc_pixels(image[:, image.shape[1] // 2:])
+    assert 2.5 < left / right < 3.5
+
+
+@pytest.mark.parametrize("use_matplotlib", MATPLOTLIB)
+def test_speed_accuracy_png(tmp_path, use_matplotlib):
+    ours = {"batch 1": [(288, 30.0, 0.70), (416, 15.0, 0.75)], "batch 8": [(288, 60.0, 0.70), (416, 30.0, 0.75)]}
+    paper = {"paper": [(288, 91, 0.69), (416, 67, 0.768)]}
+    save_speed_accuracy_png({"this run": ours, "the paper": paper}, tmp_path / "speed.png", "mAP",
+                            use_matplotlib=use_matplotlib)
+    image = Image.open(tmp_path / "speed.png")
+    assert image.size == (1100, 420)       # two panels: matplotlib 5.5 x 4.2 in each at 100 dpi, Pillow 550 x 420 px
+    assert blue_pixels(tmp_path / "speed.png") > 50                           # the batch-1 line

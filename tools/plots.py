@@ -6,6 +6,8 @@ Pillow fallback that draws the same axes, ticks and labels.
   training loss at every logged step, validation metric per evaluation, against epochs (curves.png) . save_curves_png()
   precision (y) against recall (x), one panel per class, titled with its AP (pr_curves.png) ......... save_pr_curves_png()
   the two losses under the names train.py prints them: N-step mean, epoch mean ..................... loss_names()
+  YOLOv1 §4.2 Figure 4: pies of the top detections' error types (metrics.error_analysis) ........ save_error_pies_png()
+  YOLOv2 Table 3 / Figure 4: accuracy (y) against speed (x), one point per input size ....... save_speed_accuracy_png()
 
 train.py redraws curves.png at every checkpoint, so it shows the run as it goes, one epoch included; both panels
 span epoch 0 to the last one logged, so that a single evaluation still has an axis with distinct ticks.
@@ -108,9 +110,10 @@ def _expand(lo, hi):
     return lo - pad, hi + pad
 
 
-def _pillow_panel(draw, box, title, xlabel, ylabel, points, limits, xlimits=None, more=(), legend=None):
+def _pillow_panel(draw, box, title, xlabel, ylabel, points, limits, xlimits=None, more=(), legend=None, series=()):
     """One framed plot: title, axis names (the y name written upwards along the axis, whole), tick values along
-    both axes, the line and its points; more: [(name, points)] drawn as larger dots (epoch means).
+    both axes, the line and its points; more: [(name, points)] drawn as larger dots (epoch means); series: more
+    lines, [(points, colour, name, point labels or None)], each named at the top left.
     -> [(text, its pixel box)] in the order written: title, x name, y name, legend, ticks."""
     x0, y0, width, height = box
     left, top, right, bottom = x0 + 74, y0 + 24, x0 + width - 16, y0 + height - 44
@@ -134,7 +137,7 @@ def _pillow_panel(draw, box, title, xlabel, ylabel, points, limits, xlimits=None
             draw.ellipse([x, y0 + 9, x + 6, y0 + 15], fill=colour)
             draw.text((x + 9, y0 + 6), name, fill="black")
             texts.append((name, (x, *_text_box(draw, (x + 9, y0 + 6), name)[1:])))
-    all_points = list(points) + [p for _, series in more for p in series]
+    all_points = list(points) + [p for _, dots in more for p in dots] + [p for line in series for p in line[0]]
     xs, ys = [p[0] for p in all_points] or [0.0, 1.0], [p[1] for p in all_points] or [0.0, 1.0]
     (x_lo, x_hi) = _expand(*(xlimits or (min(xs), max(xs))))
     (y_lo, y_hi) = _expand(*(limits or (min(ys), max(ys))))
@@ -157,9 +160,19 @@ def _pillow_panel(draw, box, title, xlabel, ylabel, points, limits, xlimits=None
         draw.line(xy, fill="blue", width=2)
     for x, y in xy:
         draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill="blue")
-    for _, series in more:
-        for x, y in series:
+    for _, dots in more:
+        for x, y in dots:
             draw.ellipse([px(x) - 4, py(y) - 4, px(x) + 4, py(y) + 4], fill="darkorange")
+    for k, (line, colour, name, labels) in enumerate(series):
+        xy = [(px(x), py(y)) for x, y in line]
+        if len(xy) > 1:
+            draw.line(xy, fill=colour, width=2)
+        for j, (x, y) in enumerate(xy):
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+            if labels:
+                draw.text((x + 4, y - 12), str(labels[j]), fill=colour)
+        if name:
+            draw.text((left + 6, top + 4 + 12 * k), name, fill=colour)
     return texts
 
 
@@ -194,4 +207,91 @@ def save_pr_curves_png(result: dict, class_names, path, columns: int = 5, use_ma
     for c, (title, points) in enumerate(panels):
         _pillow_panel(draw, ((c % cols) * pw, (c // cols) * ph, pw, ph), title, "recall", "precision",
                       points, (0.0, 1.0), (0.0, 1.0))
+    image.save(path)
+
+
+# -----------------------------------------------------------------------------
+# YOLOv1 §4.2, Figure 4: "Error Analysis: Fast R-CNN vs. YOLO", one pie per detector
+
+ERROR_LABELS = ("Correct", "Loc", "Sim", "Other", "Background")   # Figure 4's names, in metrics.ERROR_TYPES order
+# Hoiem et al.'s pie colours (detectionAnalysis displayFalsePositiveImpactPlot.m's colormap): white, blue, red,
+# green, purple
+ERROR_COLOURS = ((255, 255, 255), (79, 129, 189), (192, 80, 77), (92, 230, 96), (128, 100, 162))
+
+
+def save_error_pies_png(pies: dict, path, use_matplotlib=True) -> None:
+    """One pie per entry, side by side: {title: the five shares (fractions, metrics.ERROR_TYPES order)}, e.g. this
+    model's metrics.error_analysis(...)["overall"] beside the paper's metrics.FIGURE_4 / 100. Slices start at the
+    top and go clockwise, each labelled with its name and percentage."""
+    panels = [(title, [float(v) for v in shares]) for title, shares in pies.items()]
+    percent = lambda v: f"{100 * v:.2f}".rstrip("0").rstrip(".")                   # noqa: E731 (6.75, 19, 0.6)
+    labelled = [[f"{name}: {percent(v)}%" for name, v in zip(ERROR_LABELS, shares)] for _, shares in panels]
+    plt = _matplotlib() if use_matplotlib else None
+    if plt is not None:                     # the names in a legend under each pie: thin slices' labels would collide
+        figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.4), dpi=100, squeeze=False)
+        for ax, (title, shares), labels in zip(axes.flat, panels, labelled):
+            wedges, _ = ax.pie(shares, colors=[tuple(c / 255 for c in rgb) for rgb in ERROR_COLOURS], startangle=90,
+                               counterclock=False, wedgeprops=dict(edgecolor="black", linewidth=0.6))
+            ax.legend(wedges, labels, loc="upper center", bbox_to_anchor=(0.5, 0.02), fontsize=8, frameon=False)
+            ax.set_title(title, fontsize=10)
+        figure.subplots_adjust(left=0.02, right=0.98, top=0.92, bottom=0.3)    # room for the legends
+        figure.savefig(path)
+        plt.close(figure)
+        return
+    pw, ph, radius = 300, 320, 90
+    image = Image.new("RGB", (pw * len(panels), ph), "white")
+    draw = ImageDraw.Draw(image)
+    for k, ((title, shares), labels) in enumerate(zip(panels, labelled)):
+        cx, cy = k * pw + pw // 2, 30 + radius
+        draw.text((k * pw + 10, 6), title, fill="black")
+        start = -90.0                                       # PIL: degrees clockwise from 3 o'clock; -90 is the top
+        for share, colour in zip(shares, ERROR_COLOURS):
+            if share > 0:
+                draw.pieslice([cx - radius, cy - radius, cx + radius, cy + radius], start, start + 360 * share,
+                              fill=colour, outline="black")
+            start += 360 * share
+        for j, (label, colour) in enumerate(zip(labels, ERROR_COLOURS)):   # the legend under the pie
+            y = cy + radius + 12 + 14 * j
+            draw.rectangle([k * pw + 60, y, k * pw + 70, y + 10], fill=colour, outline="black")
+            draw.text((k * pw + 76, y), label, fill="black")
+    image.save(path)
+
+# -----------------------------------------------------------------------------
+# YOLOv2 Table 3 / Figure 4: accuracy and speed of one network at several input sizes
+
+
+def save_speed_accuracy_png(panels: dict, path, metric_name="mAP", use_matplotlib=True) -> None:
+    """mAP (y) against images/s (x), one panel per entry of panels: {title: {line name: [(size, images/s, mAP)]}},
+    each point labelled with its input size; e.g. this device's batch-1 and batch-8 lines in one panel, the paper's
+    Titan X line in another (each panel its own scales: a model trained for minutes and the paper's share none)."""
+    colours = ("tab:blue", "tab:orange", "tab:gray", "tab:green", "tab:red")
+    pil_colours = ("blue", "orange", "gray", "green", "red")
+    drawn = [(title, [(name, [(float(ips), float(value)) for _, ips, value in points], [size for size, *_ in points])
+                      for name, points in series.items()]) for title, series in panels.items()]
+    plt = _matplotlib() if use_matplotlib else None
+    if plt is not None:
+        figure, axes = plt.subplots(1, len(drawn), figsize=(5.5 * len(drawn), 4.2), dpi=100, squeeze=False)
+        for ax, (title, lines) in zip(axes.flat, drawn):
+            for (name, points, sizes), colour in zip(lines, colours):
+                ax.plot(*zip(*points), marker="o", color=colour, label=name)
+                for (x, y), size in zip(points, sizes):
+                    ax.annotate(str(size), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8, color=colour)
+            ax.set(xlabel="images/s", ylabel=metric_name, title=title)
+            ax.title.set_fontsize(10)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        figure.tight_layout()
+        figure.savefig(path)
+        plt.close(figure)
+        return
+    width, height = 550, 420
+    image = Image.new("RGB", (width * len(drawn), height), "white")
+    draw = ImageDraw.Draw(image)
+    for k, (title, lines) in enumerate(drawn):
+        xs, ys = [x for _, points, _ in lines for x, _ in points], [y for _, points, _ in lines for _, y in points]
+        margin = 0.08 * (max(ys) - min(ys) or 1.0)           # room for the labels at the extremes
+        _pillow_panel(draw, (k * width, 0, width, height), title, "images/s", metric_name, [],
+                      (min(ys) - margin, max(ys) + margin), (0.0, 1.1 * max(xs)),
+                      series=[(points, colour, name, sizes)
+                              for (name, points, sizes), colour in zip(lines, pil_colours)])
     image.save(path)
