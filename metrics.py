@@ -314,25 +314,28 @@ def _evaluate_ilsvrc(det, gt, K, blacklist):
     gw, gh = gt["boxes"][:, 2] - gt["boxes"][:, 0] + 1., gt["boxes"][:, 3] - gt["boxes"][:, 1] + 1.
     threshold = np.minimum(VOC_IOU_THRESHOLD, gw * gh / ((gw + ILSVRC_PIXEL_TOLERANCE) * (gh + ILSVRC_PIXEL_TOLERANCE)))
     can_hit = iou >= threshold[pair_gt]                       # (pairs,) before any matching
-    # Greedy matching, needed only for the detections with some ground truth above its threshold; the rest are FPs.
-    # Order: image, then decreasing score (ties in list order), as the devkit sorts each image's detections.
+    # Greedy matching, needed only for the pairs above the threshold (a detection without one is a FP). In each
+    # (image, class), detections in decreasing score (ties in list order, as the devkit sorts each image's) each take
+    # the unmatched ground truth of highest IoU (`ov >= thr(k) && ov > ovmax` over k in order: first on ties).
+    # Done in rounds: in each round, every (image, class) group's first detection that still has an unmatched
+    # candidate takes one; the detections of the group before it had none left, and never will again.
     order = np.lexsort((np.arange(len(key_det)), -det["scores"], det["image"]))
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order))
-    tp = np.zeros(len(key_det))
-    by_det = {}
-    for p in np.flatnonzero(can_hit):                         # pairs grouped by detection, ground truths in order
-        by_det.setdefault(int(pair_det[p]), []).append(p)
-    matched = np.zeros(len(key_gt), bool)
-    for d in sorted(by_det, key=lambda d: rank[d]):
-        if ignored[d]:
-            continue
-        best, best_iou = -1, -np.inf
-        for p in by_det[d]:                                   # `ov >= thr(k) && ov > ovmax`: first on ties
-            if not matched[pair_gt[p]] and iou[p] > best_iou:
-                best, best_iou = pair_gt[p], iou[p]
-        if best >= 0:
-            matched[best], tp[d] = True, 1.
+    tp, matched = np.zeros(len(key_det)), np.zeros(len(key_gt), bool)
+    live = np.flatnonzero(can_hit & ~ignored[pair_det])
+    p_det, p_gt, p_iou = pair_det[live], pair_gt[live], iou[live]
+    _, p_group = np.unique(key_det[p_det], return_inverse=True)
+    last = np.full(p_group.max(initial=-1) + 1, -1)           # rank of each group's latest matching detection
+    while True:
+        available = np.flatnonzero(~matched[p_gt] & (rank[p_det] > last[p_group]))
+        if not len(available):
+            break
+        # per group: the earliest detection, its highest IoU, the first ground truth
+        ranked = available[np.lexsort((p_gt[available], -p_iou[available], rank[p_det[available]], p_group[available]))]
+        _, first = np.unique(p_group[ranked], return_index=True)
+        taken = ranked[first]
+        matched[p_gt[taken]], tp[p_det[taken]], last[p_group[taken]] = True, 1., rank[p_det[taken]]
     # Precision and recall per class over all images: decreasing score, ties in image then list order
     keep = ~ignored
     order = np.lexsort((np.arange(len(key_det))[keep], det["image"][keep], -det["scores"][keep], det["labels"][keep]))

@@ -474,3 +474,65 @@ def test_wordtree_classification_labels_loss_and_graceful_descent(tmp_path):
     # the descent at .5: round .75 passes, circle .45 does not: stops at round, an ancestor of circle and ellipse
     assert (result["descent_exact"], result["descent_ancestor"], result["descent_wrong"]) == \
         pytest.approx((0.0, 4 / 6, 2 / 6))
+
+
+def devkit_ilsvrc_ap(detections, truths, K):
+    """eval_detection.m written out loop by loop (per image: detections in decreasing score, each takes the unmatched
+    object of its class with the highest IoU >= its threshold; then VOCap per class)."""
+    import numpy as np
+    from metrics import average_precision
+    tp_all, conf_all, label_all, npos = [], [], [], np.zeros(K)
+    for det, gt in zip(detections, truths):
+        boxes, labels = gt["boxes"].numpy(), gt["labels"].numpy()
+        w, h = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
+        thr = np.minimum(0.5, w * h / ((w + 10) * (h + 10)))
+        done = np.zeros(len(labels), bool)
+        for c in labels:
+            npos[c] += 1
+        for j in np.argsort(-det["scores"].numpy(), kind="stable"):
+            bb, ovmax, kmax = det["boxes"][j].numpy(), -np.inf, -1
+            for k in range(len(labels)):
+                if labels[k] != det["labels"][j] or done[k]:
+                    continue
+                g = boxes[k]
+                iw, ih = min(bb[2], g[2]) - max(bb[0], g[0]) + 1, min(bb[3], g[3]) - max(bb[1], g[1]) + 1
+                if iw > 0 and ih > 0:
+                    ov = iw * ih / ((bb[2] - bb[0] + 1) * (bb[3] - bb[1] + 1) + w[k] * h[k] - iw * ih)
+                    if ov >= thr[k] and ov > ovmax:
+                        ovmax, kmax = ov, k
+            if kmax >= 0:
+                done[kmax] = True
+            tp_all.append(float(kmax >= 0))
+            conf_all.append(float(det["scores"][j]))
+            label_all.append(int(det["labels"][j]))
+    order = np.argsort(-np.array(conf_all), kind="stable")
+    tp_all, label_all = np.array(tp_all)[order], np.array(label_all)[order]
+    ap = {}
+    for c in range(K):
+        if npos[c]:
+            tp = np.cumsum(tp_all[label_all == c])
+            fp = np.cumsum(1 - tp_all[label_all == c])
+            ap[c] = average_precision(tp / npos[c], tp / (tp + fp), "voc12")
+    return ap
+
+
+def test_ilsvrc_protocol_equals_the_devkit_loops_on_random_boxes():
+    import metrics
+    g = torch.Generator().manual_seed(0)
+    detections, truths = [], []
+    for _ in range(30):                                      # 30 images, 3 classes, objects of 4 to 60 pixels
+        m, n = int(torch.randint(1, 5, (1,), generator=g)), int(torch.randint(0, 25, (1,), generator=g))
+        corner = torch.rand(m, 2, generator=g) * 60
+        gt = torch.cat([corner, corner + 4 + torch.rand(m, 2, generator=g) * 56], 1).round()
+        labels = torch.randint(0, 3, (m,), generator=g)
+        pick = torch.randint(0, m, (n,), generator=g)
+        boxes = gt[pick] + torch.randn(n, 4, generator=g) * 4      # near the objects, so that matching is contested
+        boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 1)
+        scores = (torch.rand(n, generator=g) * 10).round() / 10    # ties in score too
+        detections.append({"boxes": boxes, "scores": scores, "labels": torch.where(torch.rand(n, generator=g) < .8,
+                                                                                   labels[pick], 2)})
+        truths.append({"boxes": gt, "labels": labels})
+    ours, loops = metrics.evaluate(detections, truths, protocol="ilsvrc", num_classes=3)["ap"], \
+        devkit_ilsvrc_ap(detections, truths, 3)
+    assert set(loops) == {0, 1, 2}
+    assert [ours[c] for c in range(3)] == pytest.approx([loops[c] for c in range(3)], abs=1e-12)
