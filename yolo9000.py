@@ -271,7 +271,7 @@ def build(preset, num_classes=None, img_size=None, tree=None):
     elif tree is None and preset == "yolo9000-shapes":
         tree = SHAPE_TREE
     elif tree is None:
-        raise ValueError(f"{preset} needs its WordTree: give darknet's tree file (detect.py --tree 9k.tree)")
+        raise ValueError(f"{preset} needs its WordTree: give darknet's tree file (--tree 9k.tree)")
     n = len(tree["parents"])
     if (num_classes or n) != n or (preset == "yolo9000" and n != p["num_classes"]):
         raise ValueError(f"{preset}: the tree has {n} nodes; expected {num_classes or p['num_classes']} classes")

@@ -439,9 +439,9 @@ def write_shape_folders(root, names=("circle", "ellipse", "triangle"), per_class
 class FixedLogits(torch.nn.Module):
     """A stand-in network that answers the same logits, in order, whatever the images."""
 
-    def __init__(self, logits, tree):
+    def __init__(self, logits, tree, leaves):
         super().__init__()
-        self.logits, self.tree, self.weight = logits, tree, torch.nn.Parameter(torch.zeros(1))
+        self.logits, self.tree, self.leaves, self.weight = logits, tree, leaves, torch.nn.Parameter(torch.zeros(1))
 
     def forward(self, x):
         return self.logits[: len(x)]
@@ -454,7 +454,8 @@ def test_wordtree_classification_labels_loss_and_graceful_descent(tmp_path):
     train, val = classify.datasets(folder, 32, None, tree_file)
     # circle, ellipse, triangle and their ancestors: round (0), polygon (1), circle (2), ellipse (3), triangle (4);
     # rectangle and pentagon are cut
-    assert train.class_names == WNIDS[:5] and train.tree["parents"] == [-1, -1, 0, 0, 1] and train.leaves == [2, 3, 4]
+    assert train.class_names == WNIDS[:5] and train.tree["parents"] == [-1, -1, 0, 0, 1]
+    assert train.tree["leaves"] == [2, 3, 4]
     assert [label for _, label in train.items] == [2, 2, 3, 3, 4, 4]
     tree = wordtree.make_tree(train.tree["parents"], train.tree["ids"])
     model = classify.build("darknet19", num_classes=5, tree=train.tree)
@@ -467,7 +468,7 @@ def test_wordtree_classification_labels_loss_and_graceful_descent(tmp_path):
     expected = (2 * -math.log(0.45) + 2 * -math.log(0.3) + 2 * -math.log(0.25)) / 6
     assert classify.loss(model, logits, targets, 0)["total"].item() == pytest.approx(expected)
     # evaluation: every image sees Pr = circle .45, ellipse .3, triangle .25, round .75, polygon .25
-    result = classify.evaluate(FixedLogits(logits, tree), val, batch_size=6)
+    result = classify.evaluate(FixedLogits(logits, tree, model.leaves), val, batch_size=6)
     assert result["top1"] == pytest.approx(2 / 6)           # circle first: right for the 2 circles
     assert result["top5"] == 1.0
     # the descent at .5: round .75 passes, circle .45 does not: stops at round, an ancestor of circle and ellipse
@@ -535,3 +536,73 @@ def test_ilsvrc_protocol_equals_the_devkit_loops_on_random_boxes():
         devkit_ilsvrc_ap(detections, truths, 3)
     assert set(loops) == {0, 1, 2}
     assert [ours[c] for c in range(3)] == pytest.approx([loops[c] for c in range(3)], abs=1e-12)
+
+
+# -----------------------------------------------------------------------------
+# The three command lines, end to end on test-written data
+
+def test_train_yolo9000_on_coco_and_imagenet_folders(tmp_path, capsys):
+    import train
+    coco, imagenet, tree, coco_map = write_joint_data(tmp_path)
+    result = train.main(train.get_args_parser().parse_args(
+        ["--model", "yolo9000-shapes", "--data", coco, "--imagenet", imagenet, "--tree", tree, "--coco-map", coco_map,
+         "--classification-loss", "darknet", "--img-size", "64", "--epochs", "1", "--batch-size", "5",
+         "--workers", "0", "--no-plots", "--out", str(tmp_path / "run")]))
+    out = capsys.readouterr().out
+    assert "7 classes, 5 training images, 1 steps of 5" in out            # 4 ImageNet images at 4:1: 5 in all
+    assert "noobj_image" in out and "mAP@0.5 on all classes:" in out      # darknet's rule; COCO through the tree
+    assert 0.0 <= result["best"] <= 1.0
+    checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert checkpoint["model_config"]["tree"]["ids"] == WNIDS and checkpoint["config"]["classification_loss"] == "darknet"
+
+
+def test_train_yolo9000_names_what_is_missing(tmp_path):
+    import train
+    coco, _, tree, _ = write_joint_data(tmp_path)
+    with pytest.raises(SystemExit, match=r"missing: --imagenet \(folder of WordNet-id folders\), --coco-map"):
+        train.main(train.get_args_parser().parse_args(
+            ["--model", "yolo9000-shapes", "--data", coco, "--tree", tree, "--out", str(tmp_path / "run")]))
+
+
+def test_detect_imagenet_evaluation_by_hand(tmp_path, capsys):
+    # a network that answers the same for every image: one cell (16 px input, stride 16), every anchor's box the whole
+    # image (tw = log(1 / anchor width), th likewise), objectness σ(0) = .5, all class logits 0
+    model = yolo9000.build("yolo9000-shapes", img_size=16)
+    with torch.no_grad():
+        model.detect.conv.weight.zero_()
+        bias = model.detect.conv.bias.view(3, 12).zero_()
+        bias[:, 2:4] = -model.anchors.log()
+    darknet.save_darknet_weights(model, tmp_path / "w.weights")
+    tree = write_tree(tmp_path / "shapes.tree", list(zip(WNIDS, yolo9000.SHAPE_TREE["parents"])))
+    (tmp_path / "inet.map").write_text("2\n3\n6\n")         # circle, ellipse, pentagon
+    (tmp_path / "coco.map").write_text("2\n4\n5\n")         # circle, triangle, rectangle
+    root = write_ilsvrc(tmp_path, {"ILSVRC2012_val_00000001": ((40, 30), [(WNIDS[2], 0, 0, 39, 29)]),   # a circle
+                                   "ILSVRC2012_val_00000002": ((40, 30), [(WNIDS[3], 0, 0, 39, 29)])})  # an ellipse
+    result = detect.main(detect.get_args_parser().parse_args(
+        ["--model", "yolo9000-shapes", "--weights", str(tmp_path / "w.weights"), "--tree", tree, "--img-size", "16",
+         "--data", root, "--split", "val", "--inet-map", str(tmp_path / "inet.map"), "--coco-map",
+         str(tmp_path / "coco.map")]))
+    # each image: one box per class after NMS, [0, 0, 40, 30], IoU with the object 40·30 / (41·31) = .944; scores
+    # .5·Pr(node), equal in both images (ties in image order). circle: TP then FP -> AP 1; ellipse: FP then TP ->
+    # precision 0, 1/2 at recall 0, 1 -> AP .5; pentagon: no object, not scored. Disjoint from COCO: ellipse, pentagon
+    assert result["results"]["ilsvrc"]["ap"][0] == pytest.approx(1.0)
+    assert result["results"]["ilsvrc"]["ap"][1] == pytest.approx(0.5)
+    out = capsys.readouterr().out
+    assert "mAP on 2 classes: 75.0" in out
+    assert "mAP on the 1 classes that share no node with COCO (never a labelled box): 50.0" in out
+    assert "of 3 classes share no node with COCO" in out
+
+
+def test_train_wordtree_classifier_on_the_shapes_tree(tmp_path, capsys):
+    import train
+    tree = write_tree(tmp_path / "shapes.tree", list(zip(WNIDS, yolo9000.SHAPE_TREE["parents"])))
+    folder = write_shape_folders(tmp_path / "folder", per_class=1)
+    result = train.main(train.get_args_parser().parse_args(
+        ["--task", "classify", "--model", "darknet19", "--tree", tree, "--data", folder, "--img-size", "32",
+         "--epochs", "1", "--batch-size", "3", "--lr", "1e-3", "--workers", "0", "--no-plots",
+         "--out", str(tmp_path / "run")]))
+    out = capsys.readouterr().out
+    assert "5 classes, 3 training images" in out             # circle, ellipse, triangle + round, polygon
+    assert "stops at the label" in out and "above it on its path" in out
+    r = result["result"]
+    assert r["top5"] == 1.0 and r["descent_exact"] + r["descent_ancestor"] + r["descent_wrong"] == pytest.approx(1)

@@ -46,7 +46,8 @@ DATA = "classification"    # train.py: trains on images with one class each (dat
 def build(preset, num_classes=1000, img_size=None, batch_norm=None, tree=None):
     """Darknet19 (batch norm unless batch_norm is False, as darknet19.cfg) or Extraction (no batch norm unless
     batch_norm, as extraction.conv.cfg). img_size is only recorded: both end in a global average pool.
-    tree: {"ids", "parents"} (wordtree.tree_config; a checkpoint stores it): one output per node of the tree."""
+    tree: {"ids", "parents", "leaves"} (datasets(); a checkpoint stores it): one output per node of the tree;
+    "leaves", the nodes the evaluation ranks (darknet's leaves= list), default the tree's leaves."""
     if preset not in PRESETS:
         raise ValueError(f"unknown classifier {preset!r}; choose from {sorted(PRESETS)}")
     if tree is not None and len(tree["parents"]) != num_classes:
@@ -58,7 +59,8 @@ def build(preset, num_classes=1000, img_size=None, batch_norm=None, tree=None):
                         batch_norm=batch_norm)
     if tree is not None:
         model.tree = wordtree.make_tree(tree["parents"], tree["ids"])
-        model.config["tree"] = dict(ids=list(tree["ids"]), parents=list(tree["parents"]))
+        model.leaves = list(tree.get("leaves") or model.tree["leaf"].nonzero().flatten().tolist())
+        model.config["tree"] = dict(ids=list(tree["ids"]), parents=list(tree["parents"]), leaves=model.leaves)
     return model
 
 
@@ -106,7 +108,7 @@ class FolderDataset(torch.utils.data.Dataset):
 def datasets(data_dir, img_size, augment, tree_file=None):
     """-> (train set, validation set): data_dir/train and data_dir/val, or data_dir for both. With tree_file (§4):
     the tree cut to both folders' synsets and their ancestors (wordtree.subtree): the sets' class_names are its
-    node ids, their labels its nodes, .tree its {"ids", "parents"} and .leaves the folders' nodes."""
+    node ids, their labels its nodes, .tree its {"ids", "parents", "leaves": the folders' nodes}."""
     if data_dir is None:
         raise ValueError("--task classify needs --data: a folder of class sub-folders (or train/ and val/)")
     train_dir, val_dir = (os.path.join(data_dir, s) for s in ("train", "val"))
@@ -122,7 +124,7 @@ def datasets(data_dir, img_size, augment, tree_file=None):
             raise ValueError(f"{data_dir}: {error} ({tree_file})") from None
         for dataset in (train, val):
             dataset.relabel(tree["ids"])
-            dataset.tree, dataset.leaves = wordtree.tree_config(tree), wordtree.node_of(tree, synsets)
+            dataset.tree = dict(wordtree.tree_config(tree), leaves=wordtree.node_of(tree, synsets))
     return train, val
 
 
@@ -134,7 +136,7 @@ DESCENT_THRESHOLD = 0.5
 @torch.no_grad()
 def evaluate(model, dataset, batch_size, workers=0, progress=None):
     """Top-1 and top-5 accuracy -> {"map": top-1 (train.py's metric), "top1", "top5"}. progress: None (silent) or
-    train.py's tools.progress.Progress. With a tree (model.tree, dataset.leaves): top-1 / top-5 rank the dataset's
+    train.py's tools.progress.Progress. With a tree (model.tree, model.leaves): top-1 / top-5 rank the dataset's
     synsets by Pr(node); then the descent from the root (DESCENT_THRESHOLD) stops at the label ("descent_exact"), at
     one of its ancestors ("descent_ancestor": right but less specific), or off the label's path ("descent_wrong")."""
     device, was_training = next(model.parameters()).device, model.training
@@ -150,7 +152,7 @@ def evaluate(model, dataset, batch_size, workers=0, progress=None):
         scores, candidates = out, None
         if tree is not None:                    # Pr(node), ranked among the dataset's synsets only
             absolute = wordtree.absolute_probabilities(wordtree.tree_softmax(out, tree), tree)    # (N, n)
-            candidates = torch.as_tensor(dataset.leaves, device=device)
+            candidates = torch.as_tensor(model.leaves, device=device)
             scores = torch.full_like(absolute, -1.0).index_copy(1, candidates, absolute[:, candidates])
         hits = scores.topk(min(5, out.shape[1]), dim=1).indices == labels[:, None]   # (N, 5)
         counts = [hits[:, 0].sum(), hits.any(1).sum()]
