@@ -197,8 +197,9 @@ def boxes_to_original(boxes, image_size, net_size=None, letterbox=False):
 # Augmentation: YOLOv1 §2.2 and darknet data.c, boxes moving with the pixels
 
 def rand_scale(rng, s):
-    """darknet utils.c rand_scale: a factor in [1, s], inverted with probability 1/2."""
-    scale = rng.uniform(1, s)
+    """darknet utils.c rand_scale: a factor between 1 and s (rand_uniform swaps its bounds when s < 1, as
+    yolo9000.cfg's .75 needs), inverted with probability 1/2."""
+    scale = rng.uniform(min(1, s), max(1, s))
     return scale if rng.integers(2) else 1 / scale
 
 
@@ -282,8 +283,11 @@ def augment_yolov2(image, boxes, rng, out_size, jitter=0.3, hue=0.1, saturation=
 
 
 # "yolov2-jitter.2": the YOLOv2 release's cfgs (yolo-voc.2.0.cfg, yolo.2.0.cfg at darknet c6afc7ff) crop with jitter=.2
+# "yolo9000": darknet's yolo9000.cfg (d2dece3, 6731a355): jitter=.2, hue=.1, saturation=.75, exposure=.75; rand_scale
+# of .75 draws from [.75, 1] and inverts half the time, i.e. factors in [.75, 1.33] (yolov2's 1.5: [.67, 1.5])
 AUGMENTATIONS = {"yolov1": augment_yolov1, "yolov2": augment_yolov2,
-                 "yolov2-jitter.2": functools.partial(augment_yolov2, jitter=0.2)}
+                 "yolov2-jitter.2": functools.partial(augment_yolov2, jitter=0.2),
+                 "yolo9000": functools.partial(augment_yolov2, jitter=0.2, saturation=0.75, exposure=0.75)}
 
 
 # -----------------------------------------------------------------------------

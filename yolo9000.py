@@ -44,7 +44,7 @@ import data
 import metrics
 import wordtree
 import yolov2                      # §4 "We use the base YOLOv2 architecture": its boxes and objectness (decode)
-from data import IMAGE_EXTENSIONS, boxes_to_original, image_to_tensor, load_image, resize_darknet
+from data import AUGMENTATIONS, IMAGE_EXTENSIONS, boxes_to_original, image_to_tensor, load_image, resize_darknet
 from loss import CLASS_SCALE, NOOBJECT_SCALE, OBJECT_SCALE, yolov2_loss
 
 # -----------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def tree_path(tree, conditional, node):
 # schedule; the epoch count, which depends on the mix of COCO and ImageNet, is OUR CHOICE (steps at 80% and 90%).
 RECIPE = dict(model="yolo9000", optimizer="sgd", epochs=10, momentum=0.9, weight_decay=5e-4, dropout=0.0,
               batch_size=64, schedule="yolov2", lr=1e-3, lr_steps=[8, 9], burn_in=1000, img_size=544,
-              augment="yolov2", multiscale=True, eval_every=1)
+              augment="yolo9000", multiscale=True, eval_every=1)
 # DARKNET detector.c test_detector at 6731a355: -thresh .24, -hier .5, nms .4 (do_nms_obj: one NMS over all
 # classes by objectness; since 2018 do_nms_sort, per class, which we use), and a letterboxed input (--letterbox).
 # OUR CHOICE: the demo, `python train.py --model yolo9000-shapes` (README, Results): train.SYNTHETIC's values (Adam
@@ -391,6 +391,7 @@ WITH_BOXES = ["circle", "triangle", "rectangle"]       # detection images: these
 WITHOUT_BOXES = ["ellipse", "pentagon"]                # only in classification images (one object, no box)
 CLASSIFICATION_SHARE = 0.5      # OUR CHOICE for the demo (the paper's 4:1 ImageNet:COCO would be 0.8)
 STREAM_TREE_SHAPES = 4          # a random stream of its own (data.py uses 1..3)
+STREAM_CLASSIFICATION = 5       # ClassificationFolder's augmentation
 
 
 class ShapeTreeDataset(data.ShapesDataset):
@@ -473,9 +474,15 @@ class ShapeTreeDataset(data.ShapesDataset):
 
 class ClassificationFolder(torch.utils.data.Dataset):
     """root/<WordNet id>/<image>: one class per sub-folder, its name the synset's WordNet id (n02094114), as
-    ImageNet's train folders are. Images are resized to img_size (darknet's resize_image); class_names are the ids."""
+    ImageNet's train folders are; class_names are the ids. Images are resized to img_size (darknet's resize_image),
+    or with augment (a data.AUGMENTATIONS name) cropped, flipped and coloured as detection images are: DARKNET
+    (data.c, d2dece3) loads the classification images of joint training with load_data_detection, like COCO's, their
+    label a box of 999999s. Image i of epoch e is augmented from (seed, e, i), as data.DetectionDataset's."""
 
-    def __init__(self, root, img_size):
+    def __init__(self, root, img_size, augment=None, seed=0):
+        if augment not in (None, *AUGMENTATIONS):
+            raise ValueError(f"augment must be None or one of {sorted(AUGMENTATIONS)}, got {augment!r}")
+        self.augment, self.seed, self.epoch = augment, seed, 0
         self.img_size, self.class_names = img_size, sorted(d for d in os.listdir(root)
                                                            if os.path.isdir(os.path.join(root, d)))
         self.items = [(os.path.join(root, name, f), label) for label, name in enumerate(self.class_names)
@@ -492,9 +499,17 @@ class ClassificationFolder(torch.utils.data.Dataset):
         return {"path": self.items[i][0], "boxes": np.zeros((0, 4), np.float32),
                 "labels": np.array([self.items[i][1]])}
 
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
     def __getitem__(self, i):
         path, label = self.items[i]
-        image = resize_darknet(image_to_tensor(load_image(path, exif=True)), (self.img_size, self.img_size))
+        image, size = image_to_tensor(load_image(path, exif=True)), (self.img_size, self.img_size)
+        if self.augment is None:
+            image = resize_darknet(image, size)
+        else:                               # no box to move: the image alone (STREAM_CLASSIFICATION: its own stream)
+            rng = np.random.default_rng((self.seed, STREAM_CLASSIFICATION, self.epoch, i))
+            image = AUGMENTATIONS[self.augment](image, torch.zeros(0, 4), rng, size)[0]
         return image, {"boxes": torch.zeros(0, 4), "labels": torch.tensor([label]), "path": path}
 
 
@@ -552,7 +567,7 @@ class JointDataset(torch.utils.data.Dataset):
 IMAGENET_SHARE = 0.8
 
 
-def coco_imagenet(coco, imagenet_dir, tree_file, map_file, img_size=544, augment="yolov2", seed=0, val_coco=None,
+def coco_imagenet(coco, imagenet_dir, tree_file, map_file, img_size=544, augment="yolo9000", seed=0, val_coco=None,
                   share=IMAGENET_SHARE):
     """The paper's combination -> (JointDataset, COCO validation set). COCO's class k is node map[k] of the tree
     (darknet's coco9k.map lists the 80 in COCO's category-id order, the order data.COCODataset gives its labels);
@@ -567,7 +582,7 @@ def coco_imagenet(coco, imagenet_dir, tree_file, map_file, img_size=544, augment
         if len(dataset.class_names) != len(coco_nodes):
             raise ValueError(f"{map_file}: {len(coco_nodes)} nodes for the {len(dataset.class_names)} classes of "
                              f"{name}")
-    imagenet = ClassificationFolder(imagenet_dir, img_size)
+    imagenet = ClassificationFolder(imagenet_dir, img_size, augment, seed)
     try:
         imagenet_nodes = wordtree.node_of(tree, imagenet.class_names)
     except ValueError as error:

@@ -606,3 +606,17 @@ def test_train_wordtree_classifier_on_the_shapes_tree(tmp_path, capsys):
     assert "stops at the label" in out and "above it on its path" in out
     r = result["result"]
     assert r["top5"] == 1.0 and r["descent_exact"] + r["descent_ancestor"] + r["descent_wrong"] == pytest.approx(1)
+
+
+def test_classification_images_are_augmented_as_detection_images(tmp_path):
+    _, imagenet, _, _ = write_joint_data(tmp_path)
+    plain = yolo9000.ClassificationFolder(imagenet, 48)
+    augmented = yolo9000.ClassificationFolder(imagenet, 48, augment="yolo9000", seed=3)
+    image, target = augmented[1]
+    assert image.shape == (3, 48, 48) and target["labels"].tolist() == [0] and target["boxes"].shape == (0, 4)
+    assert not torch.equal(image, plain[1][0])                         # cropped, maybe flipped, recoloured
+    assert torch.equal(image, augmented[1][0])                         # a function of (seed, epoch, image)
+    augmented.set_epoch(1)
+    assert not torch.equal(image, augmented[1][0])
+    with pytest.raises(ValueError, match="augment must be None or one of"):
+        yolo9000.ClassificationFolder(imagenet, 48, augment="yolo")
