@@ -309,7 +309,8 @@ def _evaluate_ilsvrc(det, gt, K, blacklist):
     bb, g = det["boxes"][pair_det], gt["boxes"][pair_gt]
     iw = np.minimum(bb[:, 2], g[:, 2]) - np.maximum(bb[:, 0], g[:, 0]) + 1.
     ih = np.minimum(bb[:, 3], g[:, 3]) - np.maximum(bb[:, 1], g[:, 1]) + 1.
-    union = (bb[:, 2] - bb[:, 0] + 1.) * (bb[:, 3] - bb[:, 1] + 1.) + (g[:, 2] - g[:, 0] + 1.) * (g[:, 3] - g[:, 1] + 1.)
+    union = ((bb[:, 2] - bb[:, 0] + 1.) * (bb[:, 3] - bb[:, 1] + 1.) +
+             (g[:, 2] - g[:, 0] + 1.) * (g[:, 3] - g[:, 1] + 1.))
     iou = np.where((iw > 0) & (ih > 0), iw * ih / (union - iw * ih), -np.inf)
     gw, gh = gt["boxes"][:, 2] - gt["boxes"][:, 0] + 1., gt["boxes"][:, 3] - gt["boxes"][:, 1] + 1.
     threshold = np.minimum(VOC_IOU_THRESHOLD, gw * gh / ((gw + ILSVRC_PIXEL_TOLERANCE) * (gh + ILSVRC_PIXEL_TOLERANCE)))

@@ -367,8 +367,8 @@ def evaluate(model, dataset, batch_size, workers=0):
         chosen = [k for k, name in enumerate(dataset.class_names) if (name in (without or ())) != with_boxes]
         scored = [ap[k] for k in chosen if ap[k] == ap[k]]                  # nan: no box of that class
         mean = sum(scored) / len(scored) if scored else float("nan")
-        print(f"mAP@0.5 on {title}: {mean:.4f} (" + ", ".join(f"{dataset.class_names[k]} {ap[k]:.3f}"
-                                                            for k in chosen[:20]) + (", ..." * (len(chosen) > 20)) + ")")
+        listed = ", ".join(f"{dataset.class_names[k]} {ap[k]:.3f}" for k in chosen[:20])
+        print(f"mAP@0.5 on {title}: {mean:.4f} ({listed}{', ...' * (len(chosen) > 20)})")
     for key in ("ap", "curves"):
         result[key] = {dataset.nodes[k]: v for k, v in result[key].items()}
     return result

@@ -305,8 +305,8 @@ def test_disjoint_classes_on_a_hand_built_pair_of_maps(figure5, tmp_path):
 
 def test_ilsvrc_protocol_small_objects_unmatched_truths_and_the_blacklist():
     import metrics
-    truths = [{"boxes": torch.tensor([[0., 0, 99, 99], [0, 0, 9, 9], [30, 30, 59, 59]]), "labels": torch.tensor([0, 0, 1]),
-               "blacklisted": torch.tensor([1])},           # class 1 not scored in image 0
+    truths = [{"boxes": torch.tensor([[0., 0, 99, 99], [0, 0, 9, 9], [30, 30, 59, 59]]),
+               "labels": torch.tensor([0, 0, 1]), "blacklisted": torch.tensor([1])},    # class 1 not scored in image 0
               {"boxes": torch.tensor([[0., 0, 99, 99], [50, 0, 149, 99]]), "labels": torch.tensor([0, 0])}]
     detections = [{"boxes": torch.tensor([[0., 0, 19, 19], [0, 0, 99, 99], [0, 0, 99, 99], [30, 30, 59, 59]]),
                    "scores": torch.tensor([0.9, 0.8, 0.7, 0.95]), "labels": torch.tensor([0, 0, 0, 1])},
@@ -326,7 +326,8 @@ def test_ilsvrc_protocol_small_objects_unmatched_truths_and_the_blacklist():
 
 
 def write_ilsvrc(root, images, listed=True):
-    """images: {image id: ((w, h), [(WordNet id, xmin, ymin, xmax, ymax)])} -> root/ILSVRC/... as ImageNet ships DET val."""
+    """images: {image id: ((w, h), [(WordNet id, xmin, ymin, xmax, ymax)])} -> root/ILSVRC/..., laid out as ImageNet
+    ships DET val."""
     from conftest import save_jpeg
     base = root / "ILSVRC"
     os.makedirs(base / "Annotations" / "DET" / "val")
@@ -344,8 +345,9 @@ def write_ilsvrc(root, images, listed=True):
 
 
 def test_imagenet_detection_reads_ilsvrc_val_and_its_blacklist(tmp_path):
-    root = write_ilsvrc(tmp_path, {"ILSVRC2012_val_00000001": ((40, 30), [("n003", 0, 2, 19, 29), ("n009", 1, 1, 5, 5)]),
-                                   "ILSVRC2012_val_00000002": ((40, 30), [])})
+    root = write_ilsvrc(tmp_path, {
+        "ILSVRC2012_val_00000001": ((40, 30), [("n003", 0, 2, 19, 29), ("n009", 1, 1, 5, 5)]),
+        "ILSVRC2012_val_00000002": ((40, 30), [])})
     (tmp_path / "blacklist.txt").write_text("2 n001\n")
     dataset = yolo9000.ImageNetDetection(root, ["n001", "n003"], img_size=64, blacklist=str(tmp_path / "blacklist.txt"))
     assert len(dataset) == 2 and dataset.class_names == ["n001", "n003"]
@@ -384,7 +386,7 @@ def write_joint_data(root):
     (category ids 1, 2, 5: not 0..K-1), 2 ImageNet folders (ellipse, pentagon) of 2 single-shape images each."""
     import json
     tree = write_tree(root / "shapes.tree", list(zip(WNIDS, yolo9000.SHAPE_TREE["parents"])))
-    (root / "coco.map").write_text("2\n4\n5\n")              # category ids 1, 2, 5 in order -> circle, triangle, rectangle
+    (root / "coco.map").write_text("2\n4\n5\n")        # category ids 1, 2, 5 in order: circle, triangle, rectangle
     shapes = yolo9000.ShapeTreeDataset(3, 64, 0, ["circle", "triangle", "rectangle"])
     os.makedirs(root / "coco" / "annotations")
     os.makedirs(root / "coco" / "train")
@@ -553,7 +555,8 @@ def test_train_yolo9000_on_coco_and_imagenet_folders(tmp_path, capsys):
     assert "noobj_image" in out and "mAP@0.5 on all classes:" in out      # darknet's rule; COCO through the tree
     assert 0.0 <= result["best"] <= 1.0
     checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    assert checkpoint["model_config"]["tree"]["ids"] == WNIDS and checkpoint["config"]["classification_loss"] == "darknet"
+    assert checkpoint["model_config"]["tree"]["ids"] == WNIDS
+    assert checkpoint["config"]["classification_loss"] == "darknet"
 
 
 def test_train_yolo9000_names_what_is_missing(tmp_path):
