@@ -660,9 +660,8 @@ class ImageNetDetection(data.DetectionDataset):
 
 def imagenet_report(result, class_names, disjoint_classes, shown=10):
     """metrics.evaluate(protocol="ilsvrc")'s result -> (text, mAP over all classes, mAP over disjoint_classes): the
-    two means (§4: "19.7 mAP overall with 16.0 mAP on the disjoint 156 object classes"), then as Table 7 the
-    classes with the lowest and the highest AP among the disjoint ones ("YOLO9000 learns new species of animals well
-    but struggles with learning categories like clothing and equipment"), and all classes, best first."""
+    two means (§4: "19.7 mAP overall with 16.0 mAP on the disjoint 156 object classes"), then, as Table 7 lists the
+    best and worst classes, the `shown` lowest and highest AP among the disjoint ones, and all classes, best first."""
     ap = {k: v for k, v in result["ap"].items() if v == v}                  # nan: no object of that class
     mean = lambda ks: sum(ap[k] for k in ks) / len(ks) if ks else float("nan")   # noqa: E731
     scored_disjoint = [k for k in disjoint_classes if k in ap]
