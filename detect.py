@@ -412,8 +412,9 @@ def evaluate_split(args, model, class_names: list[str], train_config: dict) -> d
 
 
 def evaluate_imagenet(args, model, class_names: list[str]) -> dict:
-    """YOLO9000 §4: "We evaluate YOLO9000 on the ImageNet detection task ... YOLO9000 gets 19.7 mAP overall with
-    16.0 mAP on the disjoint 156 object classes that it has never seen any labelled detection data for".
+    """YOLO9000 §4, the ImageNet detection task (the abstract: "YOLO9000 gets 19.7 mAP on the ImageNet detection
+    validation set despite only having detection data for 44 of the 200 classes. On the 156 classes not in COCO,
+    YOLO9000 gets 16.0 mAP").
     Class k of ImageNet's 200 is node inet9k.map[k] of the tree, scored objectness·Pr(node) (darknet's map path:
     region_layer.c get_region_boxes with a map, detector.c validate_detector with eval=imagenet: .005, NMS .45);
     its WordNet id, the tree's, names its objects in the XML. The classes that never saw a labelled box: neither
@@ -508,7 +509,7 @@ def get_args_parser():
                    "the per-class table sorted as Table 7")
     p.add_argument("--coco-map", help="YOLO9000, with --inet-map: darknet's coco9k.map (which classes had boxes)")
     p.add_argument("--blacklist", help="with --inet-map: the ILSVRC devkit's "
-                   "data/ILSVRC2014_det_validation_blacklist.txt (image/class pairs the devkit does not score)")
+                   "data/ILSVRC2015_det_validation_blacklist.txt (image/class pairs the devkit does not score)")
     p.add_argument("--results-dir", help="with --data: also write the comp4 files, the COCO results json and "
                    "pr_curves.png into this folder (tools/results.py, tools/plots.py)")
     p.add_argument("--batch-size", type=int, default=8, help="with --data: images per forward pass (default: 8)")

@@ -11,7 +11,7 @@ Paper / official tool -> code
   COCO AP, 101 recall points (pycocotools cocoeval.py COCOeval.accumulate) average_precision("coco")
   VOC2007 test protocol, the one in both papers' VOC tables ............... evaluate(protocol="voc07")
   VOC2010+ protocol ........................................................ evaluate(protocol="voc12")
-  ImageNet (ILSVRC) DET protocol, devkit eval_detection.m (YOLO9000 §4) ... evaluate(protocol="ilsvrc")
+  ImageNet (ILSVRC) DET protocol, the ILSVRC2015 devkit (YOLO9000 §4) ........ evaluate(protocol="ilsvrc")
   COCO bbox protocol (pycocotools 2.0: evaluateImg, accumulate, summarize) . evaluate(protocol="coco")
   Per-class AP table, as text (PR-curve plots: tools/plots.py) ............ format_ap_table
 
@@ -288,18 +288,19 @@ def _evaluate_voc(det, gt, K, method):
             "curves": curves, "num_gt": {c: int(npos[c]) for c in range(K)}}
 
 # -----------------------------------------------------------------------------
-# ImageNet DET protocol (ILSVRC2014/2015 devkit evaluation/eval_detection.m, rule by rule), YOLO9000 §4
+# ImageNet DET protocol, YOLO9000 §4: the ILSVRC2015 devkit (readme §2.3; evaluation/eval_vid_detection.m, whose
+# header says it follows the DET routine eval_detection.m), rule by rule
 
 ILSVRC_PIXEL_TOLERANCE = 10     # devkit pixelTolerance: small objects get a lower IoU threshold
 
 
 def _evaluate_ilsvrc(det, gt, K, blacklist):
-    """As VOC's but (devkit readme §2.3, eval_detection.m):
+    """As VOC's but (devkit readme §2.3, the evaluation's loops):
     - the IoU threshold of a ground truth of m x n pixels is min(.5, m·n / ((m + 10)·(n + 10))), and a hit needs
       IoU >= it (VOC: > .5); widths and heights are inclusive (+1), as VOC's;
     - within an image, detections in decreasing score take, each, the unmatched ground truth of their class with
       the highest IoU above its threshold (VOC gives a detection its best ground truth, matched or not);
-    - no difficult flag; a class blacklisted for an image (devkit data/ILSVRC2014_det_validation_blacklist.txt):
+    - no difficult flag; a class blacklisted for an image (devkit data/ILSVRC2015_det_validation_blacklist.txt):
       its detections in that image are ignored, its objects there are not counted;
     - AP: VOCap, the area under the precision envelope (our "voc12")."""
     key_det, key_gt = det["image"] * K + det["labels"], gt["image"] * K + gt["labels"]

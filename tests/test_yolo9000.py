@@ -304,7 +304,7 @@ def test_disjoint_classes_on_a_hand_built_pair_of_maps(figure5, tmp_path):
 
 
 # -----------------------------------------------------------------------------
-# The ImageNet detection protocol (ILSVRC devkit eval_detection.m), by hand
+# The ImageNet detection protocol (the ILSVRC2015 devkit's), by hand
 
 def test_ilsvrc_protocol_small_objects_unmatched_truths_and_the_blacklist():
     import metrics
@@ -482,8 +482,8 @@ def test_wordtree_classification_labels_loss_and_graceful_descent(tmp_path):
 
 
 def devkit_ilsvrc_ap(detections, truths, K):
-    """eval_detection.m written out loop by loop (per image: detections in decreasing score, each takes the unmatched
-    object of its class with the highest IoU >= its threshold; then VOCap per class)."""
+    """The devkit's evaluation written out loop by loop (per image: detections in decreasing score, each takes the
+    unmatched object of its class with the highest IoU >= its threshold; then VOCap per class)."""
     import numpy as np
     from metrics import average_precision
     tp_all, conf_all, label_all, npos = [], [], [], np.zeros(K)
