@@ -26,7 +26,7 @@ Run:
   python detect.py --model yolov2 --weights yolov2.weights photo.jpg            # COCO's 80 classes
   python detect.py --model yolov2-voc --weights yolov2-voc.weights --data VOCdevkit --split 2007/test
   python detect.py --weights runs/synthetic/best.pt --data shapes       # the run's held-out synthetic images
-  python detect.py --weights yolo9000.weights --tree 9k.tree --names 9k.names --data ILSVRC2015 \
+  python detect.py --weights yolo9000.weights --tree 9k.tree --names 9k.names --data ILSVRC2015 \\
       --inet-map inet9k.map --coco-map coco9k.map                      # YOLO9000 §4: 19.7 mAP, 16.0 on 156
 """
 import argparse

@@ -29,8 +29,8 @@ Run:
   python train.py --model yolov1 --data VOCdevkit --weights extraction.conv.weights    # YOLOv1 §2.2
   python train.py --model yolov2-voc --data VOCdevkit --weights darknet19_448.conv.23  # YOLOv2 §3
   python train.py --task classify --model darknet19 --data imagenet_folder            # backbone
-  python train.py --model yolo9000 --data coco/annotations/instances_train2014.json --val-data \
-      coco/annotations/instances_minival2014.json --imagenet imagenet9k --tree 9k.tree --coco-map coco9k.map \
+  python train.py --model yolo9000 --data coco/annotations/instances_train2014.json --val-data \\
+      coco/annotations/instances_minival2014.json --imagenet imagenet9k --tree 9k.tree --coco-map coco9k.map \\
       --weights darknet19_448.conv.23                                                  # YOLOv2 §4, YOLO9000
   python train.py --task classify --model darknet19 --tree wordtree1k.tree --data imagenet  # §4 WordTree1k
   torchrun --nproc_per_node=4 train.py --model yolov2-voc --data VOCdevkit             # several GPUs
