@@ -206,8 +206,9 @@ def boxes_to_original(boxes, image_size, net_size=None, letterbox=False):
 # Augmentation: YOLOv1 §2.2 and darknet data.c, boxes moving with the pixels
 
 def rand_scale(rng, s):
-    """darknet utils.c rand_scale: a factor in [1, s], inverted with probability 1/2."""
-    scale = rng.uniform(1, s)
+    """darknet utils.c rand_scale: a factor between 1 and s (rand_uniform swaps its bounds when s < 1, as
+    yolo9000.cfg's .75 needs), inverted with probability 1/2."""
+    scale = rng.uniform(min(1, s), max(1, s))
     return scale if rng.integers(2) else 1 / scale
 
 
@@ -372,6 +373,10 @@ AUGMENTATION_REVISIONS = {
     # "darknet-2017"
     "yolov2": ("60e952ba", augment_yolov2),
     "darknet-2017": ("60e952ba", augment_darknet_2017),          # .001
+    # darknet's yolo9000.cfg (d2dece3, 6731a355): jitter .2, hue .1, saturation and exposure .75 (rand_scale of .75
+    # draws from [.75, 1] and inverts half the time: factors in [.75, 1.33]), on 6731a355's data path (place_image,
+    # as 60e952ba); the file itself was trained at d2dece3, whose data.c still cropped as the release
+    "yolo9000": ("60e952ba", functools.partial(augment_darknet_2017, jitter=0.2, saturation=0.75, exposure=0.75)),
 }
 AUGMENTATIONS = {"yolov1": augment_yolov1,
                  **{name: functools.partial(function, min_box=darknet.REVISIONS[revision]["min_box"])

@@ -10,6 +10,7 @@ Paper / darknet -> code
   Evaluation: every detection above metrics.EVAL_CONF, then VOC07, VOC12 and COCO AP .... evaluate(), main()
   YOLOv1 §4.2, Figure 4: the error analysis of the top detections (--error-analysis) ..... error_analysis_report()
   YOLOv2 Table 3, Figure 4: one network at several sizes, mAP and speed (--img-size S S ...) evaluate_sizes()
+  YOLO9000 §4: ImageNet's 200 detection classes through inet9k.map, the ILSVRC protocol .. evaluate_imagenet()
   which network, from which file: a train.py checkpoint or a darknet .weights file ........ load_model(), load_weights()
   not the papers: the command line's detections as a library call ......................... detect_objects()
 
@@ -29,6 +30,8 @@ Run:
   python detect.py --weights runs/synthetic/best.pt --data shapes       # the run's held-out synthetic images
   python detect.py --weights runs/synthetic/best.pt --data shapes --error-analysis      # YOLOv1 Figure 4
   python detect.py --weights yolo-voc.weights --data VOCdevkit --img-size 288 352 416 480 544   # YOLOv2 Table 3
+  python detect.py --weights yolo9000.weights --tree 9k.tree --names 9k.names --data ILSVRC2015 \\
+      --inet-map inet9k.map --coco-map coco9k.map                      # YOLO9000 §4: 19.7 mAP, 16.0 on 156
 """
 import argparse
 import functools
@@ -112,7 +115,9 @@ def load_model(weights: str, model_name: str | None = None, img_size: int | None
         except ValueError as error:     # an input size the network refuses (not a multiple of its stride, ...)
             raise ValueError(f"--img-size {img_size}: {error}" if img_size and "img_size" in str(error)
                              else str(error)) from None
-        class_names, train_config = DARKNET_NAMES.get(model.num_classes), {}
+        # a WordTree's nodes are named by their WordNet ids (9k.names gives words: --names)
+        class_names = list(model.tree["ids"]) if hasattr(model, "tree") else DARKNET_NAMES.get(model.num_classes)
+        train_config = {}
     print(load_weights(model, weights, partial))
     if names_file:
         class_names = data.read_names(names_file)
@@ -564,6 +569,49 @@ def error_analysis_report(args, model, detections, truths, class_names: list[str
     return result
 
 
+def evaluate_imagenet(args, model, class_names: list[str]) -> dict:
+    """YOLO9000 §4, the ImageNet detection task (the abstract: "YOLO9000 gets 19.7 mAP on the ImageNet detection
+    validation set despite only having detection data for 44 of the 200 classes. On the 156 classes not in COCO,
+    YOLO9000 gets 16.0 mAP").
+    Class k of ImageNet's 200 is node inet9k.map[k] of the tree, scored objectness·Pr(node) (darknet's map path:
+    region_layer.c get_region_boxes with a map, detector.c validate_detector with eval=imagenet: .005, NMS .45);
+    its WordNet id, the tree's, names its objects in the XML. The classes that never saw a labelled box: neither
+    a node of coco9k.map nor an ancestor of one (wordtree.disjoint). AP: the ILSVRC devkit's (metrics "ilsvrc")."""
+    import wordtree
+    if not hasattr(model, "tree"):
+        raise ValueError(f"--inet-map: {model.preset} is not a YOLO9000 network (no WordTree)")
+    if not args.coco_map:
+        raise ValueError("--inet-map needs --coco-map too (coco9k.map): the classes shared with COCO are left out "
+                         "of the second mean")
+    nodes = wordtree.read_map(args.inet_map, model.tree)
+    disjoint = wordtree.disjoint(nodes, wordtree.read_map(args.coco_map, model.tree), model.tree)
+    print(f"{len(disjoint)} of {len(nodes)} classes share no node with COCO ({args.inet_map}, {args.coco_map}): "
+          "neither a COCO class's node nor an ancestor of one")
+    dataset = yolo9000.ImageNetDetection(args.data, [model.tree["ids"][k] for k in nodes], args.split,
+                                         model.img_size, args.blacklist)
+    if len(dataset) == 0:
+        raise ValueError(f"{args.data} {args.split}: no images; " + "; ".join(dataset.problems[:5]))
+    for problem in dataset.problems[:5]:
+        print(f"warning: {problem}")
+    model.nodes = nodes                     # yolo9000.detections: darknet's map path
+    from tools.progress import Progress     # not the paper: a progress line while the images are read
+    start = time.perf_counter()
+    detections, truths, failed = evaluate(model, dataset, args.conf, args.nms, args.batch_size, args.workers,
+                                          args.letterbox, functools.partial(Progress, quiet=args.quiet))
+    seconds = time.perf_counter() - start
+    print(f"{len(dataset)} images in {seconds:.1f} s ({1000 * seconds / len(dataset):.0f} ms per image), "
+          f"{sum(len(d['scores']) for d in detections)} detections")
+    result = metrics.evaluate(detections, truths, protocol="ilsvrc", num_classes=len(nodes))
+    text, overall, unseen = yolo9000.imagenet_report(result, [class_names[k] for k in nodes], disjoint)
+    print(text)
+    if failed:
+        print(f"{len(failed)} of {len(dataset)} images could not be read (their objects count as missed):")
+        for path, reason in failed:
+            print(f"  {reason}" if reason.startswith(path) else f"  {path}: {reason}")
+    return dict(exit_code=1 if failed else 0, results={"ilsvrc": result}, map=overall, map_disjoint=unseen,
+                disjoint=disjoint, detections=detections, failed=failed)
+
+
 # -----------------------------------------------------------------------------
 # YOLOv2 Table 3 / Figure 4: one network, several input sizes, accuracy against speed
 
@@ -713,8 +761,15 @@ def get_args_parser():
                    "objectness, the probabilities on its path from the root")
     p.add_argument("--data", help="evaluate instead: a VOCdevkit folder, a COCO folder or json, darknet txt "
                    "labels, or 'shapes'")
-    p.add_argument("--split", default="test", help="with --data: VOC YEAR/SPLIT or SPLIT (year 2007), COCO "
-                   "instances_<SPLIT>.json (default: test)")
+    p.add_argument("--split", help="with --data: VOC YEAR/SPLIT or SPLIT (year 2007), COCO "
+                   "instances_<SPLIT>.json, ImageNet DET <SPLIT> (default: test; with --inet-map val)")
+    p.add_argument("--inet-map", help="YOLO9000 §4 with --data ILSVRC (the folder holding ILSVRC/Annotations/DET/val "
+                   "and ILSVRC/Data/DET/val): darknet's inet9k.map, the tree node of each of ImageNet's 200 detection "
+                   "classes; prints the mAP on all of them and on those that share no node with --coco-map's, and "
+                   "the per-class table sorted as Table 7")
+    p.add_argument("--coco-map", help="YOLO9000, with --inet-map: darknet's coco9k.map (which classes had boxes)")
+    p.add_argument("--blacklist", help="with --inet-map: the ILSVRC devkit's "
+                   "data/ILSVRC2015_det_validation_blacklist.txt (image/class pairs the devkit does not score)")
     p.add_argument("--results-dir", help="with --data: also write the comp4 files, the COCO results json and "
                    "pr_curves.png into this folder (tools/results.py, tools/plots.py)")
     p.add_argument("--error-analysis", action="store_true", help="with --data: YOLOv1 §4.2's error analysis of "
@@ -774,6 +829,9 @@ def run(args) -> dict:
     args.letterbox = test_letterbox(model) if args.letterbox is None else args.letterbox
     print(f"{model.preset} at {model.img_size}, {len(class_names)} classes, conf {args.conf}, nms {args.nms}"
           f"{', letterbox' if args.letterbox else ''}")
+    args.split = args.split or ("val" if getattr(args, "inet_map", None) else "test")
+    if args.data and getattr(args, "inet_map", None):
+        return evaluate_imagenet(args, model, class_names)
     if args.data:
         if len(sizes) > 1:
             return evaluate_sizes(args, model, class_names, train_config)

@@ -11,6 +11,7 @@ Paper / official tool -> code
   COCO AP, 101 recall points (pycocotools cocoeval.py COCOeval.accumulate) average_precision("coco")
   VOC2007 test protocol, the one in both papers' VOC tables ............... evaluate(protocol="voc07")
   VOC2010+ protocol ........................................................ evaluate(protocol="voc12")
+  ImageNet (ILSVRC) DET protocol, the ILSVRC2015 devkit (YOLO9000 §4) ........ evaluate(protocol="ilsvrc")
   COCO bbox protocol (pycocotools 2.0: evaluateImg, accumulate, summarize) . evaluate(protocol="coco")
   Per-class AP table, as text (PR-curve plots: tools/plots.py) ............ format_ap_table
   YOLOv1 §4.2 "VOC 2007 Error Analysis", Figure 4 (Hoiem et al. 2012's tools):
@@ -291,6 +292,76 @@ def _evaluate_voc(det, gt, K, method):
             "curves": curves, "num_gt": {c: int(npos[c]) for c in range(K)}}
 
 # -----------------------------------------------------------------------------
+# ImageNet DET protocol, YOLO9000 §4: the ILSVRC2015 devkit (readme §2.3; evaluation/eval_vid_detection.m, whose
+# header says it follows the DET routine eval_detection.m), rule by rule
+
+ILSVRC_PIXEL_TOLERANCE = 10     # devkit pixelTolerance: small objects get a lower IoU threshold
+
+
+def _evaluate_ilsvrc(det, gt, K, blacklist):
+    """As VOC's but (devkit readme §2.3, the evaluation's loops):
+    - the IoU threshold of a ground truth of m x n pixels is min(.5, m·n / ((m + 10)·(n + 10))), and a hit needs
+      IoU >= it (VOC: > .5); widths and heights are inclusive (+1), as VOC's;
+    - within an image, detections in decreasing score take, each, the unmatched ground truth of their class with
+      the highest IoU above its threshold (VOC gives a detection its best ground truth, matched or not);
+    - no difficult flag; a class blacklisted for an image (devkit data/ILSVRC2015_det_validation_blacklist.txt):
+      its detections in that image are ignored, its objects there are not counted;
+    - AP: VOCap, the area under the precision envelope (our "voc12")."""
+    key_det, key_gt = det["image"] * K + det["labels"], gt["image"] * K + gt["labels"]
+    blacklisted = np.array([i * K + c for i, labels in enumerate(blacklist) for c in labels], np.int64)
+    ignored, not_counted = np.isin(key_det, blacklisted), np.isin(key_gt, blacklisted)
+    pair_det, pair_gt = _pairs(key_det, key_gt)
+    bb, g = det["boxes"][pair_det], gt["boxes"][pair_gt]
+    iw = np.minimum(bb[:, 2], g[:, 2]) - np.maximum(bb[:, 0], g[:, 0]) + 1.
+    ih = np.minimum(bb[:, 3], g[:, 3]) - np.maximum(bb[:, 1], g[:, 1]) + 1.
+    union = ((bb[:, 2] - bb[:, 0] + 1.) * (bb[:, 3] - bb[:, 1] + 1.) +
+             (g[:, 2] - g[:, 0] + 1.) * (g[:, 3] - g[:, 1] + 1.))
+    iou = np.where((iw > 0) & (ih > 0), iw * ih / (union - iw * ih), -np.inf)
+    gw, gh = gt["boxes"][:, 2] - gt["boxes"][:, 0] + 1., gt["boxes"][:, 3] - gt["boxes"][:, 1] + 1.
+    threshold = np.minimum(VOC_IOU_THRESHOLD, gw * gh / ((gw + ILSVRC_PIXEL_TOLERANCE) * (gh + ILSVRC_PIXEL_TOLERANCE)))
+    can_hit = iou >= threshold[pair_gt]                       # (pairs,) before any matching
+    # Greedy matching, needed only for the pairs above the threshold (a detection without one is a FP). In each
+    # (image, class), detections in decreasing score (ties in list order, as the devkit sorts each image's) each take
+    # the unmatched ground truth of highest IoU (`ov >= thr(k) && ov > ovmax` over k in order: first on ties).
+    # Done in rounds: in each round, every (image, class) group's first detection that still has an unmatched
+    # candidate takes one; the detections of the group before it had none left, and never will again.
+    order = np.lexsort((np.arange(len(key_det)), -det["scores"], det["image"]))
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    tp, matched = np.zeros(len(key_det)), np.zeros(len(key_gt), bool)
+    live = np.flatnonzero(can_hit & ~ignored[pair_det])
+    p_det, p_gt, p_iou = pair_det[live], pair_gt[live], iou[live]
+    _, p_group = np.unique(key_det[p_det], return_inverse=True)
+    last = np.full(p_group.max(initial=-1) + 1, -1)           # rank of each group's latest matching detection
+    while True:
+        available = np.flatnonzero(~matched[p_gt] & (rank[p_det] > last[p_group]))
+        if not len(available):
+            break
+        # per group: the earliest detection, its highest IoU, the first ground truth
+        ranked = available[np.lexsort((p_gt[available], -p_iou[available], rank[p_det[available]], p_group[available]))]
+        _, first = np.unique(p_group[ranked], return_index=True)
+        taken = ranked[first]
+        matched[p_gt[taken]], tp[p_det[taken]], last[p_group[taken]] = True, 1., rank[p_det[taken]]
+    # Precision and recall per class over all images: decreasing score, ties in image then list order
+    keep = ~ignored
+    order = np.lexsort((np.arange(len(key_det))[keep], det["image"][keep], -det["scores"][keep], det["labels"][keep]))
+    labels, tp_sorted = det["labels"][keep][order], tp[keep][order]
+    bounds = np.searchsorted(labels, np.arange(K + 1))
+    npos = np.bincount(gt["labels"][~not_counted], minlength=K)
+    ap, curves = {}, {}
+    for c in range(K):
+        if npos[c] == 0:
+            ap[c], curves[c] = float("nan"), (np.zeros(0), np.zeros(0))
+            continue
+        tp_c = np.cumsum(tp_sorted[bounds[c]:bounds[c + 1]])
+        fp_c = np.cumsum(1. - tp_sorted[bounds[c]:bounds[c + 1]])
+        rec, prec = tp_c / float(npos[c]), tp_c / (tp_c + fp_c)
+        ap[c], curves[c] = average_precision(rec, prec, "voc12"), (rec, prec)
+    valid = [v for v in ap.values() if not np.isnan(v)]
+    return {"protocol": "ilsvrc", "map": float(np.mean(valid)) if valid else float("nan"), "ap": ap,
+            "curves": curves, "num_gt": {c: int(npos[c]) for c in range(K)}}
+
+# -----------------------------------------------------------------------------
 # COCO protocol (pycocotools 2.0 PythonAPI/pycocotools/cocoeval.py, rule by rule)
 
 def _coco_match(rank, pair_det, pair_gt, pair_iou, gt_ignore, gt_crowd, num_dets):
@@ -409,7 +480,8 @@ def evaluate(detections, ground_truths, protocol: str = "voc07", num_classes: in
     ground_truths[i] = {"boxes": (M, 4), "labels": (M,), optional "difficult", "iscrowd" (M,) bool,
                         optional "area" (M,) (COCO's annotation area; box area when absent)}
     numpy arrays or torch tensors. Give ALL detections (see the module docstring), after NMS.
-    protocol: "voc07" (11-point, VOC2007 devkit), "voc12" (area, VOC2010+), "coco" (pycocotools).
+    protocol: "voc07" (11-point, VOC2007 devkit), "voc12" (area, VOC2010+), "coco" (pycocotools), "ilsvrc" (the
+    ImageNet DET devkit; ground_truths[i] may hold "blacklisted": the labels not scored in image i).
     Returns {"protocol", "map", "ap": {class: AP or nan}, "curves": {class: (recall, precision)},
     "num_gt": {class: count}} and for "coco" also "ap50" (per class), "map50", "map75", "map_small",
     "map_medium", "map_large". A class with no (non-difficult, non-crowd) ground truth gets AP nan
@@ -425,7 +497,10 @@ def evaluate(detections, ground_truths, protocol: str = "voc07", num_classes: in
         return _evaluate_voc(det, gt, num_classes, protocol)
     if protocol == "coco":
         return _evaluate_coco(det, gt, num_classes)
-    raise ValueError(f"unknown protocol {protocol!r}: use 'voc07', 'voc12' or 'coco'")
+    if protocol == "ilsvrc":
+        return _evaluate_ilsvrc(det, gt, num_classes, [set(np.asarray(t.get("blacklisted", [])).tolist())
+                                                       for t in ground_truths])
+    raise ValueError(f"unknown protocol {protocol!r}: use 'voc07', 'voc12', 'coco' or 'ilsvrc'")
 
 # -----------------------------------------------------------------------------
 # Reporting

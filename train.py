@@ -29,6 +29,10 @@ Run:
   python train.py --model yolov1 --data VOCdevkit --weights extraction.conv.weights    # YOLOv1 §2.2
   python train.py --model yolov2-voc --data VOCdevkit --weights darknet19_448.conv.23  # YOLOv2 §3
   python train.py --task classify --model darknet19 --data imagenet_folder            # backbone
+  python train.py --model yolo9000 --data coco/annotations/instances_train2014.json --val-data \\
+      coco/annotations/instances_minival2014.json --imagenet imagenet9k --tree 9k.tree --coco-map coco9k.map \\
+      --weights darknet19_448.conv.23                                                  # YOLOv2 §4, YOLO9000
+  python train.py --task classify --model darknet19 --tree wordtree1k.tree --data imagenet  # §4 WordTree1k
   torchrun --nproc_per_node=4 train.py --model yolov2-voc --data VOCdevkit             # several GPUs
   python train.py --resume runs/synthetic/last.pt                                      # continue exactly
 """
@@ -140,9 +144,11 @@ def multiscale_size(seed, step, img_size=416):
 # -----------------------------------------------------------------------------
 # Model, optimizer, weights
 
-def build_model(args, num_classes):
-    """The network of args.model through its family's build(); its .config goes into every checkpoint."""
-    options = dict(batch_norm=args.batch_norm, backbone=args.backbone, pretrained=bool(args.backbone) or None)
+def build_model(args, num_classes, tree=None):
+    """The network of args.model through its family's build(); its .config goes into every checkpoint. tree: the
+    training set's WordTree ({"ids", "parents"}: YOLO9000, --task classify --tree), whose nodes are the classes."""
+    options = dict(batch_norm=args.batch_norm, backbone=args.backbone, pretrained=bool(args.backbone) or None,
+                   tree=tree)
     try:
         model = family_for(args).build(args.model, num_classes=num_classes, img_size=args.img_size,
                                       **{k: v for k, v in options.items() if v is not None})
@@ -154,6 +160,8 @@ def build_model(args, num_classes):
     for module in model.modules():       # YOLOv1 §2.2: dropout .5 after the first connected layer
         if isinstance(module, nn.Dropout):
             module.p = args.dropout
+    if args.classification_loss:         # YOLO9000 §4: the paper's rule or darknet's (yolo9000.CLASSIFICATION_RULES)
+        model.classification_rule = args.classification_loss
     return model
 
 
@@ -204,7 +212,7 @@ def build_datasets(args, family):
     if family.DATA == "joint":
         return family.joint_datasets(args)
     if family.DATA == "classification":
-        return family.datasets(args.data, args.img_size, augment)
+        return family.datasets(args.data, args.img_size, augment, args.tree)
     if args.data is None:
         return (data.shapes_split("train", args.train_images, args.img_size, args.seed, augment),
                 data.shapes_split("val", args.val_images, args.img_size, args.seed))
@@ -289,11 +297,11 @@ class Run:
     divergence: dict = dataclasses.field(default_factory=dict)  # checkpoints.warn_if_diverging's running average
 
 
-def start_run(args, family, class_names, checkpoint, device, world, rank, micro, steps_per_epoch):
+def start_run(args, family, class_names, checkpoint, device, world, rank, micro, steps_per_epoch, tree=None):
     """The model (built, --weights loaded; DDP-wrapped), optimizer, AMP scaler and position of a new run, or all of
-    it from the checkpoint being resumed."""
+    it from the checkpoint being resumed. tree: the training set's WordTree, if its classes are one's nodes."""
     seed_everything(args.seed)
-    raw_model = build_model(args, len(class_names)).to(device)
+    raw_model = build_model(args, len(class_names), tree).to(device)
     if devices.channels_last(device.type):      # ours: NHWC convolutions (bench/bench_model.py, gpu_check.sh)
         raw_model = raw_model.to(memory_format=torch.channels_last)
     log = print if rank == 0 else (lambda *a, **k: None)
@@ -491,7 +499,10 @@ def end_epoch(run, family, val_set, epoch, lr, stop, args):
         if run.rank == 0:
             row["val"] = float(result["map"])   # a Python float: the checkpoint holds no numpy objects
             if args.task == "classify":
-                run.log(f"epoch {epoch + 1:3d} | val top-1 {result['top1']:.4f} top-5 {result['top5']:.4f}")
+                run.log(f"epoch {epoch + 1:3d} | val top-1 {result['top1']:.4f} top-5 {result['top5']:.4f}" + (
+                    "" if "descent_exact" not in result else f" | the descent (§4, Pr(node) > .5) stops at the "
+                    f"label {result['descent_exact']:.4f}, above it on its path {result['descent_ancestor']:.4f}, "
+                    f"off its path {result['descent_wrong']:.4f}"))
     if run.rank != 0:                           # the others wait at main's barrier
         return result
     row["total_seconds"] = round(run_seconds(run), 1)      # the run's, training and evaluation, over resumes
@@ -567,7 +578,7 @@ def train(args, checkpoint):
     loader = torch.utils.data.DataLoader(train_set, micro, sampler=order, collate_fn=data.collate, drop_last=True,
                                          generator=loader_rng, **devices.loader_options(device, args.workers))
     run = start_run(args, family, train_set.class_names, checkpoint, device, world, rank, micro,
-                    len(sampler) // (micro * args.accumulate))
+                    len(sampler) // (micro * args.accumulate), getattr(train_set, "tree", None))
     run.log(f"{run.raw_model.preset}: {sum(p.numel() for p in run.raw_model.parameters()):,} parameters, "
             f"{len(train_set.class_names)} classes, {len(train_set)} training images, {run.steps_per_epoch} steps "
             f"of {args.batch_size} per epoch ({world} x {args.accumulate} x {micro}), on {device}, recipe "
@@ -645,6 +656,17 @@ def get_args_parser():
     add("--data", help="VOCdevkit folder (train: 2007+2012 trainval, val: 2007 test), COCO json, darknet txt "
         "labels; with --task classify a folder of class sub-folders (or train/ and val/). Default: synthetic shapes")
     add("--val-data", help="validation set for a COCO json / darknet txt --data (default: --data itself)")
+    add("--imagenet", help="YOLO9000 (§4): the classification images, a folder of folders named by WordNet id "
+        "(n02094114/...), each a node of --tree; 4 of every 5 training images come from it, COCO (--data) is "
+        "oversampled to give the fifth")
+    add("--tree", help="a WordTree in darknet's format (9k.tree: '<WordNet id> <parent index>' per line): YOLO9000's "
+        "classes; with --task classify, the tree the classifier predicts (§4 'Hierarchical classification'), cut to "
+        "the --data folders' synsets and their ancestors")
+    add("--coco-map", help="YOLO9000: darknet's coco9k.map, the tree node of each of --data's COCO classes")
+    add("--classification-loss", choices=yolo9000.CLASSIFICATION_RULES, help="YOLO9000: the objectness error of a "
+        "classification image: paper (§4: the chosen box pulled up to .3 IOU), darknet (region_layer.c since "
+        "2f212a47: the no-object error on every other box, no .3 pull), darknet-2017-01 (d2dece3, the release of "
+        "yolo9000.weights: both) (default: paper)")
     add("--train-images", type=positive(int), help=d("synthetic training images", "train_images"))
     add("--val-images", type=positive(int), help=d("held-out synthetic images", "val_images"))
     add("--img-size", type=positive(int), help="network input size, a multiple of the network's stride (default: "
@@ -766,9 +788,10 @@ def check_model(args):
     a multiple of the network's stride, or a conv head at another size, is refused before anything runs."""
     if args.backbone:
         return
+    tree = {"tree": args.tree} if args.tree and family_for(args).DATA == "joint" else {}   # YOLO9000: its classes
     try:
         with torch.device("meta"):
-            family_for(args).build(args.model, img_size=args.img_size)
+            family_for(args).build(args.model, img_size=args.img_size, **tree)
     except (TypeError, ValueError) as error:
         raise ValueError(f"--model {args.model} --img-size {args.img_size}: {error}") from None
 

@@ -11,6 +11,8 @@ Paper -> code
      threshold" ................................................................... descend()
   §4 Joint training: the class loss of a label is the softmax error of every group on its path .. path_nll()
   darknet coco9k.map (one tree index per COCO class), ImageNet WordNet-id folders .. read_map(), node_of()
+  §4 "Performance degrades gracefully" / WordTree1k: a tree cut to a dataset's synsets and their ancestors .. subtree()
+  §4 YOLO9000: "the disjoint 156 object classes that it has never seen any labelled detection data for" .. disjoint()
 
 A tree is a plain dict of tensors (make_tree): n nodes in file order, G groups of siblings.
   parent (n,)  index of the parent, -1 for a root       group (n,)  the group a node belongs to
@@ -211,3 +213,32 @@ def node_of(tree, names):
     if missing:
         raise ValueError(f"{len(missing)} classes are not nodes of the tree: {', '.join(missing[:5])}")
     return [index[name] for name in names]
+
+
+def subtree(tree, nodes):
+    """The nodes given and all their ancestors, in file order -> (the tree dict of those nodes, old index of each new
+    node). Kept nodes keep their order, so parents still come first and siblings stay together.
+    §4 builds WordTree1k from WordNet: ImageNet's 1000 synsets and the nodes on their paths to the root, 1369 labels.
+    WordNet is not a dependency here (no package this project may use ships its data), so the classifier reads a
+    tree file in darknet's format and cuts it to its folders' synsets with this (OUR CHOICE). Cut from 9k.tree,
+    ImageNet-1k's synsets give 1695 nodes, not 1369: 9k.tree's paths hold more intermediate synsets."""
+    keep = set()
+    for node in nodes:
+        keep.update(path(tree, node))
+    old = sorted(keep)
+    new_index = {k: i for i, k in enumerate(old)}
+    parents = [new_index[int(tree["parent"][k])] if tree["parent"][k] >= 0 else -1 for k in old]
+    return make_tree(parents, [tree["ids"][k] for k in old]), old
+
+
+def disjoint(nodes, seen_nodes, tree):
+    """The classes (indices into nodes) that never had labelled detection data: their node is neither one of
+    seen_nodes (COCO's classes through coco9k.map) nor an ancestor of one. A COCO box of class c trains the class
+    error on c's whole path from the root (path_nll), so an ancestor of c does see detection data; a descendant of
+    c does not (§4: "we do not assign any error to predictions further down the tree").
+    With darknet's inet9k.map and coco9k.map this gives 161 of ImageNet's 200 detection classes (38 share COCO's
+    node, one, racket, is an ancestor of COCO's tennis racket); the paper says 156."""
+    seen = set()
+    for node in seen_nodes:
+        seen.update(path(tree, node))
+    return [k for k, node in enumerate(nodes) if int(node) not in seen]

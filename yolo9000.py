@@ -13,9 +13,12 @@ Paper -> code
      darknet's coco9k.map (COCO class k -> tree index), ImageNet folders named by WordNet id .. JointDataset,
                                                               ClassificationFolder, wordtree.read_map / node_of
   §4 "Joint classification and detection": "we mix images from both detection and classification datasets";
-     "we oversampled COCO so that ImageNet is only larger by a factor of 4:1" ......... JointDataset(share=0.8)
+     "we oversampled COCO so that ImageNet is only larger by a factor of 4:1" ......... IMAGENET_SHARE, JointDataset
   darknet data.c: a classification image is a label line with x = y = 0 (correct_boxes sets 999999, which
      region_layer.c reads as "class only"); here its target is {"image_label": node} with no box ... JointDataset
+  §4 the paper's data: COCO through coco9k.map, ImageNet WordNet-id folders, 4:1 .. coco_imagenet(), joint_datasets()
+  §4 the ImageNet detection task: 19.7 mAP, 16.0 on 156 classes, Table 7 ....... ImageNetDetection, imagenet_report()
+     (metrics.evaluate(protocol="ilsvrc"), wordtree.disjoint(); detect.py --inet-map runs it)
   ours: the synthetic demonstration (shapes, some leaves without boxes) ........ PRESETS["yolo9000-shapes"],
      evaluate(): "mAP@0.5 on classes without boxes"
 
@@ -24,6 +27,9 @@ then C logits, C = the tree's nodes in file order (9418 for 9k.tree). Legend: N 
 P = A*H*W predictions listed anchor-major, n tree nodes (= C).
 Run: python detect.py --model yolo9000 --weights yolo9000.weights --tree 9k.tree --names 9k.names photo.jpg
      python train.py --model yolo9000-shapes
+     python train.py --model yolo9000 --data COCO --imagenet IMAGENET --tree 9k.tree --coco-map coco9k.map
+     python detect.py --weights yolo9000.weights --tree 9k.tree --data IMAGENET_DET --split val --inet-map inet9k.map \\
+         --coco-map coco9k.map
 """
 import os
 from collections import Counter
@@ -38,8 +44,8 @@ import data
 import metrics
 import wordtree
 import yolov2                      # §4 "We use the base YOLOv2 architecture": its boxes and objectness (decode)
-from data import IMAGE_EXTENSIONS, boxes_to_original, image_to_tensor, load_image, resize_darknet
-from loss import CLASS_SCALE, OBJECT_SCALE, yolov2_loss
+from data import AUGMENTATIONS, IMAGE_EXTENSIONS, boxes_to_original, image_to_tensor, load_image, resize_darknet
+from loss import CLASS_SCALE, NOOBJECT_SCALE, OBJECT_SCALE, yolov2_loss
 
 # -----------------------------------------------------------------------------
 # §4 YOLO9000: "We use the base YOLOv2 architecture but only 3 priors instead of 5 to limit the output size."
@@ -98,7 +104,18 @@ class YOLO9000(nn.Module):
 # -----------------------------------------------------------------------------
 # §4 "Joint classification and detection"
 
-def joint_loss(raw, targets, anchors, seen, tree, object_scale=OBJECT_SCALE, class_scale=CLASS_SCALE):
+# The classification image's objectness, by source (joint_loss(classification_rule=...), train.py --classification-loss)
+#   "paper": only the chosen box, pulled up to .3 (§4).
+#   "darknet-2017-01": region_layer.c from d2dece3 (2017-01-04, the release of yolo9000.weights) to 616e6305: the
+#     no-object error on every box of the image, then at the chosen box the .3 pull instead (0 when already >= .3).
+#   "darknet": region_layer.c from 2f212a47 (2017-07-27) to today (777b0982): the no-object error on every other box;
+#     the chosen box's .3 pull is computed and overwritten with 0 on the next line, so it gets no objectness error.
+#     (616e6305 itself, 2017-07-11, had commented out both lines: no objectness error at all for two weeks.)
+CLASSIFICATION_RULES = ("paper", "darknet", "darknet-2017-01")
+
+
+def joint_loss(raw, targets, anchors, seen, tree, object_scale=OBJECT_SCALE, class_scale=CLASS_SCALE,
+               noobject_scale=NOOBJECT_SCALE, classification_rule="paper"):
     """A batch of detection and classification images -> the loss terms, each a mean over the N images.
 
     Paper: "When our network sees an image labelled for detection we can backpropagate based on the full YOLOv2
@@ -113,15 +130,18 @@ def joint_loss(raw, targets, anchors, seen, tree, object_scale=OBJECT_SCALE, cla
         cls_image = -log Pr(label) at the prediction with the highest σ(to)·Pr(label) (darknet's choice of "highest
                     probability": objectness times the path probability, region_layer.c);
         obj_image = ½·object_scale·(.3 - σ(to))² at that prediction when σ(to) < .3, else 0 (the .3 IOU rule).
-    DARKNET differs: region_layer.c (d2dece3, Jan 2017, as in 6731a355) also gives every other prediction of a
-      classification image the no-object error ½·noobject_scale·σ(to)²; from 616e6305 (Jul 2017) the .3 pull is
-      set to 0 right after it is computed, so later darknet pushes no objectness up on classification images.
+    DARKNET differs (classification_rule, see CLASSIFICATION_RULES):
+        noobj_image = ½·noobject_scale·σ(to)² summed over every other prediction of the image (both darknet rules);
+        obj_image as above with "darknet-2017-01", 0 with "darknet".
     The ½ makes the gradients darknet's deltas, as in loss.yolov2_loss."""
+    if classification_rule not in CLASSIFICATION_RULES:
+        raise ValueError(f"classification_rule must be one of {CLASSIFICATION_RULES}, got {classification_rule!r}")
     N = raw.shape[0]
     classification = [k for k, t in enumerate(targets) if "image_label" in t]
     detection = [k for k in range(N) if k not in classification]
     zero = raw.new_zeros(())
-    terms = dict(xy=zero, wh=zero, obj=zero, noobj=zero, prior=zero, cls=zero, cls_image=zero, obj_image=zero)
+    terms = dict(xy=zero, wh=zero, obj=zero, noobj=zero, prior=zero, cls=zero, cls_image=zero, obj_image=zero,
+                 noobj_image=zero)
 
     def class_loss(logits, labels):                 # (K, n) logits at the responsible slots -> (K,)
         return wordtree.path_nll(wordtree.tree_log_softmax(logits, tree), labels, tree)
@@ -145,8 +165,13 @@ def joint_loss(raw, targets, anchors, seen, tree, object_scale=OBJECT_SCALE, cla
             best = (objectness * torch.exp(-nll)).argmax(1)               # (M,) first of equal maxima
         m = torch.arange(M, device=raw.device)
         terms["cls_image"] = class_scale * nll[m, best].sum() / N
-        below = (CLASSIFICATION_MIN_IOU - objectness[m, best]).clamp(min=0)
-        terms["obj_image"] = 0.5 * object_scale * (below ** 2).sum() / N
+        if classification_rule != "darknet":
+            below = (CLASSIFICATION_MIN_IOU - objectness[m, best]).clamp(min=0)
+            terms["obj_image"] = 0.5 * object_scale * (below ** 2).sum() / N
+        if classification_rule != "paper":              # every prediction but the chosen one: target 0
+            others = torch.ones_like(objectness, dtype=torch.bool)
+            others[m, best] = False
+            terms["noobj_image"] = 0.5 * noobject_scale * (objectness[others] ** 2).sum() / N
     terms["total"] = sum(terms.values())
     return terms
 
@@ -223,7 +248,7 @@ def tree_path(tree, conditional, node):
 # schedule; the epoch count, which depends on the mix of COCO and ImageNet, is OUR CHOICE (steps at 80% and 90%).
 RECIPE = dict(model="yolo9000", optimizer="sgd", epochs=10, momentum=0.9, weight_decay=5e-4, dropout=0.0,
               batch_size=64, schedule="yolov2", lr=1e-3, lr_steps=[8, 9], burn_in=1000, img_size=544,
-              augment=darknet.REVISIONS[PRESETS["yolo9000"]["revision"]]["augment"], multiscale=True, eval_every=1)
+              augment="yolo9000", multiscale=True, eval_every=1)     # data.AUGMENTATIONS: yolo9000.cfg's values
 # DARKNET detector.c test_detector from 60e952ba to 6731a355: -thresh .24, -hier .5, nms .4 (do_nms_obj: one NMS over
 # all classes by objectness; since 2018 do_nms_sort, per class, which we use), a letterboxed input: the preset's
 # revision row (darknet.REVISIONS) gives them. TEST_THRESHOLDS below are the demo's, which has no darknet revision.
@@ -250,7 +275,7 @@ def build(preset, num_classes=None, img_size=None, tree=None):
     elif tree is None and preset == "yolo9000-shapes":
         tree = SHAPE_TREE
     elif tree is None:
-        raise ValueError(f"{preset} needs its WordTree: give darknet's tree file (detect.py --tree 9k.tree)")
+        raise ValueError(f"{preset} needs its WordTree: give darknet's tree file (--tree 9k.tree)")
     n = len(tree["parents"])
     if (num_classes or n) != n or (preset == "yolo9000" and n != p["num_classes"]):
         raise ValueError(f"{preset}: the tree has {n} nodes; expected {num_classes or p['num_classes']} classes")
@@ -267,16 +292,19 @@ def build(preset, num_classes=None, img_size=None, tree=None):
 
 
 def loss(model, out, targets, seen):
-    """joint_loss() with the model's anchors and tree."""
-    return joint_loss(out, targets, model.anchors, seen, model.tree)
+    """joint_loss() with the model's anchors and tree, and model.classification_rule (train.py
+    --classification-loss; default the paper's)."""
+    return joint_loss(out, targets, model.anchors, seen, model.tree,
+                      classification_rule=getattr(model, "classification_rule", "paper"))
 
 
 def detections(model, out, image_sizes, conf, nms, letterbox=False, net_size=None, order=None):
-    """postprocess() with the model's tree and model.hier (detect.py --hier). order (tools/darknet_order.py) lists
+    """postprocess() with the model's tree and model.hier (detect.py --hier); with model.nodes (detect.py --inet-map)
+    darknet's map path: class k scored objectness·Pr(nodes[k]). order (tools/darknet_order.py) lists
     them in darknet's order. With model.show_tree (detect.py --show-tree), "tree_path": the path of probabilities
     from the root to the node of the detection with the highest objectness."""
     found = postprocess(out, model.anchors, model.tree, image_sizes, conf, nms, model.hier, letterbox, net_size,
-                        stride=model.stride)
+                        nodes=getattr(model, "nodes", None), stride=model.stride)
     for b, d in enumerate(found):
         if order is not None:       # tools/darknet_order.py reads a (P, n) table of the scores: 0 but at the label
             P = out.shape[1] // (5 + model.num_classes) * out.shape[2] * out.shape[3]
@@ -299,18 +327,28 @@ DATA = "joint"
 
 
 def joint_datasets(args):
-    """train.py's datasets for this family: the synthetic demo (shapes_datasets). Training the full
-    YOLO9000 needs COCO, ImageNet and the tree files together: coco_imagenet() builds that stream; its
-    command line is not part of train.py."""
-    if args.data is not None or args.model != "yolo9000-shapes":
-        raise SystemExit(f"--model {args.model}: train.py trains YOLO9000 on the synthetic demo only (--model "
-                         "yolo9000-shapes, no --data); COCO + ImageNet: coco_imagenet()")
-    return shapes_datasets(args.train_images, args.val_images, args.img_size, args.seed)
+    """train.py's datasets for this family -> (training stream, validation set with .nodes: the tree node of each of
+    its classes). The demo (--model yolo9000-shapes, no --data): shapes_datasets. The paper's (§4):
+    --data COCO (a json or a COCO folder; its classes into the tree by --coco-map coco9k.map), --imagenet a folder
+    of WordNet-id folders (each a node of --tree 9k.tree), ImageNet 4:1 to COCO; validation on --val-data (default
+    --data) COCO through the tree, scored objectness·Pr(node) as darknet scores a map's classes (evaluate())."""
+    if args.model == "yolo9000-shapes" and args.data is None:
+        return shapes_datasets(args.train_images, args.val_images, args.img_size, args.seed)
+    needed = dict(data="COCO json or folder", imagenet="folder of WordNet-id folders", tree="9k.tree",
+                  coco_map="coco9k.map")
+    missing = [f"--{k.replace('_', '-')} ({v})" for k, v in needed.items() if getattr(args, k, None) is None]
+    if missing:
+        raise SystemExit(f"error: --model {args.model} trains on COCO and ImageNet together (§4); missing: "
+                         + ", ".join(missing) + " (or --model yolo9000-shapes without --data: the demo)")
+    augment = None if args.augment == "none" else args.augment
+    return coco_imagenet(args.data, args.imagenet, args.tree, args.coco_map, args.img_size, augment, args.seed,
+                         args.val_data)
 
 
 @torch.no_grad()
 def evaluate(model, dataset, batch_size, workers=0):
-    """VOC07 mAP@0.5 on held-out detection images of every leaf (shapes_datasets' val set), each class
+    """VOC07 mAP@0.5 on held-out detection images of every leaf (shapes_datasets' val set) or on COCO's
+    validation images (coco_imagenet: its 80 classes through coco9k.map), each class
     scored as darknet's map path scores ImageNet's 200 classes: objectness·Pr(node). Prints the mean over the
     classes that had boxes in training and over those that never had one (§4: "YOLO9000 gets 19.7 mAP overall with
     16.0 mAP on the disjoint 156 object classes that it has never seen any labelled detection data for").
@@ -329,11 +367,14 @@ def evaluate(model, dataset, batch_size, workers=0):
     truths = [dataset.annotation(i) for i in range(len(dataset))]
     result = metrics.evaluate(detections, truths, protocol="voc07", num_classes=len(dataset.nodes))
     ap = [result["ap"].get(k, float("nan")) for k in range(len(dataset.nodes))]
-    for title, with_boxes in (("classes with boxes", True), ("classes without boxes", False)):
-        chosen = [k for k, name in enumerate(dataset.class_names) if (name in dataset.without_boxes) != with_boxes]
-        mean = sum(ap[k] for k in chosen) / len(chosen)
-        print(f"mAP@0.5 on {title}: {mean:.4f} (" + ", ".join(f"{dataset.class_names[k]} {ap[k]:.3f}"
-                                                            for k in chosen) + ")")
+    without = getattr(dataset, "without_boxes", None)       # the demo's; COCO's validation: every class had boxes
+    groups = [("classes with boxes", True), ("classes without boxes", False)] if without else [("all classes", True)]
+    for title, with_boxes in groups:
+        chosen = [k for k, name in enumerate(dataset.class_names) if (name in (without or ())) != with_boxes]
+        scored = [ap[k] for k in chosen if ap[k] == ap[k]]                  # nan: no box of that class
+        mean = sum(scored) / len(scored) if scored else float("nan")
+        listed = ", ".join(f"{dataset.class_names[k]} {ap[k]:.3f}" for k in chosen[:20])
+        print(f"mAP@0.5 on {title}: {mean:.4f} ({listed}{', ...' * (len(chosen) > 20)})")
     for key in ("ap", "curves"):
         result[key] = {dataset.nodes[k]: v for k, v in result[key].items()}
     return result
@@ -356,6 +397,7 @@ WITH_BOXES = ["circle", "triangle", "rectangle"]       # detection images: these
 WITHOUT_BOXES = ["ellipse", "pentagon"]                # only in classification images (one object, no box)
 CLASSIFICATION_SHARE = 0.5      # OUR CHOICE for the demo (the paper's 4:1 ImageNet:COCO would be 0.8)
 STREAM_TREE_SHAPES = 4          # a random stream of its own (data.py uses 1..3)
+STREAM_CLASSIFICATION = 5       # ClassificationFolder's augmentation
 
 
 class ShapeTreeDataset(data.ShapesDataset):
@@ -438,9 +480,15 @@ class ShapeTreeDataset(data.ShapesDataset):
 
 class ClassificationFolder(torch.utils.data.Dataset):
     """root/<WordNet id>/<image>: one class per sub-folder, its name the synset's WordNet id (n02094114), as
-    ImageNet's train folders are. Images are resized to img_size (darknet's resize_image); class_names are the ids."""
+    ImageNet's train folders are; class_names are the ids. Images are resized to img_size (darknet's resize_image),
+    or with augment (a data.AUGMENTATIONS name) cropped, flipped and coloured as detection images are: DARKNET
+    (data.c, d2dece3) loads the classification images of joint training with load_data_detection, like COCO's, their
+    label a box of 999999s. Image i of epoch e is augmented from (seed, e, i), as data.DetectionDataset's."""
 
-    def __init__(self, root, img_size):
+    def __init__(self, root, img_size, augment=None, seed=0):
+        if augment not in (None, *AUGMENTATIONS):
+            raise ValueError(f"augment must be None or one of {sorted(AUGMENTATIONS)}, got {augment!r}")
+        self.augment, self.seed, self.epoch = augment, seed, 0
         self.img_size, self.class_names = img_size, sorted(d for d in os.listdir(root)
                                                            if os.path.isdir(os.path.join(root, d)))
         self.items = [(os.path.join(root, name, f), label) for label, name in enumerate(self.class_names)
@@ -457,9 +505,17 @@ class ClassificationFolder(torch.utils.data.Dataset):
         return {"path": self.items[i][0], "boxes": np.zeros((0, 4), np.float32),
                 "labels": np.array([self.items[i][1]])}
 
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
     def __getitem__(self, i):
         path, label = self.items[i]
-        image = resize_darknet(image_to_tensor(load_image(path, exif=True)), (self.img_size, self.img_size))
+        image, size = image_to_tensor(load_image(path, exif=True)), (self.img_size, self.img_size)
+        if self.augment is None:
+            image = resize_darknet(image, size)
+        else:                               # no box to move: the image alone (STREAM_CLASSIFICATION: its own stream)
+            rng = np.random.default_rng((self.seed, STREAM_CLASSIFICATION, self.epoch, i))
+            image = AUGMENTATIONS[self.augment](image, torch.zeros(0, 4), rng, size)[0]
         return image, {"boxes": torch.zeros(0, 4), "labels": torch.tensor([label]), "path": path}
 
 
@@ -513,14 +569,34 @@ class JointDataset(torch.utils.data.Dataset):
                        "path": target.get("path"), "image_label": self.classification_nodes[target["labels"][0]]}
 
 
-def coco_imagenet(coco_json, imagenet_dir, tree_file, map_file, img_size=544, augment="yolov2", seed=0, share=0.8):
-    """The paper's combination: COCO detection (classes into the tree by coco9k.map) and an ImageNet folder of
-    WordNet ids, 4 classification images to 1 detection image (§4). -> (JointDataset, tree)."""
+# §4 "we oversampled COCO so that ImageNet is only larger by a factor of 4:1": 4 classification images in 5
+IMAGENET_SHARE = 0.8
+
+
+def coco_imagenet(coco, imagenet_dir, tree_file, map_file, img_size=544, augment="yolo9000", seed=0, val_coco=None,
+                  share=IMAGENET_SHARE):
+    """The paper's combination -> (JointDataset, COCO validation set). COCO's class k is node map[k] of the tree
+    (darknet's coco9k.map lists the 80 in COCO's category-id order, the order data.COCODataset gives its labels);
+    ImageNet's folders are named by WordNet id, each a node of the tree (wordtree.node_of).
+    OUR CHOICE: an epoch is one pass over the ImageNet folders; COCO, read 1 image in 5, wraps around as often as
+    that takes (darknet has no epochs: 500,200 batches of 64 from one shuffled list, yolo9000.cfg)."""
     tree = wordtree.read_tree(tree_file)
-    coco = data.open_dataset(coco_json, img_size=img_size, augment=augment, seed=seed)
-    imagenet = ClassificationFolder(imagenet_dir, img_size)
-    return JointDataset(coco, imagenet, wordtree.read_map(map_file, tree), wordtree.node_of(tree, imagenet.class_names),
-                        tree["ids"], share), tree
+    coco_nodes = wordtree.read_map(map_file, tree)
+    detection = data.open_dataset(coco, img_size=img_size, augment=augment, seed=seed)
+    validation = data.open_dataset(val_coco or coco, img_size=img_size)
+    for name, dataset in ((coco, detection), (val_coco or coco, validation)):
+        if len(dataset.class_names) != len(coco_nodes):
+            raise ValueError(f"{map_file}: {len(coco_nodes)} nodes for the {len(dataset.class_names)} classes of "
+                             f"{name}")
+    imagenet = ClassificationFolder(imagenet_dir, img_size, augment, seed)
+    try:
+        imagenet_nodes = wordtree.node_of(tree, imagenet.class_names)
+    except ValueError as error:
+        raise ValueError(f"{imagenet_dir}: {error} ({tree_file})") from None
+    length = max(len(detection), int(-(-len(imagenet) // share)))       # ceil(ImageNet images / share)
+    train = JointDataset(detection, imagenet, coco_nodes, imagenet_nodes, tree["ids"], share, length)
+    validation.nodes, train.tree = coco_nodes, wordtree.tree_config(tree)
+    return train, validation
 
 
 def shapes_datasets(train_images, val_images, img_size, seed=0, share=CLASSIFICATION_SHARE):
@@ -534,3 +610,75 @@ def shapes_datasets(train_images, val_images, img_size, seed=0, share=CLASSIFICA
     val = ShapeTreeDataset(val_images, img_size, seed + data.SHAPES_VAL_SEED, WITH_BOXES + WITHOUT_BOXES)
     val.nodes, val.without_boxes = [node[c] for c in val.class_names], WITHOUT_BOXES
     return train, val
+
+
+# -----------------------------------------------------------------------------
+# §4 The ImageNet detection task: 200 classes, "detection data for 44 of the 200" (the abstract)
+
+class ImageNetDetection(data.DetectionDataset):
+    """ILSVRC DET validation (the ILSVRC2015 packaging): root/ILSVRC/ImageSets/DET/<split>.txt (lines
+    "<image id> <index>"; without it every XML, sorted, index = position), root/ILSVRC/Annotations/DET/<split>/<id>.xml
+    in VOC's format with WordNet ids as object names, images root/ILSVRC/Data/DET/<split>/<id>.JPEG. root may be
+    the ILSVRC folder itself. wnids: the classes (label k = wnids[k]). blacklist: the devkit's
+    data/ILSVRC2015_det_validation_blacklist.txt ("<image index> <WordNet id>" lines), optional.
+    Coordinates stay as the XML has them (VOC's reader subtracts 1; undone here): darknet's
+    print_imagenet_detections writes 0-based boxes, which the devkit compares with the XML's numbers as they are."""
+
+    def __init__(self, root, wnids, split="val", img_size=544, blacklist=None):
+        super().__init__(img_size)
+        base = os.path.join(root, "ILSVRC") if os.path.isdir(os.path.join(root, "ILSVRC")) else root
+        annotations, images = (os.path.join(base, kind, "DET", split) for kind in ("Annotations", "Data"))
+        if not os.path.isdir(annotations):
+            raise FileNotFoundError(f"{root}: no ILSVRC/Annotations/DET/{split} folder (ImageNet's detection "
+                                    "annotations)")
+        self.class_names = list(wnids)
+        list_file = os.path.join(base, "ImageSets", "DET", f"{split}.txt")
+        if os.path.isfile(list_file):
+            with open(list_file) as f:
+                listed = [(f"{list_file}:{n}", *line.split()[:2]) for n, line in enumerate(f, 1) if line.split()]
+        else:
+            names = sorted(n[:-4] for n in os.listdir(annotations) if n.endswith(".xml"))
+            listed = [(f"{annotations}/{n}.xml", n, str(k)) for k, n in enumerate(names, 1)]
+        by_index = {}
+        for where, image_id, index in listed:
+            xml, image = os.path.join(annotations, image_id + ".xml"), os.path.join(images, image_id + ".JPEG")
+            if self.listed(where, image_id, [("annotation", xml), ("image", image)]):
+                if parsed := data.parse_voc_xml(xml, self.class_names, self.problem):
+                    size, objects = parsed
+                    objects = [(w, [v + 1 for v in box], fields) for w, box, fields in objects]    # VOC's -1 undone
+                    self.add(image, image_id, size, objects, devkit_index=int(index), blacklisted=np.zeros(0, np.int64))
+                    by_index[int(index)] = self.records[-1]
+        if blacklist:
+            label = {wnid: k for k, wnid in enumerate(self.class_names)}
+            with open(blacklist) as f:
+                for n, line in enumerate(f, 1):
+                    fields = line.split()
+                    if len(fields) != 2 or not fields[0].isdigit() or fields[1] not in label:
+                        raise ValueError(f"{blacklist}:{n}: expected '<image index> <WordNet id of a class>', found "
+                                         f"{line.strip()!r}")
+                    if int(fields[0]) in by_index:
+                        rec = by_index[int(fields[0])]
+                        rec["blacklisted"] = np.append(rec["blacklisted"], label[fields[1]])
+
+    def annotation(self, i):
+        return dict(super().annotation(i), blacklisted=torch.from_numpy(self.record(i)["blacklisted"]))
+
+
+def imagenet_report(result, class_names, disjoint_classes, shown=10):
+    """metrics.evaluate(protocol="ilsvrc")'s result -> (text, mAP over all classes, mAP over disjoint_classes): the
+    two means (§4: "19.7 mAP overall with 16.0 mAP on the disjoint 156 object classes"), then, as Table 7 lists the
+    best and worst classes, the `shown` lowest and highest AP among the disjoint ones, and all classes, best first."""
+    ap = {k: v for k, v in result["ap"].items() if v == v}                  # nan: no object of that class
+    mean = lambda ks: sum(ap[k] for k in ks) / len(ks) if ks else float("nan")   # noqa: E731
+    scored_disjoint = [k for k in disjoint_classes if k in ap]
+    ranked = sorted(ap, key=lambda k: (-ap[k], k))
+    ranked_disjoint = [k for k in ranked if k in set(disjoint_classes)]
+    row = lambda k: f"  {class_names[k]:<24} {100 * ap[k]:5.1f}"              # noqa: E731
+    lines = [f"mAP on {len(ap)} classes: {100 * mean(list(ap)):.1f}",
+             f"mAP on the {len(scored_disjoint)} classes that share no node with COCO (never a labelled box): "
+             f"{100 * mean(scored_disjoint):.1f}",
+             f"Table 7: the {shown} lowest of those", *[row(k) for k in ranked_disjoint[::-1][:shown]],
+             f"Table 7: the {shown} highest of those", *[row(k) for k in ranked_disjoint[:shown]],
+             "all classes, best first (* = shares no node with COCO)",
+             *[row(k) + (" *" if k in set(disjoint_classes) else "") for k in ranked]]
+    return "\n".join(lines), mean(list(ap)), mean(scored_disjoint)
