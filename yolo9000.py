@@ -29,6 +29,7 @@ import wordtree
 import yolov2                      # §4 "We use the base YOLOv2 architecture": its boxes and objectness (decode)
 from images import boxes_to_original
 from loss import CLASS_SCALE, OBJECT_SCALE, yolov2_loss
+from metrics import batch_targets
 
 # -----------------------------------------------------------------------------
 # §4 YOLO9000: "We use the base YOLOv2 architecture but only 3 priors instead of 5 to limit the output size."
@@ -104,27 +105,30 @@ def joint_loss(raw, targets, anchors, seen, tree, object_scale=OBJECT_SCALE, cla
       classification image the no-object error ½·noobject_scale·σ(to)²; from 616e6305 (Jul 2017) the .3 pull is
       set to 0 right after it is computed, so later darknet pushes no objectness up on classification images.
     The ½ makes the gradients darknet's deltas, as in loss.yolov2_loss."""
+    targets = batch_targets(targets) if isinstance(targets, (list, tuple)) else targets
     N = raw.shape[0]
-    classification = [k for k, t in enumerate(targets) if "image_label" in t]
-    detection = [k for k in range(N) if k not in classification]
     zero = raw.new_zeros(())
     terms = dict(xy=zero, wh=zero, obj=zero, noobj=zero, prior=zero, cls=zero, cls_image=zero, obj_image=zero)
+    tree = wordtree.tree_on(tree, raw.device)
 
     def class_loss(logits, labels):                 # (K, n) logits at the responsible slots -> (K,)
         return wordtree.path_nll(wordtree.tree_log_softmax(logits, tree), labels, tree)
 
-    if detection:
-        found = yolov2_loss(raw[detection], [targets[k] for k in detection], anchors, seen, rescore=True,
-                            class_loss=class_loss)
-        terms.update({k: v * len(detection) / N for k, v in found.items() if k != "total"})
-    if classification:
+    # The batch as data.collate pads it: "image_label" (N,) is -1 on detection images; "classification" (M,)
+    # lists the others (made in the loader's workers: its length is known without asking the device).
+    image_label = targets.get("image_label")
+    detection = None if image_label is None else image_label.to(raw.device) < 0           # (N,) bool
+    found = yolov2_loss(raw, targets, anchors, seen, rescore=True, class_loss=class_loss, detection=detection)
+    terms.update({k: v for k, v in found.items() if k != "total"})
+    if image_label is not None and len(targets["classification"]):
         A = anchors.shape[0]
-        x = raw[classification]
+        index = targets["classification"].to(raw.device)
+        x = raw[index]
         M, _, H, W = x.shape
         x = x.view(M, A, -1, H, W)                                         # (M, A, 5+n, H, W)
         objectness = torch.sigmoid(x[:, :, 4]).reshape(M, -1)              # (M, P)
         logits = x[:, :, 5:].permute(0, 1, 3, 4, 2).reshape(M, A * H * W, -1)   # (M, P, n)
-        labels = torch.stack([torch.as_tensor(targets[k]["image_label"]) for k in classification]).to(raw.device)
+        labels = image_label.to(raw.device)[index]                         # (M,)
         log_cond = wordtree.tree_log_softmax(logits, tree)                 # (M, P, n) log Pr(node | parent)
         P = logits.shape[1]
         nll = wordtree.path_nll(log_cond.reshape(M * P, -1), labels.repeat_interleave(P), tree).view(M, P)
