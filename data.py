@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from images import AUGMENTATIONS, ImageError, image_to_tensor, load_image, resize_darknet
+from images import (AUGMENTATIONS, MIN_BOX_SIDE, ImageError, image_to_tensor, load_image, rand_scale,
+                    resize_darknet)
+from metrics import batch_targets
 
 VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]  # voc.names
@@ -65,6 +67,9 @@ class DetectionDataset(torch.utils.data.Dataset):
         if augment not in (None, *AUGMENTATIONS):
             raise ValueError(f"augment must be None or one of {sorted(AUGMENTATIONS)}, got {augment!r}")
         self.img_size, self.augment, self.seed, self.epoch = img_size, augment, seed, 0
+        # True (train.py's training set): dataset[i] is the uint8 image cropped as the augmentation draws it, its
+        # target with the rest of the plan under "augment"; data.collate pads, finish_batch ends it on the device.
+        self.finish_on_device = False
         self.keep_difficult, self.keep_crowd = keep_difficult, keep_crowd
         self.records, self.class_names, self.problems, self.counts, self.seen = [], [], [], Counter(), set()
 
@@ -143,20 +148,187 @@ class DetectionDataset(torch.utils.data.Dataset):
         (W, H), (aw, ah) = img.size, rec["size"]
         # normalize by the annotation's size: a file resized since then keeps its boxes right
         boxes = torch.from_numpy(rec["boxes"][keep]) / torch.tensor([aw, ah, aw, ah], dtype=torch.float32)
-        image, out_size = image_to_tensor(img), (self.img_size, self.img_size)
-        if self.augment is None:
-            image, boxes, index = resize_darknet(image, out_size), boxes.clamp(0, 1), torch.arange(len(boxes))
+        out_size, plan = (self.img_size, self.img_size), {}
+        if self.finish_on_device:       # the worker's half (uint8); finish_batch does the rest on the device
+            image = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)               # (3, H, W)
+            if self.augment is None:
+                boxes, index, plan = boxes.clamp(0, 1), torch.arange(len(boxes)), {"augment": unchanged((W, H))}
+            else:
+                image, boxes, index, device_plan = crop_on_worker(image, boxes * torch.tensor([W, H, W, H]), PLANS[
+                    self.augment]((W, H), self.rng(STREAM_AUGMENT, self.epoch, i)))
+                plan = {"augment": device_plan}
+        elif self.augment is None:
+            image = resize_darknet(image_to_tensor(img), out_size)
+            boxes, index = boxes.clamp(0, 1), torch.arange(len(boxes))
         else:
-            image, boxes, index = AUGMENTATIONS[self.augment](image, boxes * torch.tensor([W, H, W, H]),
+            image, boxes, index = AUGMENTATIONS[self.augment](image_to_tensor(img), boxes * torch.tensor([W, H, W, H]),
                                                               self.rng(STREAM_AUGMENT, self.epoch, i), out_size)
         target = {k: torch.from_numpy(rec[k][keep])[index] for k in ("labels", "difficult", "iscrowd")}
-        return image, {"boxes": boxes, **target, **{k: rec[k] for k in ("image_id", "path", "size")}}
+        return image, {"boxes": boxes, **target, **{k: rec[k] for k in ("image_id", "path", "size")}, **plan}
 
 
-def collate(batch):
-    """[(image (3, H, W), target)] -> (images (N, 3, H, W), list of N targets)."""
+def collate(batch, max_objects=None, min_size=0.0):
+    """The loader's collate_fn, run in its workers: [(image, target)] -> (images, targets), every tensor batch-level.
+    image: (3, H, W) float, finished (stacked to (N, 3, H, W)), or (3, h, w) uint8 with "augment" in its target
+    (DetectionDataset.finish_on_device: padded to the batch's largest, (N, 3, h_max, w_max), the rest of the work
+    left to finish_batch on the device). targets: one dict; with boxes, metrics.batch_targets' (N, T) tensors
+    (max_objects, min_size: the family's, yolov2.TARGETS: darknet's first 30 boxes of size >= .001), and
+    "augment" (N,) tensors; without, 0-dim tensors stacked and the rest listed (a classifier's "label", "path")."""
     images, targets = zip(*batch)
-    return torch.stack(images), list(targets)
+    if images[0].dtype == torch.uint8:
+        h, w = max(i.shape[1] for i in images), max(i.shape[2] for i in images)
+        padded = torch.zeros(len(images), 3, h, w, dtype=torch.uint8)
+        for n, image in enumerate(images):
+            padded[n, :, :image.shape[1], :image.shape[2]] = image
+        images = padded
+    else:
+        images = torch.stack(images)
+    plans = [t["augment"] for t in targets if "augment" in t]
+    targets = [{k: v for k, v in t.items() if k != "augment"} for t in targets]
+    batched = batch_targets(targets, max_objects, min_size)
+    if plans:                       # (N, ...) float64 / int64 / bool tensors; "distort", one mode per batch
+        batched["augment"] = {k: torch.stack([torch.as_tensor(p[k], dtype=torch.float64 if isinstance(p[k], float)
+                                                               else None) for p in plans])
+                              for k in plans[0] if k != "distort"}
+        distort = {p["distort"] for p in plans}
+        if len(distort) > 1:
+            raise ValueError(f"collate: one batch mixes the distortions {sorted(map(str, distort))}")
+        batched["augment"]["distort"] = distort.pop()
+    return images, batched
+
+
+# -----------------------------------------------------------------------------
+# Darknet's augmentation in two halves: the worker draws and crops (uint8); the device resizes, mirrors and
+# distorts the whole batch. Equal to images.augment_yolov1 / augment_yolov2 on one image (tests/test_data.py).
+
+def plan_yolov2(size, rng, jitter=0.3, hue=0.1, saturation=1.5, exposure=1.5):
+    """images.augment_yolov2's draws, in its order, for an image of size (w, h): -> {"window": (left, top, right,
+    bottom) integer pixels, "flip", "hue", "saturation", "exposure", "fill": None (edges repeated), "distort":
+    "hsv" (distort_hsv with a hue shift; a shift drawn exactly 0, odds 2^-53, would differ from distort_hsv's
+    shortcut by float rounding)}."""
+    ow, oh = size
+    pleft, pright, ptop, pbot = (int(rng.uniform(-d, d)) for d in (int(ow * jitter),) * 2 + (int(oh * jitter),) * 2)
+    flip = bool(rng.integers(2))
+    return dict(window=(pleft, ptop, ow - pright, oh - pbot), flip=flip, hue=rng.uniform(-hue, hue),
+                saturation=rand_scale(rng, saturation), exposure=rand_scale(rng, exposure), fill=None, distort="hsv")
+
+
+def plan_yolov1(size, rng, scale=0.2, translate=0.2, saturation=1.5, exposure=1.5):
+    """images.augment_yolov1's draws, in its order: a window of size/s moved by up to 20%, gray 0.5 outside."""
+    (W, H), s = size, rng.uniform(1 - scale, 1 + scale)
+    tx, ty = rng.uniform(-translate, translate, size=2) * (W, H)
+    sw, sh = max(1, round(W / s)), max(1, round(H / s))
+    left, top = round((W - sw) / 2 - tx), round((H - sh) / 2 - ty)
+    return dict(window=(left, top, left + sw, top + sh), flip=False, hue=0.0, saturation=rand_scale(rng, saturation),
+                exposure=rand_scale(rng, exposure), fill=0.5, distort="sv")
+
+
+PLANS = {"yolov1": plan_yolov1, "yolov2": plan_yolov2,       # the names of images.AUGMENTATIONS
+         "yolov2-jitter.2": lambda size, rng: plan_yolov2(size, rng, jitter=0.2)}
+
+
+def unchanged(size):
+    """The device's plan for an image of size (w, h) taken whole: resize_darknet alone (no augmentation)."""
+    return dict(size=torch.tensor(size), inside=torch.tensor([0, 0, *size]), fill=float("nan"), flip=False, hue=0.0,
+                saturation=1.0, exposure=1.0, distort=None)
+
+
+def crop_on_worker(image, boxes, plan):
+    """The worker's half: image (3, H, W) uint8, boxes (M, 4) pixel xyxy, a plan (plan_yolov2, plan_yolov1).
+    -> (crop (3, h, w) uint8: the window, edges repeated as image.c crop_image's clamped
+    coordinates; normalized boxes in the output, clipped, under images.MIN_BOX_SIDE dropped (data.c
+    correct_boxes, fill_truth_detection); kept indices; the device's half of the plan: (N,)-stackable values)."""
+    _, H, W = image.shape
+    left, top, right, bottom = plan["window"]
+    rows = torch.arange(top, bottom).clamp(0, H - 1)
+    cols = torch.arange(left, right).clamp(0, W - 1)
+    crop = image.index_select(1, rows).index_select(2, cols)                    # (3, bottom - top, right - left)
+    # correct_boxes: left·sx - dx = (left - pleft) / swidth, likewise for the other sides
+    boxes = (boxes - boxes.new_tensor([left, top] * 2)) / boxes.new_tensor([right - left, bottom - top] * 2)
+    if plan["flip"]:
+        boxes = torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], 1)
+    boxes = boxes.clamp(0, 1)
+    keep = torch.nonzero((boxes[:, 2:] - boxes[:, :2] >= MIN_BOX_SIDE).all(1)).flatten()
+    # the pixels of the crop that lie inside the image (the rest takes plan["fill"], when there is one)
+    inside = torch.tensor([max(-left, 0), max(-top, 0), min(W, right) - left, min(H, bottom) - top])
+    return crop, boxes[keep], keep, dict(size=torch.tensor([right - left, bottom - top]), inside=inside,
+                                         fill=float("nan") if plan["fill"] is None else plan["fill"],
+                                         flip=plan["flip"], hue=plan["hue"], saturation=plan["saturation"],
+                                         exposure=plan["exposure"], distort=plan["distort"])
+
+
+def _taps_batch(n_in, n_out):
+    """images._taps for each image of a batch: n_in (N,) source sizes -> index (N, n_out), weight (N, n_out), in
+    float32 as C computes s = i·(float)(n_in-1)/(n_out-1)."""
+    scale = (n_in - 1).float() / (n_out - 1) if n_out > 1 else torch.zeros(len(n_in), device=n_in.device)
+    s = torch.arange(n_out, dtype=torch.float32, device=n_in.device) * scale[:, None]      # (N, n_out)
+    index = s.long()
+    return index, s - index.float()
+
+
+def resize_batch(images, sizes, size):
+    """images.resize_darknet on each image of a padded batch: images (N, C, H, W) float, image n in its top-left
+    sizes[n] = (w_n, h_n) pixels; size (w, h) -> (N, C, h, w). The same float32 arithmetic, tap by tap."""
+    (N, C, H, W), (w, h) = images.shape, size
+    widths, heights = sizes[:, 0], sizes[:, 1]
+    # pass 1, columns: part = (1 - dx)·im[.., ix] + dx·im[.., ix+1]; the last column copied
+    ix, dx = _taps_batch(widths, w)
+    ix[:, -1], dx[:, -1] = widths - 1, 0
+    second = torch.minimum(ix + 1, (widths - 1)[:, None])
+    cols = [i.view(N, 1, 1, w).expand(N, C, H, w) for i in (ix, second)]
+    dx = dx.view(N, 1, 1, w).to(images.dtype)
+    part = images.gather(3, cols[0]).mul_(1 - dx).add_(images.gather(3, cols[1]).mul_(dx))   # (N, C, H, w)
+    # pass 2, rows: out = (1 - dy)·part[iy] + dy·part[iy+1]; on the last row the second tap is skipped
+    iy, dy = _taps_batch(heights, h)
+    dy_next = torch.cat([dy[:, :-1], torch.zeros_like(dy[:, :1])], 1)
+    second = torch.minimum(iy + 1, (heights - 1)[:, None])
+    rows = [i.view(N, 1, h, 1).expand(N, C, h, w) for i in (iy, second)]
+    dy, dy_next = (d.view(N, 1, h, 1).to(images.dtype) for d in (dy, dy_next))
+    return part.gather(2, rows[0]).mul_(1 - dy).add_(part.gather(2, rows[1]).mul_(dy_next))
+
+
+def distort_batch(images, hue, saturation, exposure, with_hue=True):
+    """images.distort_hsv on each image of a batch (N, 3, H, W), with (N,) float64 hue (turns), saturation,
+    exposure: the HSV round trip (with_hue), or its shortcut for a hue shift of 0, e·(v + a·(c - v)) (yolov1's
+    augmentation), as distort_hsv takes one or the other."""
+    N = len(images)
+    # float64 draws rounded to float32 once, as distort_hsv's Python floats are where they meet a float32 tensor
+    a, e = (p.float().view(N, 1, 1, 1) for p in (saturation, exposure))
+    r, g, b = images.unbind(1)                                                  # each (N, H, W)
+    v = torch.maximum(torch.maximum(r, g), b).unsqueeze(1)                      # (N, 1, H, W)
+    if not with_hue:
+        return (images - v).mul_(a).add_(v).mul_(e).clamp_(0, 1)
+    delta = v - torch.minimum(torch.minimum(r, g), b).unsqueeze(1)
+    safe = torch.where(delta > 0, delta, 1.0)
+    r, g, b, v1 = r.unsqueeze(1), g.unsqueeze(1), b.unsqueeze(1), v
+    h6 = torch.where(r == v1, (g - b).div_(safe),
+                     torch.where(g == v1, (b - r).div_(safe).add_(2), (r - g).div_(safe).add_(4)))
+    k = h6.add_((6 * hue).float().view(N, 1, 1, 1)) + torch.tensor([5.0, 3.0, 1.0], device=images.device
+                                                                              ).view(1, 3, 1, 1)   # (N, 3, H, W)
+    T = (k - 2).abs_().neg_().add_(2).clamp_(0, 1).add_(k.sub_(8).abs_().neg_().add_(2).clamp_(0, 1))
+    both = (saturation * exposure).float().view(N, 1, 1, 1)
+    return T.mul_(delta.mul_(both)).neg_().add_(v.mul(e)).clamp_(0, 1)
+
+
+def finish_batch(images, plan, size):
+    """The device's half of the augmentation, on the whole batch: images (N, 3, h_max, w_max) uint8 (collate's
+    padding), plan: collate's "augment" ((N, ...) tensors on the same device, "distort" one string); size (w, h).
+    -> (N, 3, h, w) float32 in [0, 1]: / 255 (images.image_to_tensor), gray outside the image where the plan
+    fills, resize_darknet of each crop, mirrored where flip, distort_hsv ("hsv": with a hue shift, yolov2's; "sv":
+    without, yolov1's; None: no augmentation). Equal to the per-image functions on the CPU, element for element."""
+    x = images.float().div_(255)
+    N, _, H, W = x.shape
+    left, top, right, bottom = plan["inside"].unbind(1)                         # each (N,)
+    cols, rows = torch.arange(W, device=x.device), torch.arange(H, device=x.device)
+    inside = ((cols >= left[:, None]) & (cols < right[:, None]))[:, None, None, :] & \
+             ((rows >= top[:, None]) & (rows < bottom[:, None]))[:, None, :, None]   # (N, 1, H, W)
+    fill = plan["fill"].to(x.dtype).view(N, 1, 1, 1)
+    x = torch.where(inside | fill.isnan(), x, fill)
+    x = resize_batch(x, plan["size"], size)
+    x = torch.where(plan["flip"].view(N, 1, 1, 1), x.flip(-1), x)
+    if plan["distort"] is None:
+        return x
+    return distort_batch(x, plan["hue"], plan["saturation"], plan["exposure"], with_hue=plan["distort"] == "hsv")
 
 
 # -----------------------------------------------------------------------------

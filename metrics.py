@@ -56,6 +56,8 @@ def batch_targets(targets, max_objects=None, min_size=0.0) -> dict:
         (YOLO9000's classification images), when any image has one;
       every other key: 0-dim tensors stacked (N,), anything else listed (paths, sizes: for messages).
     data.collate calls it in the loader's workers; the losses call it on a list of dicts."""
+    if not all("boxes" in t for t in targets):                       # a classifier's targets: no boxes to pad
+        return {k: _stacked([t.get(k) for t in targets]) for k in dict.fromkeys(k for t in targets for k in t)}
     kept = []
     for t in targets:
         boxes = torch.as_tensor(t["boxes"], dtype=torch.float32).reshape(-1, 4)
@@ -74,10 +76,13 @@ def batch_targets(targets, max_objects=None, min_size=0.0) -> dict:
         batch["classification"] = torch.tensor([n for n, label in enumerate(image_label) if label >= 0],
                                                dtype=torch.long)
     for key in dict.fromkeys(k for t in targets for k in t if k not in ("boxes", "labels", "image_label")):
-        values = [t.get(key) for t in targets]
-        stack = all(torch.is_tensor(v) and v.dim() == 0 for v in values)
-        batch[key] = torch.stack(values) if stack else values
+        batch[key] = _stacked([t.get(key) for t in targets])
     return batch
+
+
+def _stacked(values):
+    """One value per image -> (N,) if each is a 0-dim tensor, else the list."""
+    return torch.stack(values) if all(torch.is_tensor(v) and v.dim() == 0 for v in values) else list(values)
 
 
 def _iou_from_corners(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -45,8 +45,9 @@ def build(preset, num_classes=1000, img_size=None, batch_norm=None):
 
 
 def loss(model, out, targets, seen):
-    """Softmax cross-entropy of the logits out (N, C) with each image's class."""
-    return {"total": F.cross_entropy(out, torch.stack([t["label"] for t in targets]).to(out.device))}
+    """Softmax cross-entropy of the logits out (N, C) with each image's class (targets: data.collate's batch,
+    "label" (N,))."""
+    return {"total": F.cross_entropy(out, targets["label"].to(out.device))}
 
 
 class FolderDataset(torch.utils.data.Dataset):
@@ -92,10 +93,10 @@ def evaluate(model, dataset, batch_size, workers=0, progress=None):
     correct, total = torch.zeros(2), 0
     model.eval()
     if progress:
-        loader = progress(loader, total=len(dataset), desc="evaluating", unit="images", count=lambda b: len(b[1]))
+        loader = progress(loader, total=len(dataset), desc="evaluating", unit="images", count=lambda b: len(b[0]))
     for x, targets in loader:
         out = model(x.to(device))                                          # (N, C) logits
-        labels = torch.stack([t["label"] for t in targets]).to(device)
+        labels = targets["label"].to(device)
         hits = out.topk(min(5, out.shape[1]), dim=1).indices == labels[:, None]   # (N, 5)
         correct += torch.stack([hits[:, 0].sum(), hits.any(1).sum()]).cpu()
         total += len(labels)
