@@ -321,13 +321,21 @@ def test_cuda_nonfinite_loss_stops_both_gpu_processes(tmp_path):
 # bench/gpu_check.sh: its plumbing, shrunk (--quick), on whatever this machine has
 
 def test_gpu_check_quick_writes_its_summary(tmp_path):
-    summary = tmp_path / "summary.json"
-    done = subprocess.run(["bash", "bench/gpu_check.sh", "--quick", "--out", str(summary)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    # PYTHON: the interpreter running the tests runs every step (a bare `python` on PATH may be another one)
+    done = subprocess.run(["bash", "bench/gpu_check.sh", "--quick", "--out", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    s = json.loads(summary.read_text())
-    assert s["quick"] is True and s["device"]
-    assert {"tests", "bench_train", "bench_model", "train"} <= set(s)
-    assert s["tests"]["exit_code"] == 0
-    assert s["bench_train"]["runs"][0]["images_per_s"] > 0
-    assert s["train"]["map"] is not None and s["train"]["seconds"] > 0
+    s = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert s["quick"] is True and s["environment"]["torch"] == torch.__version__
+    assert s["environment"]["python"].startswith(sys.executable)
+    assert list(s["steps"]) == ["train", "bench_train", "bench_loader", "bench_model", "tests_cuda"]
+    assert all(v["exit_code"] == 0 and not v["timed_out"] and v["seconds"] > 0 for v in s["steps"].values())
+    run = s["steps"]["bench_train"]["runs"][0]
+    assert run["images_per_s"] > 0 and run["forward_ms"] > 0 and run["optimizer_ms"] > 0
+    assert [r["workers"] for r in s["steps"]["bench_loader"]["data_rates"]] == [0] * 4 + [1] * 4
+    assert s["steps"]["train"]["map"] is not None
+    assert "epoch" in (tmp_path / "logs" / "train.log").read_text()          # the full logs are kept
+    # the summary's entry of each step is printed as the step ends
+    assert [line.split(":")[1].strip() for line in done.stdout.splitlines() if line.startswith("gpu_check: ") and
+            line.split(":")[2].startswith(" {")] == list(s["steps"])
