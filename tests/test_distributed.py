@@ -5,6 +5,7 @@ The device decisions are plain functions, checked here with the environment torc
 report on a GPU machine. Tests marked cuda run where CUDA exists and skip elsewhere (conftest.py; bench/gpu_check.sh
 runs them with -m cuda). The multi-process tests use gloo on CPU: 2 processes, tiny synthetic runs.
 """
+import inspect
 import json
 import os
 import subprocess
@@ -315,6 +316,16 @@ def test_cuda_nonfinite_loss_stops_both_gpu_processes(tmp_path):
     done = torchrun(str(tmp_path / "nan_on_rank_1.py"),
                     *tiny(tmp_path, "--device", "cuda", "--epochs", "3", "--train-images", "8"), timeout=180)
     assert done.returncode != 0 and load(tmp_path / "last.pt")["epoch"] == 1
+
+
+def test_requirements_name_a_torch_with_the_apis_used():
+    # devices.amp_dtype: is_bf16_supported(including_emulation=False), torch 2.4 (pytorch/pytorch#129288);
+    # devices.setup_distributed: init_process_group(device_id=); train.py: torch.amp.GradScaler(device_type)
+    with open(os.path.join(REPO, "requirements.txt")) as f:
+        assert [line.split()[0] for line in f if line.startswith("torch")] == ["torch>=2.4"]
+    assert "including_emulation" in inspect.signature(torch.cuda.is_bf16_supported).parameters
+    assert "device_id" in inspect.signature(dist.init_process_group).parameters
+    assert not torch.amp.GradScaler("cuda", enabled=False).is_enabled()
 
 
 # -----------------------------------------------------------------------------
