@@ -11,7 +11,7 @@ Paper -> code
      reach some threshold": the node reached, scored by objectness (darknet's GPU path) .. postprocess(), descend()
   §4 "Dataset combination with WordTree", the mixed batches ................... jointdata.py
   ours: the synthetic demonstration (shapes, some leaves without boxes) ........ PRESETS["yolo9000-shapes"],
-     evaluate(): "mAP@0.5 on classes without boxes"
+     score(): "mAP@0.5 on classes without boxes"; detect_images() for each process's part
 
 Output of forward: raw (N, A*(5+C), H, W) as YOLOv2's (yolov2.py): channel a*(5+C) + k, k = tx, ty, tw, th, to,
 then C logits, C = the tree's nodes in file order (9418 for 9k.tree). Legend: N images, A anchors, H x W grid,
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 import darknet
+import data
 import jointdata
 import metrics
 import wordtree
@@ -291,25 +292,32 @@ def joint_datasets(args):
 
 
 @torch.no_grad()
-def evaluate(model, dataset, batch_size, workers=0):
-    """VOC07 mAP@0.5 on held-out detection images of every leaf (jointdata.shapes_datasets' val set), each class
-    scored as darknet's map path scores ImageNet's 200 classes: objectness·Pr(node). Prints the mean over the
-    classes that had boxes in training and over those that never had one (§4: "YOLO9000 gets 19.7 mAP overall with
-    16.0 mAP on the disjoint 156 object classes that it has never seen any labelled detection data for").
-    -> metrics.evaluate's dict, its "ap" and "curves" keyed by tree node (train.py's plots name them)."""
+def detect_images(model, dataset, batch_size, workers=0, indices=None):
+    """The detections of dataset's images `indices` (default: all) -> {index: detections on the CPU}. Under DDP each
+    process takes its part (train.py: devices.shard) and rank 0 gathers them for score()."""
     was_training, device = model.training, next(model.parameters()).device
+    indices = range(len(dataset)) if indices is None else indices
     model.eval()
-    loader = torch.utils.data.DataLoader(dataset, batch_size, num_workers=workers, collate_fn=lambda b: b)
-    detections = []
-    for batch in loader:
-        images = torch.stack([image for image, _ in batch]).to(device)
-        sizes = [target["size"] for _, target in batch]
-        detections += [{k: v.cpu() for k, v in d.items()} for d in
-                       postprocess(model(images).float(), model.anchors, model.tree, sizes, metrics.EVAL_CONF, EVAL_NMS,
-                                   nodes=dataset.nodes, stride=model.stride)]
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size, num_workers=workers,
+                                         collate_fn=data.collate)
+    found = []
+    for images, targets in loader:
+        found += [{k: v.cpu() for k, v in d.items()} for d in
+                  postprocess(model(images.to(device)).float(), model.anchors, model.tree, targets["size"],
+                              metrics.EVAL_CONF, EVAL_NMS, nodes=dataset.nodes, stride=model.stride)]
     model.train(was_training)
+    return dict(zip(indices, found))
+
+
+def score(found, dataset):
+    """VOC07 mAP@0.5 on held-out detection images of every leaf (jointdata.shapes_datasets' val set), each class
+    scored as darknet's map path scores ImageNet's 200 classes: objectness·Pr(node). found: detect_images() of every
+    image. Prints the mean over the classes that had boxes in training and over those that never had one (§4:
+    "YOLO9000 gets 19.7 mAP overall with 16.0 mAP on the disjoint 156 object classes that it has never seen any
+    labelled detection data for"). -> metrics.evaluate's dict, its "ap" and "curves" keyed by tree node."""
     truths = [dataset.annotation(i) for i in range(len(dataset))]
-    result = metrics.evaluate(detections, truths, protocol="voc07", num_classes=len(dataset.nodes))
+    result = metrics.evaluate([found[i] for i in range(len(dataset))], truths, protocol="voc07",
+                              num_classes=len(dataset.nodes))
     ap = [result["ap"].get(k, float("nan")) for k in range(len(dataset.nodes))]
     for title, with_boxes in (("classes with boxes", True), ("classes without boxes", False)):
         chosen = [k for k, name in enumerate(dataset.class_names) if (name in dataset.without_boxes) != with_boxes]
@@ -319,3 +327,8 @@ def evaluate(model, dataset, batch_size, workers=0):
     for key in ("ap", "curves"):
         result[key] = {dataset.nodes[k]: v for k, v in result[key].items()}
     return result
+
+
+def evaluate(model, dataset, batch_size, workers=0):
+    """score(detect_images()) in one process: every image of dataset."""
+    return score(detect_images(model, dataset, batch_size, workers), dataset)
