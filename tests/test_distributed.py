@@ -1,4 +1,4 @@
-"""devices.py and what train.py does with it: each process on its device, AMP and its resume, the loader's
+"""tools/devices.py and what train.py does with it: each process on its device, AMP and its resume, the loader's
 options, evaluation spread over processes, stops agreed by all processes; bench/gpu_check.sh's plumbing.
 
 The device decisions are plain functions, checked here with the environment torchrun sets and what torch would
@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import devices
+from tools import devices
 import train
 import yolov1
 

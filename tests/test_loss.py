@@ -5,7 +5,6 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-import jointdata
 import wordtree
 import yolo9000
 from loss import REGION_MAX_OBJECTS, yolov1_loss, yolov2_loss
@@ -54,7 +53,7 @@ def test_yolov1_loss_and_its_gradient_need_no_value_from_the_device():
 def test_joint_loss_needs_no_value_from_the_device():
     # A detection image and a classification image ("ellipse", node 3). The tree is a constant the loss copies to
     # the device once (wordtree.tree_on): real tensors here, hence allow_non_fake_inputs.
-    tree = wordtree.make_tree(jointdata.SHAPE_TREE["parents"], jointdata.SHAPE_TREE["ids"])   # 7 nodes, 2 levels
+    tree = wordtree.make_tree(yolo9000.SHAPE_TREE["parents"], yolo9000.SHAPE_TREE["ids"])   # 7 nodes, 2 levels
     raw = torch.randn(2, 1 * (5 + 7), 1, 2)
     batch = batch_targets([{"boxes": torch.tensor([[0.5, 0.25, 1.0, 0.75]]), "labels": torch.tensor([4])},
                            {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "image_label": 3}],
