@@ -39,7 +39,7 @@ import metrics
 import wordtree
 import yolov2                      # §4 "We use the base YOLOv2 architecture": its boxes and objectness (decode)
 from data import IMAGE_EXTENSIONS, boxes_to_original, image_to_tensor, load_image, resize_darknet
-from loss import CLASS_SCALE, OBJECT_SCALE, yolov2_loss
+from loss import CLASS_SCALE, MIN_BOX_SIZE, OBJECT_SCALE, REGION_MAX_OBJECTS, yolov2_loss
 from metrics import batch_targets
 
 # -----------------------------------------------------------------------------
@@ -292,8 +292,9 @@ def detections(model, out, image_sizes, conf, nms, letterbox=False, net_size=Non
 
 
 # train.py: trains on detection and classification images in one stream (§4), from joint_datasets(), and
-# evaluates with evaluate() below
+# evaluates with detect_images() (each process its part) and score() below
 DATA = "joint"
+TARGETS = dict(max_objects=REGION_MAX_OBJECTS, min_size=MIN_BOX_SIZE)      # data.collate: as yolov2.TARGETS
 
 
 def joint_datasets(args):

@@ -396,6 +396,7 @@ PRESET_RECIPES = {}                # no YOLOv1 preset trains otherwise than RECI
 TEST_THRESHOLDS = dict(conf=0.2, nms=0.4)
 DATA = "detection"             # train.py: trains on images with boxes (VOC, COCO, the synthetic shapes)
 EVAL_NMS = 0.5
+TARGETS = {}                   # train.py's data.collate: every box (the cell's first wins in loss.yolov1_loss)
 
 
 def build(preset, num_classes=None, batch_norm=None, img_size=None, S=None, B=None, backbone=None,

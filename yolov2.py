@@ -43,7 +43,7 @@ from torch import nn
 
 from darknet import ConvBlock, darknet19_trunk, reorg, tiny_yolov2_trunk
 from data import boxes_to_original
-from loss import REGION_2017, REGION_RELEASE, yolov2_loss
+from loss import MIN_BOX_SIZE, REGION_2017, REGION_MAX_OBJECTS, REGION_RELEASE, yolov2_loss
 from metrics import batched_nms, shape_iou
 
 # -----------------------------------------------------------------------------
@@ -316,6 +316,8 @@ PRESET_RECIPES = {"yolo-voc.2.0": RELEASE_RECIPE, "yolo.2.0": dict(RELEASE_RECIP
 TEST_THRESHOLDS = dict(conf=0.24, nms=0.4)
 DATA = "detection"             # train.py: trains on images with boxes (VOC, COCO, the synthetic shapes)
 EVAL_NMS = 0.45
+# train.py's data.collate: the boxes darknet's region layer reads (loss.py), kept in the loader's workers
+TARGETS = dict(max_objects=REGION_MAX_OBJECTS, min_size=MIN_BOX_SIZE)
 
 
 def build(preset, num_classes=None, img_size=None):

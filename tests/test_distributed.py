@@ -109,12 +109,29 @@ def test_scaler_resumes_across_amp_on_and_off():
     assert devices.restore_scaler(disabled, saved) is None and disabled.state_dict() == {}
 
 
-def test_default_workers_share_the_cores_among_the_processes_at_most_8():
+def test_default_workers_share_the_cores_among_the_processes():
     assert devices.default_workers(cpu_count=2, processes=1) == 2        # this machine: 2 // 1
-    assert devices.default_workers(cpu_count=16, processes=1) == 8       # 16 // 1 = 16, capped at 8
+    assert devices.default_workers(cpu_count=16, processes=1) == 16      # an H100 machine of 16 cores, no cap
     assert devices.default_workers(cpu_count=16, processes=4) == 4       # 16 // 4
-    assert devices.default_workers(cpu_count=96, processes=8) == 8       # 96 // 8 = 12, capped
+    assert devices.default_workers(cpu_count=96, processes=8) == 12      # 96 // 8
     assert devices.default_workers(cpu_count=2, processes=4) == 0        # 2 // 4: load in the training process
+
+
+def test_training_process_keeps_few_threads_on_cuda_only():
+    assert devices.training_threads("cpu", 16, 16) is None               # torch's choice: CPU results unchanged
+    assert devices.training_threads("cuda", 16, 16) == 1                 # the workers hold every core
+    assert devices.training_threads("cuda", 16, 14) == 2                 # 16 - 14
+    assert devices.training_threads("cuda", 64, 8) == 4                  # at most 4
+
+
+def test_cuda_defaults_speed_settings_on_cuda_none_on_cpu():
+    assert devices.cuda_defaults("cpu") == dict(cudnn_benchmark=False, tf32=False, amp=False)
+    assert devices.cuda_defaults("cuda", bf16_native=True) == dict(cudnn_benchmark=True, tf32=True, amp=True)
+    # a V100 or T4 (no bfloat16 units): float16 AMP stays a choice (--amp), the rest applies
+    assert devices.cuda_defaults("cuda", bf16_native=False) == dict(cudnn_benchmark=True, tf32=True, amp=False)
+    before = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32)
+    devices.apply_cuda_defaults(devices.cuda_defaults("cpu"))            # the CPU's settings are left alone
+    assert (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32) == before
 
 
 def test_default_workers_reads_torchrun_local_world_size(monkeypatch):

@@ -28,6 +28,7 @@ RECIPE = dict(  # YOLOv2 ยง3 "Training for classification" (Darknet-19; YOLOv1 ย
     augment="flip")                     # OURS, simpler than darknet's crops, rotation and colour shifts
 
 DATA = "classification"    # train.py: trains on images with one class each (datasets(), evaluate())
+TARGETS = {}                 # data.collate: one class per image, no boxes
 
 
 def build(preset, num_classes=1000, img_size=None, batch_norm=None):
