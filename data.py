@@ -514,7 +514,8 @@ def resize_batch(images, sizes, size):
     widths, heights = sizes[:, 0], sizes[:, 1]
     # pass 1, columns: part = (1 - dx)·im[.., ix] + dx·im[.., ix+1]; the last column copied
     ix, dx = _taps_batch(widths, w)
-    ix[:, -1], dx[:, -1] = widths - 1, 0
+    ix = torch.cat([ix[:, :-1], (widths - 1)[:, None]], 1)
+    dx = torch.cat([dx[:, :-1], torch.zeros_like(dx[:, :1])], 1)
     second = torch.minimum(ix + 1, (widths - 1)[:, None])
     cols = [i.view(N, 1, 1, w).expand(N, C, H, w) for i in (ix, second)]
     dx = dx.view(N, 1, 1, w).to(images.dtype)
@@ -544,8 +545,8 @@ def distort_batch(images, hue, saturation, exposure, with_hue=True):
     r, g, b, v1 = r.unsqueeze(1), g.unsqueeze(1), b.unsqueeze(1), v
     h6 = torch.where(r == v1, (g - b).div_(safe),
                      torch.where(g == v1, (b - r).div_(safe).add_(2), (r - g).div_(safe).add_(4)))
-    k = h6.add_((6 * hue).float().view(N, 1, 1, 1)) + torch.tensor([5.0, 3.0, 1.0], device=images.device
-                                                                              ).view(1, 3, 1, 1)   # (N, 3, H, W)
+    channel = torch.arange(5.0, 0.0, -2.0, device=images.device).view(1, 3, 1, 1)      # 5, 3, 1 for r, g, b
+    k = h6.add_((6 * hue).float().view(N, 1, 1, 1)) + channel                                # (N, 3, H, W)
     T = (k - 2).abs_().neg_().add_(2).clamp_(0, 1).add_(k.sub_(8).abs_().neg_().add_(2).clamp_(0, 1))
     both = (saturation * exposure).float().view(N, 1, 1, 1)
     return T.mul_(delta.mul_(both)).neg_().add_(v.mul(e)).clamp_(0, 1)

@@ -20,6 +20,7 @@ Run: python bench/bench_train.py                                   # yolov2-voc 
      torchrun --nproc_per_node=2 bench/bench_train.py --amp on         # scaling 1 -> 2
 """
 import argparse
+import functools
 import json
 import os
 import resource
@@ -97,13 +98,14 @@ def count_flops(model, family, size, device):
     return forward.get_total_flops() / 2, backward.get_total_flops() / 2
 
 
-def make_loader(args, device, root, size, rank):
+def make_loader(args, device, root, size, rank, family):
     dataset = data.VOCDataset(root, splits=[("2007", "trainval")], img_size=size,
                               augment=None if args.augment == "none" else args.augment, seed=rank)
     dataset.finish_on_device = True                     # as train.py: uint8 crops, finished by data.finish_batch
     sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=10**9,
                                              generator=torch.Generator().manual_seed(rank))
-    return torch.utils.data.DataLoader(dataset, args.batch, sampler=sampler, collate_fn=data.collate, drop_last=True,
+    return torch.utils.data.DataLoader(dataset, args.batch, sampler=sampler, drop_last=True,
+                                       collate_fn=functools.partial(data.collate, **family.TARGETS),
                                        **devices.loader_options(device, args.workers))
 
 
@@ -166,12 +168,13 @@ def time_training(args, model, raw_model, family, batches, device, amp, dtype, s
                 **{f"{name}_ms": v / args.steps for name, v in parts.items()})
 
 
-def fixed_batches(args, device, size, num_classes):
+def fixed_batches(args, device, size, num_classes, family):
     """--data tensors: the same random batch every step, put on the device once (no loader, no copy per step)."""
     images = torch.rand(args.batch, 3, size, size, device=device)
     targets = devices.to_device(metrics.batch_targets(
         [{"boxes": torch.tensor([[0.2, 0.3, 0.6, 0.8], [0.5, 0.1, 0.9, 0.4]]),
-          "labels": torch.tensor([i % num_classes, (i + 1) % num_classes])} for i in range(args.batch)]), device)
+          "labels": torch.tensor([i % num_classes, (i + 1) % num_classes])} for i in range(args.batch)],
+        **family.TARGETS), device)
     while True:
         yield images, targets
 
@@ -195,9 +198,9 @@ def measure(args, device, root, world, rank, processes):
                 model = devices.compile_model(model, args.compile)
                 dtype = devices.amp_dtype(device.type)
                 if args.data == "tensors":
-                    batches = fixed_batches(args, device, size, 20)
+                    batches = fixed_batches(args, device, size, 20, family)
                 else:
-                    batches = iter(make_loader(args, device, root, size, rank))
+                    batches = iter(make_loader(args, device, root, size, rank, family))
                 r = time_training(args, model, raw_model, family, batches, device, amp, dtype, size)
                 del batches                                     # its workers go
                 runs.append(dict(processes=processes, amp=str(dtype).replace("torch.", "") if amp else "float32",
@@ -255,6 +258,7 @@ def main(args):
     world, rank, device = devices.setup_distributed(args.device)
     args.workers = devices.default_workers() if args.workers is None else args.workers
     args.data_workers = args.data_workers or [args.workers]
+    devices.apply_cuda_defaults(dict(devices.cuda_defaults(device.type), cudnn_benchmark=False))  # TF32 as train.py
     family = detect.family_of(args.model)
     size = args.img_size or family.PRESETS[args.model]["img_size"]
     log = print if rank == 0 else (lambda *a, **k: None)

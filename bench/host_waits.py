@@ -8,7 +8,9 @@ Python data inside the step (torch.tensor([...], device=cuda): a blocking copy, 
 the GPU idle while the host catches up and queues the next kernels. This script runs train.py's per-step loop
 (train.train_one_epoch) on the CPU under a dispatch mode that counts those operations, and prints them per step
 and where each was issued. Not counted: the optimizer's step (its step counters live on the host on a GPU too),
-the data loader's workers (other processes, before the batch exists on the device), evaluation.
+the data loader's workers (other processes, before the batch exists on the device), evaluation. .tolist() is
+counted by wrapping it (on a CPU tensor it dispatches nothing). The DataLoader's iterator, made once an epoch, draws
+its workers' base seed with .item() from a CPU generator: counted, but no wait for a GPU.
 
 Run:  python bench/host_waits.py                       # yolov2-tiny-voc at 96 px, batch 64, 3 steps
       python bench/host_waits.py --model yolov1-shapes --img-size 112
@@ -49,7 +51,7 @@ class CountWaits(TorchDispatchMode):
 
     def __init__(self):
         super().__init__()
-        self.counts, self.paused = collections.Counter(), False
+        self.counts, self.paused, self.active = collections.Counter(), False, False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -75,13 +77,24 @@ def main():
         "--train-images", str(a.batch_size * a.steps), "--val-images", "4", "--workers", "1", "--augment", "none",
         "--log-interval", str(a.steps), "--out", os.path.join(out, "run"), "--device", "cpu", "--quiet"])
     mode = CountWaits()
+    tolist = torch.Tensor.tolist
+
+    def counted_tolist(tensor):     # a copy to the host: on a CPU tensor no dispatched operation shows it
+        if mode.active and not mode.paused:
+            mode.counts[(".tolist()", where_issued())] += 1
+        return tolist(tensor)
+    torch.Tensor.tolist = counted_tolist
     register_optimizer_step_pre_hook(lambda *_: setattr(mode, "paused", True))
     register_optimizer_step_post_hook(lambda *_: setattr(mode, "paused", False))
     one_epoch = train.train_one_epoch
 
     def counted(*arguments, **keywords):
-        with mode:
-            return one_epoch(*arguments, **keywords)
+        mode.active = True
+        try:
+            with mode:
+                return one_epoch(*arguments, **keywords)
+        finally:
+            mode.active = False
     train.train_one_epoch = counted
     train.main(args)
     total = sum(mode.counts.values())

@@ -8,6 +8,7 @@ runs them with -m cuda). The multi-process tests use gloo on CPU: 2 processes, t
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from tools import devices
+from tools import checkpoints, devices
 import train
 import yolov1
 
@@ -212,10 +213,21 @@ def evaluate_in_process(rank, world, store, out):
         torch.save({"result": result, "mean": mean}, out)
     else:
         assert result is None and mean is None
+    # every process's random generators into rank 0's checkpoint, and each its own back on resume
+    torch.manual_seed(100 + rank)                       # each process's own draws (dropout, augmentation)
+    saved = checkpoints.gather_rng_states(world)        # every process calls it; rank 0 gets all
+    expected = torch.rand(3)                            # what this process draws next
+    if rank == 0:
+        assert len(saved) == 2 and not torch.equal(saved[0]["torch"], saved[1]["torch"])
+        torch.save({"rng": saved[0], "rng_ranks": saved}, out + ".rng")
+    dist.barrier()
+    torch.manual_seed(0)                                # a resumed process starts elsewhere
+    checkpoints.set_rng_states(checkpoints.rank_rng_states(torch.load(out + ".rng", weights_only=True), rank))
+    assert torch.equal(torch.rand(3), expected)         # its own states back, not rank 0's
     dist.destroy_process_group()
 
 
-def test_evaluation_spread_over_two_processes_equals_one(tmp_path):
+def test_evaluation_spread_over_two_processes_equals_one_and_each_keeps_its_generators(tmp_path):
     mp.spawn(evaluate_in_process, args=(2, str(tmp_path / "store"), str(tmp_path / "out.pt")), nprocs=2)
     spread = torch.load(tmp_path / "out.pt", weights_only=False)
     args, family, model, val_set = eval_setup()
@@ -226,6 +238,27 @@ def test_evaluation_spread_over_two_processes_equals_one(tmp_path):
         spread_recall, spread_precision = spread["result"]["curves"][c]
         assert (spread_recall == recall).all() and (spread_precision == precision).all()
     assert spread["mean"] == {"top1": (2 * 0.5 + 1 * 1.0) / 3}    # 2 images at 0.5, 1 image at 1.0
+
+
+def test_a_checkpoint_of_one_process_gives_its_generators_to_every_rank():
+    # (every process's own: evaluate_in_process, which runs in 2 gloo processes anyway)
+    only = {"rng": checkpoints.rng_states()}
+    assert checkpoints.rank_rng_states(only, 1) is only["rng"]
+
+
+def test_sync_bn_only_with_several_cuda_processes():
+    assert devices.batch_norm_sync(True, 2, "cuda") and not devices.batch_norm_sync(False, 2, "cuda")
+    assert not devices.batch_norm_sync(True, 1, "cuda")                  # one process: nothing to synchronize
+    with pytest.raises(ValueError, match="--sync-bn needs CUDA"):        # torch's SyncBatchNorm: no CPU path
+        devices.batch_norm_sync(True, 2, "cpu")
+
+
+def test_first_line_says_the_settings():
+    on = devices.cuda_defaults("cuda", bf16_native=True)
+    assert devices.describe(torch.device("cuda", 0), on, True, torch.bfloat16) == (
+        "device cuda:0: cudnn.benchmark, TF32 matmuls, AMP bfloat16 (CUDA's defaults; --no-cuda-defaults: none of them)")
+    assert devices.describe(torch.device("cpu"), devices.cuda_defaults("cpu"), False, torch.bfloat16) == \
+        "device cpu: float32 (no AMP)"
 
 
 # -----------------------------------------------------------------------------
@@ -365,5 +398,4 @@ def test_gpu_check_quick_writes_its_summary(tmp_path):
     assert s["steps"]["train"]["map"] is not None
     assert "epoch" in (tmp_path / "logs" / "train.log").read_text()          # the full logs are kept
     # the summary's entry of each step is printed as the step ends
-    assert [line.split(":")[1].strip() for line in done.stdout.splitlines() if line.startswith("gpu_check: ") and
-            line.split(":")[2].startswith(" {")] == list(s["steps"])
+    assert re.findall(r"^gpu_check: (\w+): \{", done.stdout, re.M) == list(s["steps"])
