@@ -240,3 +240,26 @@ def test_device_resize_is_resize_darknet_for_each_size():
     out = data.resize_batch(padded, sizes, (12, 12))
     for n, s in enumerate(sources):
         assert torch.equal(out[n], resize_darknet(s, (12, 12)))
+
+
+@pytest.mark.cuda
+def test_batch_finished_on_cuda_equals_the_cpu_and_never_synchronizes():
+    # one kernel per operation on either device, in the same float32 order: equal up to the last bit where the GPU
+    # library rounds a division or a multiply-add differently (atol 1e-6 of [0, 1])
+    torch.manual_seed(0)
+    crops = torch.randint(0, 256, (3, 3, 40, 50), dtype=torch.uint8)
+    plan = {"size": torch.tensor([[50, 40], [31, 22], [17, 40]]), "inside": torch.tensor([[0, 0, 50, 40]] * 3),
+            "fill": torch.full((3,), float("nan"), dtype=torch.float64), "flip": torch.tensor([True, False, True]),
+            "hue": torch.tensor([0.05, -0.1, 0.02], dtype=torch.float64),
+            "saturation": torch.tensor([1.2, 0.7, 1.0], dtype=torch.float64),
+            "exposure": torch.tensor([0.9, 1.4, 1.0], dtype=torch.float64), "distort": "hsv"}
+    cpu = data.finish_batch(crops, plan, (32, 32))
+    plan_cuda = {k: v.cuda() if torch.is_tensor(v) else v for k, v in plan.items()}
+    crops_cuda = crops.cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        gpu = data.finish_batch(crops_cuda, plan_cuda, (32, 32))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-6)

@@ -399,3 +399,19 @@ def test_gpu_check_quick_writes_its_summary(tmp_path):
     assert "epoch" in (tmp_path / "logs" / "train.log").read_text()          # the full logs are kept
     # the summary's entry of each step is printed as the step ends
     assert re.findall(r"^gpu_check: (\w+): \{", done.stdout, re.M) == list(s["steps"])
+
+
+def test_bench_model_exits_non_zero_when_a_case_fails(monkeypatch, capsys):
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    import bench_model
+
+    def child_failed(args, name, batch, mode):      # what time_case raises when the child process exits non-zero
+        raise RuntimeError("CUDA out of memory")
+    monkeypatch.setattr(bench_model, "time_case", child_failed)
+    monkeypatch.setattr(bench_model, "check_fuse", lambda name: (0.0, 0.0))         # not what is checked here
+    monkeypatch.setattr(bench_model, "matmul_peak", lambda **k: 1.0)
+    args = bench_model.get_args_parser().parse_args(["--presets", "yolov2-tiny-voc", "--batch-sizes", "1",
+                                                     "--modes", "eager", "--threads", "1"])
+    with pytest.raises(SystemExit) as exit:
+        bench_model.main(args)
+    assert exit.value.code == 1 and "1 case(s) failed: yolov2-tiny-voc 1 eager" in capsys.readouterr().out

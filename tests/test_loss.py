@@ -109,3 +109,26 @@ def test_yolov2_loss_reads_the_first_30_large_objects_however_padded():
         assert all(torch.allclose(terms[k], results[0][0][k], rtol=1e-6, atol=1e-7) for k in terms)
         assert torch.allclose(grad, results[0][1], atol=1e-7)
     assert results[0][0]["xy"] > 0
+
+
+# -----------------------------------------------------------------------------
+# On a GPU (bench/gpu_check.sh: pytest -m cuda): the same values, and not one synchronization
+
+@pytest.mark.cuda
+def test_losses_on_cuda_equal_the_cpu_and_never_synchronize():
+    torch.manual_seed(0)
+    raw, anchors, pred = torch.randn(3, 2 * (5 + 4), 3, 4), torch.tensor([[1.0, 1.5], [2.5, 2.0]]), torch.rand(3, 2, 2, 13)
+    region, cells = batch_targets(TARGETS, REGION_MAX_OBJECTS, 0.001), batch_targets(TARGETS)
+    on_cpu = yolov2_loss(raw, region, anchors, 64), yolov1_loss(pred, cells, B=2, C=3)
+    cuda = [{k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()} for batch in (region, cells)]
+    raw_cuda, pred_cuda = raw.cuda().requires_grad_(), pred.cuda().requires_grad_()
+    anchors_cuda = anchors.cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")             # any synchronizing call raises
+    try:
+        on_gpu = yolov2_loss(raw_cuda, cuda[0], anchors_cuda, 64), yolov1_loss(pred_cuda, cuda[1], B=2, C=3)
+        (on_gpu[0]["total"] + on_gpu[1]["total"]).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    for cpu_terms, gpu_terms in zip(on_cpu, on_gpu):
+        assert all(torch.allclose(gpu_terms[k].cpu(), cpu_terms[k], rtol=1e-5, atol=1e-6) for k in cpu_terms)
