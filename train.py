@@ -416,7 +416,9 @@ def train_one_epoch(run, loss, loader, epoch, args):
         if stop:
             break
         if save:                                # every process gives its generators' states; rank 0 writes
-            save_position(run, args, rng=checkpoints.gather_rng_states(run.world))
+            rng = checkpoints.gather_rng_states(run.world)
+            if run.rank == 0:
+                save_position(run, args, rng=rng)
     return lr, stop
 
 
