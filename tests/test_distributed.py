@@ -288,6 +288,7 @@ def test_nonfinite_loss_in_one_process_stops_both_with_a_loadable_checkpoint(tmp
     assert "process 1: non-finite loss" in done.stdout + done.stderr
     ckpt = load(tmp_path / "last.pt")                  # saved at the step before: epoch 1 done, epoch 2 not begun
     assert ckpt["epoch"] == 1 and ckpt["seen"] == 8
+    assert len(ckpt["rng_ranks"]) == 2                 # each process's generators (gather_rng_states)
     resumed = torchrun("train.py", "--resume", str(tmp_path), "--epochs", "2")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert load(tmp_path / "last.pt")["epoch"] == 2
@@ -358,6 +359,15 @@ def test_cuda_two_gpu_processes_with_nccl(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(2 x 1 x 4), on cuda:0" in done.stdout
     assert load(tmp_path / "ddp" / "last.pt")["history"][-1]["val"] is not None
+
+
+@pytest.mark.cuda(devices=2)
+def test_cuda_sync_bn_trains_and_saves_plain_batch_norm(tmp_path):
+    done = torchrun("train.py", *tiny(tmp_path, "--device", "cuda", "--sync-bn", "--augment", "none"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = load(tmp_path / "last.pt")                  # SyncBatchNorm keeps BatchNorm's names: any loader reads it
+    assert any(k.endswith("running_mean") for k in ckpt["model"]) and ckpt["config"]["sync_bn"] is True
+    assert len(ckpt["rng_ranks"]) == 2                 # each process's generators
 
 
 @pytest.mark.cuda(devices=2)
