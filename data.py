@@ -56,13 +56,6 @@ COCO_CLASSES = ["person", "bicycle", "car", "motorbike", "aeroplane", "bus", "tr
 SHAPE_CLASSES = ["circle", "rectangle", "triangle"]
 
 
-# -----------------------------------------------------------------------------
-# Datasets: one record per image {path, image_id, size, boxes (M, 4) pixel xyxy, labels, difficult, iscrowd}
-
-STREAM_LAYOUT, STREAM_RENDER, STREAM_AUGMENT = 1, 2, 3       # random stream tags, see DetectionDataset.rng
-_reported_unreadable = set()
-
-
 def read_names(path):
     """A darknet .names file (data/voc.names, data/coco.names): one class name per line (detect.py --names,
     tools/darknet_txt.py)."""
@@ -319,7 +312,11 @@ PLANS = {"yolov1": plan_yolov1, "yolov2": plan_yolov2, "yolov2-jitter.2": functo
 
 
 # -----------------------------------------------------------------------------
-# Datasets: one record per image
+# Datasets: one record per image {path, image_id, size, boxes (M, 4) pixel xyxy, labels, difficult, iscrowd}
+
+STREAM_LAYOUT, STREAM_RENDER, STREAM_AUGMENT = 1, 2, 3       # random stream tags, see DetectionDataset.rng
+_reported_unreadable = set()
+
 
 def _record(path, image_id, size, objects, with_area=False, **extra):
     """objects: [(box, (label, difficult, iscrowd[, area]))] -> one record, numpy arrays."""
