@@ -88,6 +88,8 @@ def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noob
     taken = boxes.new_zeros(N * S * S * B).scatter_reduce(0, cell * B + responsible, weight, "amax")
     no_object = 1 - taken.view(N * S * S, B)                                         # (N*S*S, B) 0 or 1
 
+    # p̂(c): labels (M,) -> (M, C) one-hot by comparison (F.one_hot reads the labels' range back to the host)
+    one_hot = (labels[:, None] == torch.arange(C, device=device)).to(dtype)
     # 3. eq. 3, row by row; each entry already carries its λ, so total == sum of the rest
     terms = {
         # row 1: λcoord Σ 1obj_ij [(x - x̂)² + (y - ŷ)²]
@@ -99,7 +101,7 @@ def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noob
         # row 4: λnoobj Σ 1noobj_ij (C - 0)²
         "noobj": lambda_noobj * (boxes[..., 4].pow(2) * no_object).sum(),
         # row 5: Σ 1obj_i Σ_c (p(c) - p̂(c))², p̂ one-hot, object cells only
-        "cls": ((class_prob[cell] - torch.nn.functional.one_hot(labels, C).to(dtype)).pow(2).sum(-1) * weight).sum(),
+        "cls": ((class_prob[cell] - one_hot).pow(2).sum(-1) * weight).sum(),
     }
     terms = {name: value / N for name, value in terms.items()}      # mean over the images of the batch
     terms["total"] = sum(terms.values())
