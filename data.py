@@ -21,7 +21,8 @@ Paper / darknet -> code
 Shapes: image (3, H, W) float32 in [0, 1], RGB; sizes (w, h) as darknet writes them; boxes (M, 4) xyxy, in pixels
 going into an augmentation and normalized to [0, 1] of the output coming out.
 
-dataset[i] -> (image (3, img_size, img_size) float in [0, 1], target); dataset.annotation(i) -> ground truth in
+dataset[i] -> (image (3, img_size, img_size) float in [0, 1], target), or with dataset.finish_on_device (train.py)
+the uint8 crop and the rest of its augmentation for finish_batch; dataset.annotation(i) -> ground truth in
 pixels of the original image, without decoding it. open_dataset(path) guesses VOC or COCO; shapes_split() gives a
 run's synthetic sets. Beside the paper path: darknet txt labels, dataset checks, the VOC download (tools/).
 """

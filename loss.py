@@ -5,9 +5,12 @@ Paper -> code
   YOLOv1 §2.2, eq. (3): the sum-squared loss, row by row ................. yolov1_loss()
   YOLOv2 (paper silent; darknet region_layer.c, two revisions) ........... yolov2_loss(), REGION_*
 
-Both take the targets as data.py yields them: a list with one dict per image,
-{"boxes": (M, 4) normalized xyxy, "labels": (M,) int64}, and do the assignment of objects to
-predictors inside, as darknet does. Both return a dict with each term under its own name and "total".
+Both take the targets as data.collate yields them, batch tensors padded in the loader's workers
+(metrics.batch_targets: "boxes" (N, T, 4) normalized xyxy, "labels" (N, T), "valid" (N, T)), or a list with one
+dict per image {"boxes": (M, 4), "labels": (M,)}, and do the assignment of objects to predictors inside, as darknet
+does, on every object slot weighted 0 or 1: no shape depends on the data and nothing is read back, so on a GPU the
+host never waits for the device here (tests/test_loss.py). Both return a dict with each term under its own name and
+"total".
 """
 import torch
 
