@@ -25,7 +25,8 @@ Paper / darknet -> code
 Shapes: image (3, H, W) float32 in [0, 1], RGB; sizes (w, h) as darknet writes them; boxes (M, 4) xyxy, in pixels
 going into an augmentation and normalized to [0, 1] of the output coming out.
 
-dataset[i] -> (image (3, img_size, img_size) float in [0, 1], target); dataset.annotation(i) -> ground truth in
+dataset[i] -> (image (3, img_size, img_size) float in [0, 1], target), or with dataset.finish_on_device (train.py)
+the uint8 crop and the rest of its augmentation for finish_batch; dataset.annotation(i) -> ground truth in
 pixels of the original image, without decoding it. open_dataset(path) guesses VOC or COCO; shapes_split() gives a
 run's synthetic sets. Beside the paper path: darknet txt labels, dataset checks, the VOC download (tools/).
 """
@@ -43,7 +44,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageOps
 
 import darknet
-
+from metrics import batch_targets
 
 VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]  # voc.names
@@ -240,29 +241,82 @@ def distort_hsv(image, hue, saturation, exposure):
     return T.mul_(delta.mul_(saturation * exposure)).neg_().add_(v.mul_(exposure)).clamp_(0, 1)
 
 
-def _crop_resize(image, boxes, window, out_size, flip=False, fill=None, min_box=MIN_BOX_SIDE):
-    """Crop window=(left, top, right, bottom) of image (3, H, W) in integer pixels, reaching outside the image
-    with the edge repeated (fill=None, image.c crop_image's clamped coordinates) or a constant fill; resize_darknet
-    to out_size; mirror if flip. boxes (M, 4) pixel xyxy -> normalized xyxy in the output clipped to [0, 1], a box
-    under min_box wide or high dropped (data.c correct_boxes, fill_truth_*: `if (w < min_box || h < min_box)
-    continue`). -> (image, boxes, kept)"""
-    (_, H, W), (left, top, right, bottom) = image.shape, window
-    pad = (max(-left, 0), max(right - W, 0), max(-top, 0), max(bottom - H, 0))      # left, right, top, bottom
-    if any(pad):
-        mode = dict(mode="replicate") if fill is None else dict(mode="constant", value=fill)
-        image = F.pad(image[None], pad, **mode)[0]
-    out = resize_darknet(image[:, top + pad[2]:bottom + pad[2], left + pad[0]:right + pad[0]], out_size)
+def plan_yolov1(size, rng, scale=0.2, translate=0.2, saturation=1.5, exposure=1.5, min_box=MIN_BOX_SIDE):
+    """augment_yolov1's draws for an image of size (w, h): -> {"window": (left, top, right, bottom) integer
+    pixels, "fill": 0.5 (gray outside the image), "flip", "hue", "saturation", "exposure", "distort": "sv" (no
+    hue shift), "min_box": the smallest box side kept (fractions of the output)}."""
+    (W, H), s = size, rng.uniform(1 - scale, 1 + scale)
+    tx, ty = rng.uniform(-translate, translate, size=2) * (W, H)
+    sw, sh = max(1, round(W / s)), max(1, round(H / s))
+    left, top = round((W - sw) / 2 - tx), round((H - sh) / 2 - ty)
+    return dict(window=(left, top, left + sw, top + sh), fill=0.5, flip=False, hue=0.0,
+                saturation=rand_scale(rng, saturation), exposure=rand_scale(rng, exposure), distort="sv",
+                min_box=min_box)
+
+
+def _jittered_window(size, rng, jitter):
+    """data.c load_data_region / load_data_detection (6103ecc4 to d2dece3d): each side of the crop moves on its
+    own by int(rand_uniform(-d, d)), d = int(side·jitter) (C truncates toward zero, as int() does), so the aspect
+    ratio changes. size: the image's (w, h) -> (left, top, right, bottom) in pixels, possibly beyond it."""
+    ow, oh = size
+    pleft, pright, ptop, pbot = (int(rng.uniform(-d, d)) for d in (int(ow * jitter),) * 2 + (int(oh * jitter),) * 2)
+    return pleft, ptop, ow - pright, oh - pbot
+
+
+def plan_darknet_2015(size, rng, jitter=0.2, saturation=1.5, exposure=1.5, min_box=MIN_BOX_SIDE):
+    """augment_darknet_2015's draws, in darknet's order, for an image of size (w, h): the jittered window, zeros
+    outside the image (fill 0), the mirror, then the [crop] layer's saturation and exposure ("distort" "sv": no
+    hue). As plan_yolov1's."""
+    window, flip = _jittered_window(size, rng, jitter), bool(rng.integers(2))
+    return dict(window=window, fill=0.0, flip=flip, hue=0.0, saturation=rand_scale(rng, saturation),
+                exposure=rand_scale(rng, exposure), distort="sv", min_box=min_box)
+
+
+def plan_yolov2(size, rng, jitter=0.3, hue=0.1, saturation=1.5, exposure=1.5, min_box=MIN_BOX_SIDE):
+    """augment_yolov2's draws, in darknet's order, for an image of size (w, h): as plan_yolov1's, "fill" None
+    (edges repeated), "distort" "hsv" (a hue shift: one drawn exactly 0, odds 2^-53, would take distort_hsv's
+    shortcut on the CPU and the round trip in distort_batch, equal up to float rounding); with hue=0 (no hue
+    range: "darknet-2016") "sv", the shortcut on both."""
+    window, flip = _jittered_window(size, rng, jitter), bool(rng.integers(2))
+    return dict(window=window, fill=None, flip=flip, hue=rng.uniform(-hue, hue),
+                saturation=rand_scale(rng, saturation), exposure=rand_scale(rng, exposure),
+                distort="hsv" if hue else "sv", min_box=min_box)
+
+
+def window_boxes(boxes, window, flip, min_box=MIN_BOX_SIDE):
+    """boxes (M, 4) pixel xyxy -> normalized xyxy in the output of the crop window=(left, top, right, bottom),
+    mirrored if flip, clipped to [0, 1], a box under min_box wide or high dropped (data.c correct_boxes,
+    fill_truth_*: `if (w < min_box || h < min_box) continue`). -> (boxes (K, 4), kept indices (K,))"""
+    left, top, right, bottom = window
     # correct_boxes: left·sx - dx = (left - pleft) / swidth, likewise for the other sides
     boxes = (boxes - boxes.new_tensor([left, top] * 2)) / boxes.new_tensor([right - left, bottom - top] * 2)
     if flip:
-        out = out.flip(-1)
         boxes = torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], 1)
     boxes = boxes.clamp(0, 1)
     keep = torch.nonzero((boxes[:, 2:] - boxes[:, :2] >= min_box).all(1)).flatten()
-    return out, boxes[keep], keep
+    return boxes[keep], keep
 
 
-def augment_yolov1(image, boxes, rng, out_size, scale=0.2, translate=0.2, saturation=1.5, exposure=1.5):
+def augment(image, boxes, plan, out_size):
+    """A plan (plan_yolov1, plan_darknet_2015, plan_yolov2) carried out on one image (3, H, W) float: crop
+    plan["window"] in integer pixels, reaching outside the image with the edge repeated (fill None: image.c
+    crop_image's clamped coordinates) or the fill; resize_darknet to out_size; mirror if plan["flip"]; distort_hsv
+    (none when plan["distort"] is None); boxes under plan["min_box"] dropped. boxes (M, 4) pixel xyxy.
+    -> (image (3, h, w), boxes (K, 4) normalized xyxy, kept indices (K,))"""
+    (_, H, W), (left, top, right, bottom) = image.shape, plan["window"]
+    pad = (max(-left, 0), max(right - W, 0), max(-top, 0), max(bottom - H, 0))      # left, right, top, bottom
+    if any(pad):
+        mode = dict(mode="replicate") if plan["fill"] is None else dict(mode="constant", value=plan["fill"])
+        image = F.pad(image[None], pad, **mode)[0]
+    out = resize_darknet(image[:, top + pad[2]:bottom + pad[2], left + pad[0]:right + pad[0]], out_size)
+    out = out.flip(-1) if plan["flip"] else out
+    boxes, keep = window_boxes(boxes, plan["window"], plan["flip"], plan.get("min_box", MIN_BOX_SIDE))
+    if plan["distort"] is None:
+        return out, boxes, keep
+    return distort_hsv(out, plan["hue"], plan["saturation"], plan["exposure"]), boxes, keep
+
+
+def augment_yolov1(image, boxes, rng, out_size, **options):
     """YOLOv1 §2.2: random scaling and translation of up to 20% of the image size, exposure and saturation by up
     to a factor 1.5 in HSV (darknet's rand_scale). image: PIL or (3, H, W) float; boxes (M, 4) pixel xyxy;
     out_size (w, h). Returns (image (3, h, w), boxes (K, 4) normalized xyxy, kept indices (K,)).
@@ -270,47 +324,34 @@ def augment_yolov1(image, boxes, rng, out_size, scale=0.2, translate=0.2, satura
     the image is gray 0.5. (The paper says no more. Darknet trained the 2015 files with augment_darknet_2015, the
     2016 ones with augment_yolov2's crop: yolov1.RECIPE's default; this is `--augment yolov1`.)"""
     image = image_to_tensor(image) if isinstance(image, Image.Image) else image
-    (_, H, W), s = image.shape, rng.uniform(1 - scale, 1 + scale)
-    tx, ty = rng.uniform(-translate, translate, size=2) * (W, H)
-    sw, sh = max(1, round(W / s)), max(1, round(H / s))
-    left, top = round((W - sw) / 2 - tx), round((H - sh) / 2 - ty)
-    out, boxes, keep = _crop_resize(image, boxes, (left, top, left + sw, top + sh), out_size, fill=0.5)
-    return distort_hsv(out, 0.0, rand_scale(rng, saturation), rand_scale(rng, exposure)), boxes, keep
+    return augment(image, boxes, plan_yolov1(image.shape[:0:-1], rng, **options), out_size)
 
 
-def _jittered_window(image, rng, jitter):
-    """data.c load_data_region / load_data_detection (6103ecc4 to d2dece3d): each side of the crop moves on its
-    own by int(rand_uniform(-d, d)), d = int(side·jitter) (C truncates toward zero, as int() does), so the aspect
-    ratio changes. -> (left, top, right, bottom) in pixels of image (3, H, W), possibly beyond it."""
-    _, oh, ow = image.shape
-    pleft, pright, ptop, pbot = (int(rng.uniform(-d, d)) for d in (int(ow * jitter),) * 2 + (int(oh * jitter),) * 2)
-    return pleft, ptop, ow - pright, oh - pbot
-
-
-def augment_darknet_2015(image, boxes, rng, out_size, jitter=0.2, saturation=1.5, exposure=1.5, min_box=MIN_BOX_SIDE):
+def augment_darknet_2015(image, boxes, rng, out_size, **options):
     """darknet 6103ecc4, as YOLOv1's 2015 files were trained (yolo.cfg, yolo-small.cfg, yolo-tiny.cfg: jitter .2,
     [crop] saturation and exposure 1.5): data.c load_data_region crops a window whose sides move on their own
     (_jittered_window), zeros outside the image (image.c crop_image of 2015), resize_image to out_size, mirror with
     probability 1/2; then the [crop] layer's saturation and exposure, each rand_scale(1.5), no hue
     (crop_layer_kernels.cu levels_image_kernel, at training). Arguments and returns as augment_yolov1."""
     image = image_to_tensor(image) if isinstance(image, Image.Image) else image
-    out, boxes, keep = _crop_resize(image, boxes, _jittered_window(image, rng, jitter), out_size,
-                                    flip=bool(rng.integers(2)), fill=0.0, min_box=min_box)
-    return distort_hsv(out, 0.0, rand_scale(rng, saturation), rand_scale(rng, exposure)), boxes, keep
+    return augment(image, boxes, plan_darknet_2015(image.shape[:0:-1], rng, **options), out_size)
 
 
-def augment_yolov2(image, boxes, rng, out_size, jitter=0.3, hue=0.1, saturation=1.5, exposure=1.5,
-                   min_box=MIN_BOX_SIDE):
+def augment_yolov2(image, boxes, rng, out_size, **options):
     """darknet data.c load_data_detection as released with YOLOv2 (and load_data_region from aebe9377): the crop of
     _jittered_window with the edges repeated outside the image (crop_image clamps), resize_image to out_size, mirror
     with probability 1/2, random_distort_image (hue shift in (-hue, hue) turns, rand_scale saturation and
     exposure). jitter is .3 in yolov2-voc.cfg and yolov2.cfg, .2 in yolo-voc.2.0.cfg, yolo.2.0.cfg, yolov1.cfg and
     the tiny cfgs. Arguments and returns as augment_yolov1."""
     image = image_to_tensor(image) if isinstance(image, Image.Image) else image
-    out, boxes, keep = _crop_resize(image, boxes, _jittered_window(image, rng, jitter), out_size,
-                                    flip=bool(rng.integers(2)), min_box=min_box)
-    out = distort_hsv(out, rng.uniform(-hue, hue), rand_scale(rng, saturation), rand_scale(rng, exposure))
-    return out, boxes, keep
+    return augment(image, boxes, plan_yolov2(image.shape[:0:-1], rng, **options), out_size)
+
+
+def _crop_resize(image, boxes, window, out_size, flip=False, fill=None, min_box=MIN_BOX_SIDE):
+    """augment() with a given window and no distortion: -> (image, boxes, kept)."""
+    plan = dict(window=window, fill=fill, flip=flip, hue=0.0, saturation=1.0, exposure=1.0, distort=None,
+                min_box=min_box)
+    return augment(image, boxes, plan, out_size)
 
 
 def place_image(image, size, offset, canvas):
@@ -381,6 +422,13 @@ AUGMENTATION_REVISIONS = {
 AUGMENTATIONS = {"yolov1": augment_yolov1,
                  **{name: functools.partial(function, min_box=darknet.REVISIONS[revision]["min_box"])
                     for name, (revision, function) in AUGMENTATION_REVISIONS.items()}}
+# The crop-window augmentations in two halves (DetectionDataset.finish_on_device: crop_on_worker, finish_batch),
+# with the same draws and floors as AUGMENTATIONS. "darknet-2017" and "yolo9000" (place_image on a canvas of the
+# output size) have no plan: the workers finish them per image (augment_darknet_2017) at the dataset's img_size.
+PLANS = {"yolov1": plan_yolov1,
+         **{name: functools.partial(plan, **AUGMENTATIONS[name].keywords)
+            for name, plan in (("darknet-2015", plan_darknet_2015), ("darknet-2016", plan_yolov2),
+                               ("yolov2-jitter.2", plan_yolov2), ("yolov2", plan_yolov2))}}
 
 
 # -----------------------------------------------------------------------------
@@ -409,6 +457,9 @@ class DetectionDataset(torch.utils.data.Dataset):
         if augment not in (None, *AUGMENTATIONS):
             raise ValueError(f"augment must be None or one of {sorted(AUGMENTATIONS)}, got {augment!r}")
         self.img_size, self.augment, self.seed, self.epoch = img_size, augment, seed, 0
+        # True (train.py's training set): dataset[i] is the uint8 image cropped as the augmentation draws it, its
+        # target with the rest of the plan under "augment"; data.collate pads, finish_batch ends it on the device.
+        self.finish_on_device = False
         self.keep_difficult, self.keep_crowd = keep_difficult, keep_crowd
         self.records, self.class_names, self.problems, self.counts, self.seen = [], [], [], Counter(), set()
 
@@ -487,20 +538,158 @@ class DetectionDataset(torch.utils.data.Dataset):
         (W, H), (aw, ah) = img.size, rec["size"]
         # normalize by the annotation's size: a file resized since then keeps its boxes right
         boxes = torch.from_numpy(rec["boxes"][keep]) / torch.tensor([aw, ah, aw, ah], dtype=torch.float32)
-        image, out_size = image_to_tensor(img), (self.img_size, self.img_size)
-        if self.augment is None:
-            image, boxes, index = resize_darknet(image, out_size), boxes.clamp(0, 1), torch.arange(len(boxes))
+        out_size, plan = (self.img_size, self.img_size), {}
+        # the worker's half (uint8); finish_batch does the rest on the device. An augmentation without a plan
+        # (place_image's) is finished here, per image, as without finish_on_device.
+        if self.finish_on_device and (self.augment is None or self.augment in PLANS):
+            image = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)               # (3, H, W)
+            if self.augment is None:
+                boxes, index, plan = boxes.clamp(0, 1), torch.arange(len(boxes)), {"augment": unchanged((W, H))}
+            else:
+                image, boxes, index, device_plan = crop_on_worker(image, boxes * torch.tensor([W, H, W, H]), PLANS[
+                    self.augment]((W, H), self.rng(STREAM_AUGMENT, self.epoch, i)))
+                plan = {"augment": device_plan}
+        elif self.augment is None:
+            image = resize_darknet(image_to_tensor(img), out_size)
+            boxes, index = boxes.clamp(0, 1), torch.arange(len(boxes))
         else:
-            image, boxes, index = AUGMENTATIONS[self.augment](image, boxes * torch.tensor([W, H, W, H]),
+            image, boxes, index = AUGMENTATIONS[self.augment](image_to_tensor(img), boxes * torch.tensor([W, H, W, H]),
                                                               self.rng(STREAM_AUGMENT, self.epoch, i), out_size)
         target = {k: torch.from_numpy(rec[k][keep])[index] for k in ("labels", "difficult", "iscrowd")}
-        return image, {"boxes": boxes, **target, **{k: rec[k] for k in ("image_id", "path", "size")}}
+        return image, {"boxes": boxes, **target, **{k: rec[k] for k in ("image_id", "path", "size")}, **plan}
 
 
-def collate(batch):
-    """[(image (3, H, W), target)] -> (images (N, 3, H, W), list of N targets)."""
+def collate(batch, max_objects=None, min_size=0.0):
+    """The loader's collate_fn, run in its workers: [(image, target)] -> (images, targets), every tensor batch-level.
+    image: (3, H, W) float, finished (stacked to (N, 3, H, W)), or (3, h, w) uint8 with "augment" in its target
+    (DetectionDataset.finish_on_device: padded to the batch's largest, (N, 3, h_max, w_max), the rest of the work
+    left to finish_batch on the device). targets: one dict; with boxes, metrics.batch_targets' (N, T) tensors
+    (max_objects, min_size: the family's, yolov2.TARGETS: darknet's first 30 boxes of size >= .001), and
+    "augment" (N,) tensors; without, 0-dim tensors stacked and the rest listed (a classifier's "label", "path")."""
     images, targets = zip(*batch)
-    return torch.stack(images), list(targets)
+    if images[0].dtype == torch.uint8:
+        h, w = max(i.shape[1] for i in images), max(i.shape[2] for i in images)
+        padded = torch.zeros(len(images), 3, h, w, dtype=torch.uint8)
+        for n, image in enumerate(images):
+            padded[n, :, :image.shape[1], :image.shape[2]] = image
+        images = padded
+    else:
+        images = torch.stack(images)
+    plans = [t["augment"] for t in targets if "augment" in t]
+    targets = [{k: v for k, v in t.items() if k != "augment"} for t in targets]
+    batched = batch_targets(targets, max_objects, min_size)
+    if plans:                       # (N, ...) float64 / int64 / bool tensors; "distort", one mode per batch
+        batched["augment"] = {k: torch.stack([torch.as_tensor(p[k], dtype=torch.float64 if isinstance(p[k], float)
+                                                               else None) for p in plans])
+                              for k in plans[0] if k != "distort"}
+        distort = {p["distort"] for p in plans}
+        if len(distort) > 1:
+            raise ValueError(f"collate: one batch mixes the distortions {sorted(map(str, distort))}")
+        batched["augment"]["distort"] = distort.pop()
+    return images, batched
+
+
+# -----------------------------------------------------------------------------
+# Darknet's augmentation in two halves: the worker draws and crops (uint8); the device resizes, mirrors and
+# distorts the whole batch. Equal to augment_yolov1 / augment_yolov2 on one image (tests/test_data.py).
+
+def unchanged(size):
+    """The device's plan for an image of size (w, h) taken whole: resize_darknet alone (no augmentation)."""
+    return dict(size=torch.tensor(size), inside=torch.tensor([0, 0, *size]), fill=float("nan"), flip=False, hue=0.0,
+                saturation=1.0, exposure=1.0, distort=None)
+
+
+def crop_on_worker(image, boxes, plan):
+    """The worker's half: image (3, H, W) uint8, boxes (M, 4) pixel xyxy, a plan (plan_yolov2, plan_yolov1).
+    -> (crop (3, h, w) uint8: the window, edges repeated as image.c crop_image's clamped coordinates; boxes and
+    kept indices as window_boxes(); the device's half of the plan, values that collate stacks)."""
+    _, H, W = image.shape
+    left, top, right, bottom = plan["window"]
+    rows = torch.arange(top, bottom).clamp(0, H - 1)
+    cols = torch.arange(left, right).clamp(0, W - 1)
+    crop = image.index_select(1, rows).index_select(2, cols)                    # (3, bottom - top, right - left)
+    boxes, keep = window_boxes(boxes, plan["window"], plan["flip"], plan.get("min_box", MIN_BOX_SIDE))
+    # the pixels of the crop that lie inside the image (the rest takes plan["fill"], when there is one)
+    inside = torch.tensor([max(-left, 0), max(-top, 0), min(W, right) - left, min(H, bottom) - top])
+    return crop, boxes, keep, dict(size=torch.tensor([right - left, bottom - top]), inside=inside,
+                                   fill=float("nan") if plan["fill"] is None else plan["fill"], flip=plan["flip"],
+                                   hue=plan["hue"], saturation=plan["saturation"], exposure=plan["exposure"],
+                                   distort=plan["distort"])
+
+
+def _taps_batch(n_in, n_out):
+    """_taps for each image of a batch: n_in (N,) source sizes -> index (N, n_out), weight (N, n_out), in
+    float32 as C computes s = i·(float)(n_in-1)/(n_out-1)."""
+    scale = (n_in - 1).float() / (n_out - 1) if n_out > 1 else torch.zeros(len(n_in), device=n_in.device)
+    s = torch.arange(n_out, dtype=torch.float32, device=n_in.device) * scale[:, None]      # (N, n_out)
+    index = s.long()
+    return index, s - index.float()
+
+
+def resize_batch(images, sizes, size):
+    """resize_darknet on each image of a padded batch: images (N, C, H, W) float, image n in its top-left
+    sizes[n] = (w_n, h_n) pixels; size (w, h) -> (N, C, h, w). The same float32 arithmetic, tap by tap."""
+    (N, C, H, W), (w, h) = images.shape, size
+    widths, heights = sizes[:, 0], sizes[:, 1]
+    # pass 1, columns: part = (1 - dx)·im[.., ix] + dx·im[.., ix+1]; the last column copied
+    ix, dx = _taps_batch(widths, w)
+    ix = torch.cat([ix[:, :-1], (widths - 1)[:, None]], 1)
+    dx = torch.cat([dx[:, :-1], torch.zeros_like(dx[:, :1])], 1)
+    second = torch.minimum(ix + 1, (widths - 1)[:, None])
+    cols = [i.view(N, 1, 1, w).expand(N, C, H, w) for i in (ix, second)]
+    dx = dx.view(N, 1, 1, w).to(images.dtype)
+    part = images.gather(3, cols[0]).mul_(1 - dx).add_(images.gather(3, cols[1]).mul_(dx))   # (N, C, H, w)
+    # pass 2, rows: out = (1 - dy)·part[iy] + dy·part[iy+1]; on the last row the second tap is skipped
+    iy, dy = _taps_batch(heights, h)
+    dy_next = torch.cat([dy[:, :-1], torch.zeros_like(dy[:, :1])], 1)
+    second = torch.minimum(iy + 1, (heights - 1)[:, None])
+    rows = [i.view(N, 1, h, 1).expand(N, C, h, w) for i in (iy, second)]
+    dy, dy_next = (d.view(N, 1, h, 1).to(images.dtype) for d in (dy, dy_next))
+    return part.gather(2, rows[0]).mul_(1 - dy).add_(part.gather(2, rows[1]).mul_(dy_next))
+
+
+def distort_batch(images, hue, saturation, exposure, with_hue=True):
+    """distort_hsv on each image of a batch (N, 3, H, W), with (N,) float64 hue (turns), saturation,
+    exposure: the HSV round trip (with_hue), or its shortcut for a hue shift of 0, e·(v + a·(c - v)) (yolov1's
+    augmentation), as distort_hsv takes one or the other."""
+    N = len(images)
+    # float64 draws rounded to float32 once, as distort_hsv's Python floats are where they meet a float32 tensor
+    a, e = (p.float().view(N, 1, 1, 1) for p in (saturation, exposure))
+    r, g, b = images.unbind(1)                                                  # each (N, H, W)
+    v = torch.maximum(torch.maximum(r, g), b).unsqueeze(1)                      # (N, 1, H, W)
+    if not with_hue:
+        return (images - v).mul_(a).add_(v).mul_(e).clamp_(0, 1)
+    delta = v - torch.minimum(torch.minimum(r, g), b).unsqueeze(1)
+    safe = torch.where(delta > 0, delta, 1.0)
+    r, g, b, v1 = r.unsqueeze(1), g.unsqueeze(1), b.unsqueeze(1), v
+    h6 = torch.where(r == v1, (g - b).div_(safe),
+                     torch.where(g == v1, (b - r).div_(safe).add_(2), (r - g).div_(safe).add_(4)))
+    channel = torch.arange(5.0, 0.0, -2.0, device=images.device).view(1, 3, 1, 1)      # 5, 3, 1 for r, g, b
+    k = h6.add_((6 * hue).float().view(N, 1, 1, 1)) + channel                                # (N, 3, H, W)
+    T = (k - 2).abs_().neg_().add_(2).clamp_(0, 1).add_(k.sub_(8).abs_().neg_().add_(2).clamp_(0, 1))
+    both = (saturation * exposure).float().view(N, 1, 1, 1)
+    return T.mul_(delta.mul_(both)).neg_().add_(v.mul(e)).clamp_(0, 1)
+
+
+def finish_batch(images, plan, size):
+    """The device's half of the augmentation, on the whole batch: images (N, 3, h_max, w_max) uint8 (collate's
+    padding), plan: collate's "augment" ((N, ...) tensors on the same device, "distort" one string); size (w, h).
+    -> (N, 3, h, w) float32 in [0, 1]: / 255 (image_to_tensor), gray outside the image where the plan
+    fills, resize_darknet of each crop, mirrored where flip, distort_hsv ("hsv": with a hue shift, yolov2's; "sv":
+    without, yolov1's; None: no augmentation). Equal to the per-image functions on the CPU, element for element."""
+    x = images.float().div_(255)
+    N, _, H, W = x.shape
+    left, top, right, bottom = plan["inside"].unbind(1)                         # each (N,)
+    cols, rows = torch.arange(W, device=x.device), torch.arange(H, device=x.device)
+    inside = ((cols >= left[:, None]) & (cols < right[:, None]))[:, None, None, :] & \
+             ((rows >= top[:, None]) & (rows < bottom[:, None]))[:, None, :, None]   # (N, 1, H, W)
+    fill = plan["fill"].to(x.dtype).view(N, 1, 1, 1)
+    x = torch.where(inside | fill.isnan(), x, fill)
+    x = resize_batch(x, plan["size"], size)
+    x = torch.where(plan["flip"].view(N, 1, 1, 1), x.flip(-1), x)
+    if plan["distort"] is None:
+        return x
+    return distort_batch(x, plan["hue"], plan["saturation"], plan["exposure"], with_hue=plan["distort"] == "hsv")
 
 
 # -----------------------------------------------------------------------------

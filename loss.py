@@ -5,14 +5,17 @@ Paper -> code
   YOLOv1 §2.2, eq. (3): the sum-squared loss, row by row ................. yolov1_loss()
   YOLOv2 (paper silent; darknet region_layer.c, two revisions) ........... yolov2_loss(), REGION_*
 
-Both take the targets as data.py yields them: a list with one dict per image,
-{"boxes": (M, 4) normalized xyxy, "labels": (M,) int64}, and do the assignment of objects to
-predictors inside, as darknet does. Both return a dict with each term under its own name and "total".
+Both take the targets as data.collate yields them, batch tensors padded in the loader's workers
+(metrics.batch_targets: "boxes" (N, T, 4) normalized xyxy, "labels" (N, T), "valid" (N, T)), or a list with one
+dict per image {"boxes": (M, 4), "labels": (M,)}, and do the assignment of objects to predictors inside, as darknet
+does, on every object slot weighted 0 or 1: no shape depends on the data and nothing is read back, so on a GPU the
+host never waits for the device here (tests/test_loss.py). Both return a dict with each term under its own name and
+"total".
 """
 import torch
 
 import darknet
-from metrics import box_iou_aligned, shape_iou, xywh_to_xyxy, xyxy_to_xywh
+from metrics import batch_targets, box_iou_aligned, shape_iou, xywh_to_xyxy, xyxy_to_xywh
 
 # -----------------------------------------------------------------------------
 # YOLOv1 §2.2, eq. (3)
@@ -25,8 +28,11 @@ def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noob
     """YOLOv1 §2.2, eq. (3): summed over cells and predictors, mean over the N images, no factor 1/2
     (darknet's deltas are the gradient of half of it: yolov1.loss applies the ½, DARKNET_DELTA_SCALE).
 
-    pred: (N, S, S, B*5+C) as yolov1.py lays it out (S is read from the tensor); targets: N dicts
-    {"boxes": (M, 4) normalized xyxy, "labels": (M,) int64}. Returns xy, wh, obj, noobj, cls and total.
+    pred: (N, S, S, B*5+C) as yolov1.py lays it out (S is read from the tensor); targets: the batch as
+    data.collate pads it (metrics.batch_targets: "boxes" (N, T, 4) normalized xyxy, "labels" (N, T), "valid"
+    (N, T)), or a list of N dicts {"boxes": (M, 4), "labels": (M,)} padded here. Returns xy, wh, obj, noobj, cls
+    and total. Every object slot of the batch is computed and weighted 0 or 1 (no filtering: nothing waits for
+    the device to count objects).
 
     Assignment (darknet: detection_layer.c, and data.c fill_truth_region for step 1):
     1. An object belongs to the cell (row i, column j) holding its centre. When objects share a cell, the
@@ -39,57 +45,65 @@ def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noob
     3. Its confidence target is that IoU, detached (darknet rescore=1); every other predictor, including the
        other predictors of an object cell, gets the no-object error.
     """
+    targets = batch_targets(targets) if isinstance(targets, (list, tuple)) else targets
     N, S = pred.shape[0], pred.shape[1]
-    if pred.shape[-1] != B * 5 + C or len(targets) != N:
-        raise ValueError(f"pred {tuple(pred.shape)} does not fit B={B}, C={C} and {len(targets)} targets")
+    if pred.shape[-1] != B * 5 + C or targets["boxes"].shape[0] != N:
+        raise ValueError(f"pred {tuple(pred.shape)} does not fit B={B}, C={C} and {targets['boxes'].shape[0]} targets")
     device, dtype = pred.device, pred.dtype
     # the layout of yolov1.split_output (loss.py may not import yolov1.py): per cell B x [x, y, √w, √h, C], p(c)
     cells = pred.reshape(N * S * S, B * 5 + C)                       # (N*S*S, B*5+C), cell = (n*S + i)*S + j
     boxes = cells[:, : B * 5].reshape(N * S * S, B, 5)               # (N*S*S, B, 5)
     class_prob = cells[:, B * 5:]                                    # (N*S*S, C)
 
-    # 1. every object of the batch -> its centre's cell; the first listed object of a cell wins
-    truth = torch.cat([t["boxes"] for t in targets]).to(device, dtype)               # (M, 4) normalized xyxy
-    labels = torch.cat([t["labels"] for t in targets]).to(device)                    # (M,)
-    image = torch.cat([torch.full((len(t["labels"]),), n) for n, t in enumerate(targets)]).to(device)
-    cx, cy, w, h = xyxy_to_xywh(truth).unbind(-1)                                    # each (M,)
+    # 1. every object slot of the batch (M = N*T, padded ones included) -> its centre's cell; the first listed
+    #    object of a cell wins. Padded slots hold a stand-in box (.5, .5, .5, .5): finite everywhere, weight 0.
+    T = targets["boxes"].shape[1]
+    valid = targets["valid"].to(device).reshape(N * T)                              # (M,) bool
+    labels = targets["labels"].to(device).reshape(N * T).long()                     # (M,)
+    xywh = xyxy_to_xywh(targets["boxes"].to(device, dtype).reshape(N * T, 4))      # (M, 4) normalized xywh
+    cx, cy, w, h = torch.where(valid[:, None], xywh, 0.5).unbind(-1)                # each (M,)
+    image = torch.arange(N, device=device).repeat_interleave(T)                     # (M,), T a Python int
     col = (cx * S).floor().long().clamp(0, S - 1)                                    # j, the x cell
     row = (cy * S).floor().long().clamp(0, S - 1)                                    # i, the y cell
     cell = (image * S + row) * S + col                                               # (M,)
-    order = torch.arange(len(cell), device=device)
-    first = torch.full((N * S * S,), len(cell), device=device).scatter_reduce(0, cell, order, "amin")
-    win = first[cell] == order                                                       # (M,) bool
-    cell, row, col, labels = cell[win], row[win], col[win], labels[win]              # K objects, K cells
-    truth_xy = torch.stack([cx[win] * S - col, cy[win] * S - row], dim=-1)          # (K, 2) offsets in the cell
-    truth_wh = torch.stack([w[win], h[win]], dim=-1)                                 # (K, 2) relative to image
-    obj_boxes = boxes[cell]                                                          # (K, B, 5)
+    order = torch.arange(N * T, device=device)
+    first = torch.full((N * S * S,), N * T, device=device).scatter_reduce(0, cell, torch.where(valid, order, N * T),
+                                                                          "amin")
+    win = valid & (first[cell] == order)                                             # (M,) bool: 1obj_i
+    weight = win.to(dtype)
+    truth_xy = torch.stack([cx * S - col, cy * S - row], dim=-1)                    # (M, 2) offsets in the cell
+    truth_wh = torch.stack([w, h], dim=-1)                                           # (M, 2) relative to image
+    obj_boxes = boxes[cell]                                                          # (M, B, 5)
 
     # 2. responsible predictor: highest IoU, or lowest RMSE while every IoU is 0; boxes as
     #    (x/S, y/S, w, h) from the cell's corner, the same shift for both, so the IoU is the image's IoU
     with torch.no_grad():
         pred_wh = obj_boxes[..., 2:4] ** 2
-        pred_xywh = torch.cat([obj_boxes[..., 0:2] / S, pred_wh], dim=-1)                     # (K, B, 4)
-        truth_xywh = torch.cat([truth_xy / S, truth_wh], dim=-1).unsqueeze(1)                 # (K, 1, 4)
-        iou = box_iou_aligned(xywh_to_xyxy(pred_xywh), xywh_to_xyxy(truth_xywh))               # (K, B)
-        rmse = (pred_xywh - truth_xywh).pow(2).sum(-1).sqrt()                                  # (K, B)
-        responsible = torch.where((iou > 0).any(1), iou.argmax(1), rmse.argmin(1))            # (K,)
-    k = torch.arange(len(cell), device=device)
-    resp = obj_boxes[k, responsible]                                                 # (K, 5)
-    no_object = torch.ones(N * S * S, B, dtype=torch.bool, device=device)            # 1noobj_ij
-    no_object[cell, responsible] = False
+        pred_xywh = torch.cat([obj_boxes[..., 0:2] / S, pred_wh], dim=-1)                     # (M, B, 4)
+        truth_xywh = torch.cat([truth_xy / S, truth_wh], dim=-1).unsqueeze(1)                 # (M, 1, 4)
+        iou = box_iou_aligned(xywh_to_xyxy(pred_xywh), xywh_to_xyxy(truth_xywh))               # (M, B)
+        rmse = (pred_xywh - truth_xywh).pow(2).sum(-1).sqrt()                                  # (M, B)
+        responsible = torch.where((iou > 0).any(1), iou.argmax(1), rmse.argmin(1))            # (M,)
+    k = torch.arange(N * T, device=device)
+    resp = obj_boxes[k, responsible]                                                 # (M, 5)
+    # 1noobj_ij: 1 but at the responsible predictor of each winning object (one per cell at most)
+    taken = boxes.new_zeros(N * S * S * B).scatter_reduce(0, cell * B + responsible, weight, "amax")
+    no_object = 1 - taken.view(N * S * S, B)                                         # (N*S*S, B) 0 or 1
 
+    # p̂(c): labels (M,) -> (M, C) one-hot by comparison (F.one_hot reads the labels' range back to the host)
+    one_hot = (labels[:, None] == torch.arange(C, device=device)).to(dtype)
     # 3. eq. 3, row by row; each entry already carries its λ, so total == sum of the rest
     terms = {
         # row 1: λcoord Σ 1obj_ij [(x - x̂)² + (y - ŷ)²]
-        "xy": lambda_coord * (resp[:, 0:2] - truth_xy).pow(2).sum(),
+        "xy": lambda_coord * ((resp[:, 0:2] - truth_xy).pow(2).sum(-1) * weight).sum(),
         # row 2: λcoord Σ 1obj_ij [(√w - √ŵ)² + (√h - √ĥ)²]   (the net outputs √w, √h)
-        "wh": lambda_coord * (resp[:, 2:4] - truth_wh.sqrt()).pow(2).sum(),
+        "wh": lambda_coord * ((resp[:, 2:4] - truth_wh.sqrt()).pow(2).sum(-1) * weight).sum(),
         # row 3: Σ 1obj_ij (C - Ĉ)², target Ĉ = IoU(predicted box, truth), no gradient through it
-        "obj": (resp[:, 4] - iou[k, responsible]).pow(2).sum(),
+        "obj": ((resp[:, 4] - iou[k, responsible]).pow(2) * weight).sum(),
         # row 4: λnoobj Σ 1noobj_ij (C - 0)²
-        "noobj": lambda_noobj * boxes[..., 4][no_object].pow(2).sum(),
+        "noobj": lambda_noobj * (boxes[..., 4].pow(2) * no_object).sum(),
         # row 5: Σ 1obj_i Σ_c (p(c) - p̂(c))², p̂ one-hot, object cells only
-        "cls": (class_prob[cell] - torch.nn.functional.one_hot(labels, C).to(dtype)).pow(2).sum(),
+        "cls": ((class_prob[cell] - one_hot).pow(2).sum(-1) * weight).sum(),
     }
     terms = {name: value / N for name, value in terms.items()}      # mean over the images of the batch
     terms["total"] = sum(terms.values())
@@ -138,18 +152,24 @@ REGION_REVISIONS = tuple(name for name, row in darknet.REVISIONS.items() if row[
 
 def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCALE, object_scale=OBJECT_SCALE,
                 noobject_scale=NOOBJECT_SCALE, class_scale=CLASS_SCALE, ignore_thresh=IGNORE_THRESH, class_loss=None,
-                region=REGION_2017):
+                region=REGION_2017, detection=None):
     """Darknet's region layer as a loss. raw: (N, A*(5+C), H, W) (channel a*(5+C) + tx, ty, tw, th, to,
-    class logits); targets: per image {"boxes": (M, 4) normalized xyxy, "labels": (M,)}; anchors: (A, 2) in
-    grid cells; seen: images seen including this batch (darknet's net.seen); region: a darknet revision with a
-    region layer (REGION_REVISIONS; its row of darknet.REVISIONS gives the coordinate scale). Returns the mean
-    over images of xy, wh, obj, noobj, prior (anchor warm-up) and cls, and their sum "total"."""
+    class logits); targets: the batch as data.collate pads it (metrics.batch_targets: "boxes" (N, T, 4)
+    normalized xyxy, "labels" (N, T), "valid" (N, T)), or a list of N dicts {"boxes": (M, 4), "labels": (M,)}
+    padded here; anchors: (A, 2) in grid cells; seen: images seen including this batch (darknet's net.seen);
+    region: a darknet revision with a region layer (REGION_REVISIONS; its row of darknet.REVISIONS gives the
+    coordinate scale); detection: None, or (N,) bool, the images that get the no-object and warm-up errors
+    (YOLO9000's joint batches: not its classification images).
+    Returns the mean over images of xy, wh, obj, noobj, prior (anchor warm-up) and cls, and their sum "total".
+    Every object slot of the batch is computed and weighted 0 or 1, never filtered: no shape depends on the
+    data, so the host never waits for the device (tests/test_loss.py runs it under FakeTensorMode)."""
     if region not in REGION_REVISIONS:
         raise ValueError(f"yolov2_loss: region must be one of {REGION_REVISIONS}, got {region!r}")
+    targets = batch_targets(targets) if isinstance(targets, (list, tuple)) else targets
     N, _, H, W = raw.shape
-    A = anchors.shape[0]
-    if len(targets) != N:
-        raise ValueError(f"yolov2_loss: {N} images in raw but {len(targets)} target dicts")
+    A, T = anchors.shape[0], targets["boxes"].shape[1]
+    if targets["boxes"].shape[0] != N:
+        raise ValueError(f"yolov2_loss: {N} images in raw but {targets['boxes'].shape[0]} in the targets")
     anchors = anchors.to(raw)
     raw = raw.view(N, A, -1, H, W)                                   # (N, A, 5+C, H, W)
     # One split (not six slices): its backward writes the gradient of raw in one pass.
@@ -167,29 +187,22 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
                                          anchors[:, 0].view(1, A, 1, 1) * torch.exp(tw) / W,
                                          anchors[:, 1].view(1, A, 1, 1) * torch.exp(th) / H], -1))  # (N, A, H, W, 4)
 
-    # Objects: per image the first 30 of size >= .001, in list order; padded to (N, T, 4) for the IoUs.
-    truth_xywh, labels = [], []
-    for t in targets:
-        xywh = xyxy_to_xywh(t["boxes"].to(raw).view(-1, 4))
-        ok = (xywh[:, 2] >= MIN_BOX_SIZE) & (xywh[:, 3] >= MIN_BOX_SIZE)
-        truth_xywh.append(xywh[ok][:REGION_MAX_OBJECTS])
-        labels.append(t["labels"].to(raw.device)[ok][:REGION_MAX_OBJECTS])
-    counts = torch.tensor([len(b) for b in truth_xywh], device=raw.device)
-    T = max(int(counts.max()), 1) if N else 1
-    padded = raw.new_zeros(N, T, 4)
-    for b, xywh in enumerate(truth_xywh):
-        padded[b, : len(xywh)] = xywh_to_xyxy(xywh)
-    valid = torch.arange(T, device=raw.device) < counts[:, None]     # (N, T)
+    # Objects: per image the first REGION_MAX_OBJECTS of size >= MIN_BOX_SIZE, in list order (data.collate keeps
+    # just these already; the mask makes any padding right). Slots out of it hold a stand-in box (.5, .5, .5, .5):
+    # finite everywhere (a padded zero box would give log 0 and NaN gradients through the zero weights).
+    truth = xyxy_to_xywh(targets["boxes"].to(raw))                   # (N, T, 4) normalized xywh
+    large = targets["valid"].to(raw.device) & (truth[..., 2] >= MIN_BOX_SIZE) & (truth[..., 3] >= MIN_BOX_SIZE)
+    used = large & (large.cumsum(1) <= REGION_MAX_OBJECTS)           # (N, T) the objects the layer reads
+    truth = torch.where(used[..., None], truth, 0.5)
 
     # No-object error: every prediction whose best IoU with any object of its image is not above .6.
     # (An object's own slot takes the object's targets instead; see `responsible` below.)
-    iou = box_iou_aligned(pred.view(N, -1, 1, 4), padded.view(N, 1, T, 4))     # (N, A*H*W, T)
-    best_iou = torch.where(valid[:, None, :], iou, 0.0).amax(-1).view(N, A, H, W)
+    iou = box_iou_aligned(pred.view(N, -1, 1, 4), xywh_to_xyxy(truth).view(N, 1, T, 4))     # (N, A*H*W, T)
+    best_iou = torch.where(used[:, None, :], iou, 0.0).amax(-1).view(N, A, H, W) if T else torch.zeros_like(x)
 
-    # Each object -> its centre's cell (i, j) and the anchor of best shape IoU (bias_match=1).
-    image = torch.repeat_interleave(torch.arange(N, device=raw.device), counts)  # (K,) objects in order
-    truth = torch.cat(truth_xywh) if N else raw.new_zeros(0, 4)                  # (K, 4) normalized xywh
-    label = torch.cat(labels).long() if N else counts.new_zeros(0)
+    # Each object slot (K = N*T) -> its centre's cell (i, j) and the anchor of best shape IoU (bias_match=1).
+    image = torch.arange(N, device=raw.device).repeat_interleave(T)  # (K,), T a Python int
+    truth, label, used = truth.view(N * T, 4), targets["labels"].to(raw.device).view(N * T).long(), used.view(N * T)
     i = (truth[:, 0] * W).long().clamp(max=W - 1)                    # darknet: i = (truth.x * l.w)
     j = (truth[:, 1] * H).long().clamp(max=H - 1)
     anchor_w, anchor_h = anchors[:, 0] / W, anchors[:, 1] / H        # (A,) fractions of the image
@@ -197,12 +210,12 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
     # A later object in the same slot overwrites an earlier one entirely (every delta of the slot is set
     # again), so only the last object of each slot counts.
     slot = ((image * A + n) * H + j) * W + i                         # (K,) flat index into (N, A, H, W)
-    order = torch.arange(len(slot), device=raw.device)
-    last = torch.full((N * A * H * W,), -1, device=raw.device).scatter_reduce(0, slot, order, "amax")
-    kept = last[slot] == order
-    image, truth, label, i, j, n = image[kept], truth[kept], label[kept], i[kept], j[kept], n[kept]
-    responsible = torch.zeros(N, A, H, W, dtype=torch.bool, device=raw.device)
-    responsible[image, n, j, i] = True
+    order = torch.arange(N * T, device=raw.device)
+    last = torch.full((N * A * H * W,), -1, device=raw.device).scatter_reduce(0, slot, torch.where(used, order, -1),
+                                                                              "amax")
+    kept = used & (last[slot] == order)                              # (K,) bool
+    weight = kept.to(raw.dtype)
+    responsible = raw.new_zeros(N * A * H * W).scatter_reduce(0, slot, weight, "amax").view(N, A, H, W)  # 0 or 1
 
     # Coordinates: σ(tx), σ(ty) toward the offset of the centre in its cell; tw, th toward
     # log(w·W / anchor_w), log(h·H / anchor_h); 60e952ba's scale coord_scale·(2 - w·h) favours small boxes,
@@ -212,18 +225,19 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
     target_x, target_y = truth[:, 0] * W - i, truth[:, 1] * H - j
     target_w = torch.log(truth[:, 2] * W / anchors[n, 0])
     target_h = torch.log(truth[:, 3] * H / anchors[n, 1])
-    xy = 0.5 * scale * ((target_x - x[image, n, j, i]) ** 2 + (target_y - y[image, n, j, i]) ** 2)
-    wh = 0.5 * scale * ((target_w - tw[image, n, j, i]) ** 2 + (target_h - th[image, n, j, i]) ** 2)
+    xy = 0.5 * scale * ((target_x - x[image, n, j, i]) ** 2 + (target_y - y[image, n, j, i]) ** 2) * weight
+    wh = 0.5 * scale * ((target_w - tw[image, n, j, i]) ** 2 + (target_h - th[image, n, j, i]) ** 2) * weight
     # Objectness: rescore=1 -> target IoU(predicted box, object), detached; rescore=0 -> 1.
     target_obj = box_iou_aligned(pred[image, n, j, i], xywh_to_xyxy(truth)) if rescore else torch.ones_like(scale)
-    obj = 0.5 * object_scale * (target_obj - objectness[image, n, j, i]) ** 2
-    noobj = 0.5 * noobject_scale * objectness ** 2 * ((best_iou <= ignore_thresh) & ~responsible)
+    obj = 0.5 * object_scale * (target_obj - objectness[image, n, j, i]) ** 2 * weight
+    elsewhere = (1 - responsible) if detection is None else (1 - responsible) * detection.to(raw).view(N, 1, 1, 1)
+    noobj = 0.5 * noobject_scale * objectness ** 2 * (best_iou <= ignore_thresh) * elsewhere
     # Classes: softmax over the C logits of the slot, cross-entropy with the object's class.
     # class_loss(logits (K, C), labels (K,)) -> (K,) replaces it: YOLO9000's WordTree (yolo9000.py) passes its own.
-    cls = class_scale * (class_loss or cross_entropy)(logits[image, n, :, j, i], label)
+    cls = class_scale * (class_loss or cross_entropy)(logits[image, n, :, j, i], label) * weight
     # Anchor warm-up: σ(tx), σ(ty) -> .5 and tw, th -> 0 (the anchor itself) for all other predictions.
     if seen < PRIOR_WARMUP_IMAGES:
-        prior = 0.5 * PRIOR_WARMUP_SCALE * ((0.5 - x) ** 2 + (0.5 - y) ** 2 + tw ** 2 + th ** 2) * ~responsible
+        prior = 0.5 * PRIOR_WARMUP_SCALE * ((0.5 - x) ** 2 + (0.5 - y) ** 2 + tw ** 2 + th ** 2) * elsewhere
     else:
         prior = raw.new_zeros(())
 

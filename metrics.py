@@ -50,6 +50,46 @@ def xyxy_to_xywh(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
 
 
+def batch_targets(targets, max_objects=None, min_size=0.0) -> dict:
+    """A batch's targets, one dict per image {"boxes": (M, 4) normalized xyxy, "labels": (M,), ...}, as tensors of
+    fixed shape, so that a loss masks instead of filtering (a filter's size is data: the host would wait for the
+    device to learn it). In each image the boxes with w and h >= min_size are kept, in list order, the first
+    max_objects of them (None: all); T = max_objects, or the most any image keeps (at least 1). ->
+      "boxes" (N, T, 4) normalized xyxy, zeros where padded;  "labels" (N, T) int64, 0 where padded;
+      "valid" (N, T) bool, the kept boxes;
+      "image_label" (N,) int64, -1 for images without one, and "classification" (M,) int64, the images with one
+        (YOLO9000's classification images), when any image has one;
+      every other key: 0-dim tensors stacked (N,), anything else listed (paths, sizes: for messages).
+    data.collate calls it in the loader's workers; the losses call it on a list of dicts."""
+    if not all("boxes" in t for t in targets):                       # a classifier's targets: no boxes to pad
+        return {k: _stacked([t.get(k) for t in targets]) for k in dict.fromkeys(k for t in targets for k in t)}
+    kept = []
+    for t in targets:
+        boxes = torch.as_tensor(t["boxes"], dtype=torch.float32).reshape(-1, 4)
+        labels = torch.as_tensor(t["labels"]).reshape(-1).long()
+        large = ((boxes[:, 2] - boxes[:, 0]) >= min_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_size)
+        kept.append((boxes[large][:max_objects], labels[large][:max_objects]))
+    N = len(kept)
+    T = max_objects if max_objects is not None else max([1] + [len(b) for b, _ in kept])
+    batch = {"boxes": torch.zeros(N, T, 4), "labels": torch.zeros(N, T, dtype=torch.long),
+             "valid": torch.zeros(N, T, dtype=torch.bool)}
+    for n, (boxes, labels) in enumerate(kept):
+        batch["boxes"][n, :len(boxes)], batch["labels"][n, :len(boxes)], batch["valid"][n, :len(boxes)] = boxes, labels, True
+    if any("image_label" in t for t in targets):
+        image_label = [int(t["image_label"]) if "image_label" in t else -1 for t in targets]
+        batch["image_label"] = torch.tensor(image_label, dtype=torch.long)
+        batch["classification"] = torch.tensor([n for n, label in enumerate(image_label) if label >= 0],
+                                               dtype=torch.long)
+    for key in dict.fromkeys(k for t in targets for k in t if k not in ("boxes", "labels", "image_label")):
+        batch[key] = _stacked([t.get(key) for t in targets])
+    return batch
+
+
+def _stacked(values):
+    """One value per image -> (N,) if each is a 0-dim tensor, else the list."""
+    return torch.stack(values) if all(torch.is_tensor(v) and v.dim() == 0 for v in values) else list(values)
+
+
 def _iou_from_corners(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a, b broadcastable (..., 4) xyxy -> (...); inverted boxes count as empty. IoU = area(a ∩ b) /
     (area(a) + area(b) - area(a ∩ b)); 0 where the union is 0, and neither value nor gradient is NaN."""

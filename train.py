@@ -39,6 +39,8 @@ Run:
 import argparse
 import contextlib
 import dataclasses
+import functools
+import math
 import os
 import random
 import sys
@@ -67,7 +69,7 @@ FAMILIES = {"yolov1": yolov1, "yolov2": yolov2, "yolo9000": yolo9000}
 # -----------------------------------------------------------------------------
 # The recipes: the papers' in the family files (yolov1.RECIPE, yolov2.RECIPE, ...), the synthetic default here
 
-DEFAULTS = dict(task="detect", accumulate=1, amp=False, log_interval=10, seed=0, plots=True,
+DEFAULTS = dict(task="detect", accumulate=1, cuda_defaults=True, sync_bn=False, log_interval=10, seed=0, plots=True,
                 save_minutes=5.0)   # OUR CHOICE: last.pt every 5 minutes of training as well as at each epoch's end
 
 SYNTHETIC = dict(  # OUR CHOICE: `python train.py`, data.ShapesDataset, ~8 minutes on 2 CPU cores (README, Results)
@@ -325,10 +327,12 @@ def start_run(args, family, class_names, checkpoint, device, world, rank, micro,
             log(note)
         saved = dict(checkpoint, step=checkpoint.get("step", checkpoint["schedule"].get("step")))  # before: in schedule
         run.pos = Position(**{f.name: saved[f.name] for f in dataclasses.fields(Position) if f.name in saved})
-        run.rng = checkpoint["rng"]
-        checkpoints.set_rng_states(checkpoint["rng"])
+        run.rng = checkpoints.rank_rng_states(checkpoint, rank)      # this process's own
+        checkpoints.set_rng_states(run.rng)
         log(f"resumed {args.resume}: {checkpoints.position(run.pos.epoch, run.pos.epoch_step, steps_per_epoch)}, "
             f"{run.pos.seen:,} images seen")
+    if devices.batch_norm_sync(args.sync_bn, world, device.type):    # statistics over all processes' images
+        run.model = raw_model = run.raw_model = nn.SyncBatchNorm.convert_sync_batchnorm(raw_model)
     if world > 1:
         run.model = nn.parallel.DistributedDataParallel(raw_model, device_ids=[device.index] if device.type == "cuda"
                                                         else None)
@@ -342,15 +346,17 @@ def run_seconds(run):
     return run.pos.seconds + time.time() - run.t_counted
 
 
-def save_position(run, args, improved=False):
+def save_position(run, args, improved=False, rng=None):
     """Rank 0: last.pt (after best.pt when the score improved) at the run's position, epoch and step within it,
-    so that --resume continues from exactly there; log.csv and the curves (--plots) with it."""
+    so that --resume continues from exactly there; log.csv and the curves (--plots) with it. rng: every process's
+    generators' states (checkpoints.gather_rng_states, which every process calls)."""
+    rng = rng or [checkpoints.rng_states()]
     run.pos.seconds, run.t_counted = run_seconds(run), time.time()     # the times so far go into the checkpoint
     if run.pos.epoch_step:              # mid-epoch: the epoch's time so far, which a resumed run continues
         run.pos.epoch_seconds, run.t_epoch = run.pos.epoch_seconds + time.time() - run.t_epoch, time.time()
     state = {"model_config": run.raw_model.config, "class_names": run.class_names, "config": vars(args),
              "model": run.raw_model.state_dict(), "optimizer": run.optimizer.state_dict(),
-             "scaler": run.scaler.state_dict(), "rng": checkpoints.rng_states(),
+             "scaler": run.scaler.state_dict(), "rng": rng[0], "rng_ranks": rng,
              "schedule": {"name": args.schedule, "steps_per_epoch": run.steps_per_epoch},
              **dataclasses.asdict(run.pos)}
     checkpoints.save_run(state, args.out, improved)
@@ -367,9 +373,12 @@ def save_position(run, args, improved=False):
 def train_one_epoch(run, loss, loader, epoch, args):
     """From step run.pos.epoch_step of epoch to its end: optimizer steps of --batch-size images, each the mean of
     the family's loss over them; run.pos moves on. Every process stops at the same step when any asks to
-    (checkpoints.agree_stop): -> (lr, why it stopped early or None)"""
+    (checkpoints.agree_stop): -> (lr, why it stopped early or None)
+    The host reads the device once a step (the agreed flag, before the optimizer step) and at the progress lines
+    (the loss terms, kept on the device until then): bench/host_waits.py counts it."""
     model, optimizer, scaler, pos, stop = run.model, run.optimizer, run.scaler, run.pos, None
     batches, t_log, images_since_log, interval = iter(loader), time.time(), 0, {}
+    recent = []                 # (i, the step's loss terms on the device) since the last read
     lr = learning_rate(args, max(pos.step - 1, 0), run.steps_per_epoch)     # an epoch resumed at its very end
     model.train()
     for i in range(pos.epoch_step, run.steps_per_epoch):
@@ -379,44 +388,43 @@ def train_one_epoch(run, loss, loader, epoch, args):
         size = multiscale_size(args.seed, pos.step, args.img_size) if args.multiscale else args.img_size
         # The papers use 64 images per step. With --accumulate k we step once every k micro-batches and
         # divide each micro-batch loss by k: gradients add up, and we want their mean over the 64 images.
-        step_terms = {}
+        step_terms, micro = {}, []
         for k in range(args.accumulate):
             images, targets = next(batches)
             images, targets = images.to(run.device, non_blocking=True), devices.to_device(targets, run.device)
-            if size != images.shape[-1]:
-                # DEPARTURE from darknet, which reloads the data at the new size: we resize the batch.
-                # Boxes are normalized, so they stay valid.
-                images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+            images = network_input(images, targets, size)
             # DDP averages gradients over the processes at every backward; skip it but for the last micro-batch
             sync = model.no_sync() if run.world > 1 and k < args.accumulate - 1 else contextlib.nullcontext()
             with sync:
                 with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=args.amp):
                     out = model(images)
                 terms = loss(run.raw_model, out.float(), targets, pos.seen + (k + 1) * run.micro * run.world)
-                # agreed before backward: a process that skipped it would leave the others waiting in DDP's
-                bad = None if torch.isfinite(terms["total"]) else report_nonfinite(run, terms, targets, epoch, i, k, lr)
-                stop = checkpoints.agree_stop(bad, run.world, run.device)
-                if stop:
-                    break
                 scaler.scale(terms["total"] / args.accumulate).backward()
-            for name, value in terms.items():
-                step_terms[name] = step_terms.get(name, 0.0) + value.item() / args.accumulate
-        if stop:                                # the step is not taken: last.pt holds the weights before it
+            micro.append((terms["total"].detach(), targets.get("path")))
+            for name, value in terms.items():   # float64: the sums a step at a time as Python's floats were
+                step_terms[name] = step_terms.get(name, 0.0) + value.detach().double() / args.accumulate
+        # One flag for the step, one all_reduce of it after the backward passes (every process ran them, so none
+        # waits in DDP's) and before the optimizer step: a non-finite loss anywhere, a signal, the time limit, and
+        # rank 0's wish to write last.pt (every few minutes: the default run is one long epoch).
+        reason = run.stop.get("signal") or ("time limit" if args.time_limit is not None
+                                            and time.time() - run.t_start > args.time_limit else None)
+        save = run.rank == 0 and i + 1 < run.steps_per_epoch and time.time() - run.t_saved > args.save_minutes * 60
+        stop, save = checkpoints.agree_stop(checkpoints.step_flag(step_terms["total"], reason, save), run.world)
+        if stop == "non-finite loss":           # the step is not taken: last.pt holds the weights before it
+            report_nonfinite(run, micro, epoch, i, lr)
+            read_terms(run, recent, epoch, interval)
             optimizer.zero_grad(set_to_none=True)
             break
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)   # free the gradients' memory until the next backward
         pos.seen += args.batch_size             # darknet counts a batch as seen before its loss: seen + micro·world
-        for name, value in step_terms.items():
-            pos.sums[name] = pos.sums.get(name, 0.0) + value
-            interval[name] = interval.get(name, 0.0) + value
+        recent.append((i, step_terms))
         pos.step, pos.epoch_step, run.steps_done = pos.step + 1, i + 1, run.steps_done + 1
         images_since_log += args.batch_size
-        checkpoints.warn_if_diverging(run.divergence, run.log, step_terms["total"], epoch, i)
-
-        stop = checkpoints.agree_stop(run.stop.get("signal") or ("time limit" if args.time_limit is not None
-                                      and time.time() - run.t_start > args.time_limit else None), run.world, run.device)
+        if (i + 1) % args.log_interval == 0 or i + 1 == run.steps_per_epoch or stop or save:
+            read_terms(run, recent, epoch, interval)
+            recent = []
         if (i + 1) % args.log_interval == 0 or i + 1 == run.steps_per_epoch or stop:
             elapsed = time.time() - run.t_start
             eta = duration(elapsed / run.steps_done * (run.steps_total - run.steps_done))
@@ -430,18 +438,51 @@ def train_one_epoch(run, loss, loader, epoch, args):
             t_log, images_since_log, interval = time.time(), 0, {}
         if stop:
             break
-        if run.rank == 0 and i + 1 < run.steps_per_epoch and time.time() - run.t_saved > args.save_minutes * 60:
-            save_position(run, args)            # the default run is one long epoch: save every few minutes too
+        if save:                                # every process gives its generators' states; rank 0 writes
+            rng = checkpoints.gather_rng_states(run.world)
+            if run.rank == 0:
+                save_position(run, args, rng=rng)
     return lr, stop
 
 
-def report_nonfinite(run, terms, targets, epoch, i, k, lr):
-    """The process whose loss is not finite says where and on which images; all stop (checkpoints.agree_stop)."""
+def read_terms(run, recent, epoch, interval):
+    """The loss terms of the steps in recent [(i, {name: (,) float64 on the device})], read in one copy from the
+    device: added to run.pos.sums and to interval (the sums since the last progress line) a step at a time, each
+    step's total checked (checkpoints.warn_if_diverging)."""
+    if not recent:
+        return
+    names = list(recent[0][1])
+    read = torch.stack([torch.stack([terms[n] for n in names]) for _, terms in recent]).tolist()  # (steps, terms)
+    for (i, _), values in zip(recent, read):
+        for name, value in zip(names, values):
+            run.pos.sums[name] = run.pos.sums.get(name, 0.0) + value
+            interval[name] = interval.get(name, 0.0) + value
+        checkpoints.warn_if_diverging(run.divergence, run.log, values[names.index("total")], epoch, i)
+
+
+def network_input(images, targets, size):
+    """The batch as the network takes it, at this step's size. uint8 crops from the workers (data.py's
+    DetectionDataset.finish_on_device): darknet's resize, mirror and HSV distortion on the device for the whole
+    batch, straight to the step's size, as darknet reloads its images at a new size (data.finish_batch). Finished
+    float images (YOLO9000's joint stream, classifiers): resized when the size changed."""
+    if images.dtype == torch.uint8:
+        return data.finish_batch(images, targets["augment"], (size, size))
+    if size != images.shape[-1]:
+        # DEPARTURE from darknet, which reloads the data at the new size: we resize the batch.
+        # Boxes are normalized, so they stay valid.
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    return images
+
+
+def report_nonfinite(run, micro, epoch, i, lr):
+    """The process whose loss is not finite says where and on which images; all stop (checkpoints.agree_stop).
+    micro: the step's (total, image paths) per micro-batch, read here only."""
     who = f"process {run.rank}: " if run.world > 1 else ""
-    print(f"error: {who}non-finite loss {terms['total'].item()} at epoch {epoch + 1} step {i + 1} (step "
-          f"{run.pos.step} of the run, micro-batch {k + 1}, lr {lr:.3g}); images: "
-          f"{[t.get('path') for t in targets]}", flush=True)
-    return "non-finite loss"
+    for k, (total, paths) in enumerate(micro):
+        if not math.isfinite(total := total.item()):
+            print(f"error: {who}non-finite loss {total} at epoch {epoch + 1} step {i + 1} (step {run.pos.step} of the "
+                  f"run, micro-batch {k + 1}, lr {lr:.3g}); images: {paths}", flush=True)
+            return
 
 
 def counted(progress, status):
@@ -466,8 +507,9 @@ def evaluate(model, family, dataset, args, batch_size, world=1, rank=0, status=N
     progress = None if args.quiet or rank else Progress
     if status is not None:              # how far it is, for a Ctrl-C during it (checkpoints.catch_stop_signals)
         progress = counted(progress, status)
-    if family.DATA == "joint":              # rank 0 alone
-        return family.evaluate(model, dataset, batch_size, args.workers) if rank == 0 else None
+    if family.DATA == "joint":              # each process its part; rank 0 scores the union
+        found = devices.gather_to_first(family.detect_images(model, dataset, batch_size, args.workers, part), world)
+        return None if found is None else family.score(found, dataset)
     if family.DATA == "classification":     # each part's top-1 / top-5, weighted by its number of images
         result = family.evaluate(model, torch.utils.data.Subset(dataset, part), batch_size, args.workers, progress)
         return devices.gather_mean(result, len(part), world)
@@ -503,13 +545,14 @@ def end_epoch(run, family, val_set, epoch, lr, stop, args):
                     "" if "descent_exact" not in result else f" | the descent (§4, Pr(node) > .5) stops at the "
                     f"label {result['descent_exact']:.4f}, above it on its path {result['descent_ancestor']:.4f}, "
                     f"off its path {result['descent_wrong']:.4f}"))
+    rng = checkpoints.gather_rng_states(run.world)
     if run.rank != 0:                           # the others wait at main's barrier
         return result
     row["total_seconds"] = round(run_seconds(run), 1)      # the run's, training and evaluation, over resumes
     pos.history.append(row)
     improved = row["val"] is not None and row["val"] > pos.best
     pos.best = row["val"] if improved else pos.best
-    save_position(run, args, improved)
+    save_position(run, args, improved, rng)
     eta = (time.time() - run.t_start) / max(run.steps_done, 1) * (run.steps_total - run.steps_done)
     val = "" if row["val"] is None else f" | {run.metric_name} {row['val']:.4f} (best {pos.best:.4f})"
     mean = dict(total=row["loss"], **{k[5:]: v for k, v in row.items() if k.startswith("loss_")})
@@ -549,6 +592,18 @@ def main(args):
             checkpoints.release_folder(args.out)
 
 
+def collate_targets(family, preset):
+    """data.collate's keywords for the family's training batches (family.TARGETS). Where the preset names a darknet
+    revision, the smallest box kept is that revision's (darknet.REVISIONS min_box, the floor its augmentation
+    applies in data.AUGMENTATIONS too) rather than the region layer's .001 (loss.MIN_BOX_SIZE): the two floors
+    meet here, and the revision's wins (.01 for the release's presets; .001, the same, from 60e952ba)."""
+    targets, preset = dict(family.TARGETS), getattr(family, "PRESETS", {}).get(preset)
+    revision = preset.get("revision") if isinstance(preset, dict) else None
+    if "min_size" in targets and revision in darknet.REVISIONS:
+        targets["min_size"] = darknet.REVISIONS[revision]["min_box"]
+    return targets
+
+
 def train(args, checkpoint):
     family = family_for(args)
     world, rank, device = devices.setup_distributed(args.device)    # torchrun: one process per device
@@ -556,7 +611,14 @@ def train(args, checkpoint):
         shared = [args.out]                                        # write nothing there, but name it
         dist.broadcast_object_list(shared, src=0)
         args.out = shared[0]
+    speed = devices.cuda_defaults(device.type if args.cuda_defaults else "cpu")
+    devices.apply_cuda_defaults(speed)
+    args.amp = speed["amp"] if args.amp is None else args.amp
+    if rank == 0:
+        print(devices.describe(device, speed, args.amp, devices.amp_dtype(device.type)))
     args.workers = devices.default_workers() if args.workers is None else args.workers
+    if threads := devices.training_threads(device.type, devices.usable_cores(), args.workers):
+        torch.set_num_threads(threads)
     micro = args.batch_size // (world * args.accumulate)
     if micro * world * args.accumulate != args.batch_size:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by {world} processes x --accumulate "
@@ -575,7 +637,10 @@ def train(args, checkpoint):
     check_datasets(args, train_set, val_set, rank)
     sampler = torch.utils.data.DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed, drop_last=True)
     order, loader_rng = [], torch.Generator()   # order: this epoch's indices, from the step the epoch resumes at
-    loader = torch.utils.data.DataLoader(train_set, micro, sampler=order, collate_fn=data.collate, drop_last=True,
+    if hasattr(train_set, "finish_on_device"):  # the workers crop uint8 pixels, the device finishes the batch
+        train_set.finish_on_device = True
+    collate = functools.partial(data.collate, **collate_targets(family, args.model))   # batch tensors, in the workers
+    loader = torch.utils.data.DataLoader(train_set, micro, sampler=order, collate_fn=collate, drop_last=True,
                                          generator=loader_rng, **devices.loader_options(device, args.workers))
     run = start_run(args, family, train_set.class_names, checkpoint, device, world, rank, micro,
                     len(sampler) // (micro * args.accumulate), getattr(train_set, "tree", None))
@@ -604,9 +669,12 @@ def train(args, checkpoint):
             if stop in ("time limit", None):    # evaluate: at the end of an epoch, or where the time ran out
                 result = end_epoch(run, family, val_set, epoch, lr, stop, args) or result
                 if not stop and epoch + 1 < args.epochs:    # Ctrl-C during the evaluation: stop after it
-                    stop = checkpoints.agree_stop(run.stop.get("signal"), run.world, run.device)
-            elif rank == 0:                     # Ctrl-C, SIGTERM, a non-finite loss: save where it is
-                save_position(run, args)
+                    flag = checkpoints.step_flag(torch.zeros((), device=run.device), run.stop.get("signal"), False)
+                    stop, _ = checkpoints.agree_stop(flag, run.world)
+            else:                               # Ctrl-C, SIGTERM, a non-finite loss: save where it is
+                rng = checkpoints.gather_rng_states(world)
+                if rank == 0:
+                    save_position(run, args, rng=rng)
             if world > 1:
                 dist.barrier()
             if stop:
@@ -709,12 +777,17 @@ def get_args_parser():
     add("--time-limit", type=positive(float), help="stop after this many seconds of training, then evaluate and save (the "
         "run is then no longer a function of the seed)")
     add("--amp", action=argparse.BooleanOptionalAction, help="mixed precision: bfloat16 where the GPU has it (and "
-        "on CPU), else float16 + GradScaler (devices.amp_dtype; default: off)")
+        "on CPU), else float16 + GradScaler (devices.amp_dtype; default: on with CUDA's defaults where the GPU has "
+        "bfloat16 units, else off)")
+    add("--cuda-defaults", action=argparse.BooleanOptionalAction, help="on CUDA: cudnn.benchmark, TF32 matmuls, "
+        "bfloat16 AMP where native (devices.cuda_defaults; default: on; the CPU has none)")
+    add("--sync-bn", action=argparse.BooleanOptionalAction, help="with several CUDA processes: batch norm over all "
+        "their images (nn.SyncBatchNorm), not over each process's as darknet's -gpus (default: off)")
     add("--compile", nargs="?", const="inductor", metavar="BACKEND", help="torch.compile the model (default "
         "backend inductor; aot_eager checks the graph capture without generating code)")
     add("--device", help="cuda, cpu, ... (default: cuda if available)")
     add("--workers", type=detect.at_least_zero, help="data-loading processes per training process (default: the "
-        "cores this process may use / processes on the machine, at most 8: devices.default_workers)")
+        "cores this process may use / processes on the machine: devices.default_workers)")
     add("--log-interval", type=positive(int), help="optimizer steps between progress lines (default: 10)")
     add("--quiet", action="store_true", help="no progress line while evaluating or during --kmeans "
         "(tools/progress.py); the training lines stay")

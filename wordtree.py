@@ -18,6 +18,7 @@ A tree is a plain dict of tensors (make_tree): n nodes in file order, G groups o
   parent (n,)  index of the parent, -1 for a root       group (n,)  the group a node belongs to
   child (n,)   the group of a node's children, -1 for a leaf   leaf (n,) bool   depth (n,)  0 for a root
   offset (G,), size (G,)  the first node and the number of nodes of each group   ids: the n WordNet ids
+  levels: the number of nodes on the longest path (an int)   tree_on(tree, device): its tensors on a device
 Darknet (tree.c read_tree, pjreddie/darknet d2dece3, Jan 2017; unchanged since) builds the same arrays. The
 tree file must list a parent before its children and a parent's children next to each other, as 9k.tree does:
 darknet would silently make two groups of one parent's children; we refuse such a file.
@@ -56,7 +57,18 @@ def make_tree(parents, ids=None, where="tree"):
     long = lambda v: torch.tensor(v, dtype=torch.long, device="cpu")         # noqa: E731
     return dict(parent=long(parents), group=long(group), child=long(child), depth=long(depth),
                 leaf=torch.tensor([k not in is_parent for k in range(n)], device="cpu"),
-                offset=long(offset), size=long(size), ids=list(ids) if ids is not None else [str(k) for k in range(n)])
+                offset=long(offset), size=long(size), ids=list(ids) if ids is not None else [str(k) for k in range(n)],
+                levels=max(depth) + 1)
+
+
+def tree_on(tree, device):
+    """The tree with its tensors on device, copied the first time and kept in the tree: a loss that copied them
+    at every step would make the host wait for each copy."""
+    copies = tree.setdefault("copies", {})
+    if torch.device(device) not in copies:
+        copies[torch.device(device)] = {k: v.to(device) if torch.is_tensor(v) else v for k, v in tree.items()
+                                        if k != "copies"}
+    return copies[torch.device(device)]
 
 
 def read_tree(path):
@@ -131,7 +143,9 @@ def path_nll(log_conditional, labels, tree):
     parent = tree["parent"].to(labels.device)
     k = torch.arange(len(labels), device=labels.device)
     node, total = labels.clone(), log_conditional.new_zeros(len(labels))
-    while bool((node >= 0).any()):
+    # As many steps as the deepest path has nodes, whatever the labels: asking the device whether any path is
+    # still going would make the host wait at every step.
+    for _ in range(tree["levels"]):
         on = node >= 0
         total = total - torch.where(on, log_conditional[k, node.clamp(min=0)], 0.0)
         node = torch.where(on, parent[node.clamp(min=0)], node)

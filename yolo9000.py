@@ -20,7 +20,7 @@ Paper -> code
   §4 the ImageNet detection task: 19.7 mAP, 16.0 on 156 classes, Table 7 ....... ImageNetDetection, imagenet_report()
      (metrics.evaluate(protocol="ilsvrc"), wordtree.disjoint(); detect.py --inet-map runs it)
   ours: the synthetic demonstration (shapes, some leaves without boxes) ........ PRESETS["yolo9000-shapes"],
-     evaluate(): "mAP@0.5 on classes without boxes"
+     score(): "mAP@0.5 on classes without boxes"; detect_images() for each process's part
 
 Output of forward: raw (N, A*(5+C), H, W) as YOLOv2's (yolov2.py): channel a*(5+C) + k, k = tx, ty, tw, th, to,
 then C logits, C = the tree's nodes in file order (9418 for 9k.tree). Legend: N images, A anchors, H x W grid,
@@ -45,7 +45,8 @@ import metrics
 import wordtree
 import yolov2                      # §4 "We use the base YOLOv2 architecture": its boxes and objectness (decode)
 from data import AUGMENTATIONS, IMAGE_EXTENSIONS, boxes_to_original, image_to_tensor, load_image, resize_darknet
-from loss import CLASS_SCALE, NOOBJECT_SCALE, OBJECT_SCALE, yolov2_loss
+from loss import CLASS_SCALE, MIN_BOX_SIZE, NOOBJECT_SCALE, OBJECT_SCALE, REGION_MAX_OBJECTS, yolov2_loss
+from metrics import batch_targets
 
 # -----------------------------------------------------------------------------
 # §4 YOLO9000: "We use the base YOLOv2 architecture but only 3 priors instead of 5 to limit the output size."
@@ -136,28 +137,31 @@ def joint_loss(raw, targets, anchors, seen, tree, object_scale=OBJECT_SCALE, cla
     The ½ makes the gradients darknet's deltas, as in loss.yolov2_loss."""
     if classification_rule not in CLASSIFICATION_RULES:
         raise ValueError(f"classification_rule must be one of {CLASSIFICATION_RULES}, got {classification_rule!r}")
+    targets = batch_targets(targets) if isinstance(targets, (list, tuple)) else targets
     N = raw.shape[0]
-    classification = [k for k, t in enumerate(targets) if "image_label" in t]
-    detection = [k for k in range(N) if k not in classification]
     zero = raw.new_zeros(())
     terms = dict(xy=zero, wh=zero, obj=zero, noobj=zero, prior=zero, cls=zero, cls_image=zero, obj_image=zero,
                  noobj_image=zero)
+    tree = wordtree.tree_on(tree, raw.device)
 
     def class_loss(logits, labels):                 # (K, n) logits at the responsible slots -> (K,)
         return wordtree.path_nll(wordtree.tree_log_softmax(logits, tree), labels, tree)
 
-    if detection:
-        found = yolov2_loss(raw[detection], [targets[k] for k in detection], anchors, seen, rescore=True,
-                            class_loss=class_loss)
-        terms.update({k: v * len(detection) / N for k, v in found.items() if k != "total"})
-    if classification:
+    # The batch as data.collate pads it: "image_label" (N,) is -1 on detection images; "classification" (M,)
+    # lists the others (made in the loader's workers: its length is known without asking the device).
+    image_label = targets.get("image_label")
+    detection = None if image_label is None else image_label.to(raw.device) < 0           # (N,) bool
+    found = yolov2_loss(raw, targets, anchors, seen, rescore=True, class_loss=class_loss, detection=detection)
+    terms.update({k: v for k, v in found.items() if k != "total"})
+    if image_label is not None and len(targets["classification"]):
         A = anchors.shape[0]
-        x = raw[classification]
+        index = targets["classification"].to(raw.device)
+        x = raw[index]
         M, _, H, W = x.shape
         x = x.view(M, A, -1, H, W)                                         # (M, A, 5+n, H, W)
         objectness = torch.sigmoid(x[:, :, 4]).reshape(M, -1)              # (M, P)
         logits = x[:, :, 5:].permute(0, 1, 3, 4, 2).reshape(M, A * H * W, -1)   # (M, P, n)
-        labels = torch.stack([torch.as_tensor(targets[k]["image_label"]) for k in classification]).to(raw.device)
+        labels = image_label.to(raw.device)[index]                         # (M,)
         log_cond = wordtree.tree_log_softmax(logits, tree)                 # (M, P, n) log Pr(node | parent)
         P = logits.shape[1]
         nll = wordtree.path_nll(log_cond.reshape(M * P, -1), labels.repeat_interleave(P), tree).view(M, P)
@@ -169,9 +173,9 @@ def joint_loss(raw, targets, anchors, seen, tree, object_scale=OBJECT_SCALE, cla
             below = (CLASSIFICATION_MIN_IOU - objectness[m, best]).clamp(min=0)
             terms["obj_image"] = 0.5 * object_scale * (below ** 2).sum() / N
         if classification_rule != "paper":              # every prediction but the chosen one: target 0
-            others = torch.ones_like(objectness, dtype=torch.bool)
-            others[m, best] = False
-            terms["noobj_image"] = 0.5 * noobject_scale * (objectness[others] ** 2).sum() / N
+            others = torch.ones_like(objectness)                           # (M, P) 1, 0 at the chosen one
+            others[m, best] = 0.0                      # a weight, not a boolean filter: no wait for the device
+            terms["noobj_image"] = 0.5 * noobject_scale * (objectness ** 2 * others).sum() / N
     terms["total"] = sum(terms.values())
     return terms
 
@@ -322,8 +326,9 @@ def detections(model, out, image_sizes, conf, nms, letterbox=False, net_size=Non
 
 
 # train.py: trains on detection and classification images in one stream (§4), from joint_datasets(), and
-# evaluates with evaluate() below
+# evaluates with detect_images() (each process its part) and score() below
 DATA = "joint"
+TARGETS = dict(max_objects=REGION_MAX_OBJECTS, min_size=MIN_BOX_SIZE)      # data.collate: as yolov2.TARGETS
 
 
 def joint_datasets(args):
@@ -346,26 +351,33 @@ def joint_datasets(args):
 
 
 @torch.no_grad()
-def evaluate(model, dataset, batch_size, workers=0):
-    """VOC07 mAP@0.5 on held-out detection images of every leaf (shapes_datasets' val set) or on COCO's
-    validation images (coco_imagenet: its 80 classes through coco9k.map), each class
-    scored as darknet's map path scores ImageNet's 200 classes: objectness·Pr(node). Prints the mean over the
-    classes that had boxes in training and over those that never had one (§4: "YOLO9000 gets 19.7 mAP overall with
-    16.0 mAP on the disjoint 156 object classes that it has never seen any labelled detection data for").
-    -> metrics.evaluate's dict, its "ap" and "curves" keyed by tree node (train.py's plots name them)."""
+def detect_images(model, dataset, batch_size, workers=0, indices=None):
+    """The detections of dataset's images `indices` (default: all) -> {index: detections on the CPU}. Under DDP each
+    process takes its part (train.py: devices.shard) and rank 0 gathers them for score()."""
     was_training, device = model.training, next(model.parameters()).device
+    indices = range(len(dataset)) if indices is None else indices
     model.eval()
-    loader = torch.utils.data.DataLoader(dataset, batch_size, num_workers=workers, collate_fn=lambda b: b)
-    detections = []
-    for batch in loader:
-        images = torch.stack([image for image, _ in batch]).to(device)
-        sizes = [target["size"] for _, target in batch]
-        detections += [{k: v.cpu() for k, v in d.items()} for d in
-                       postprocess(model(images).float(), model.anchors, model.tree, sizes, metrics.EVAL_CONF, EVAL_NMS,
-                                   nodes=dataset.nodes, stride=model.stride)]
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size, num_workers=workers,
+                                         collate_fn=data.collate)
+    found = []
+    for images, targets in loader:
+        found += [{k: v.cpu() for k, v in d.items()} for d in
+                  postprocess(model(images.to(device)).float(), model.anchors, model.tree, targets["size"],
+                              metrics.EVAL_CONF, EVAL_NMS, nodes=dataset.nodes, stride=model.stride)]
     model.train(was_training)
+    return dict(zip(indices, found))
+
+
+def score(found, dataset):
+    """VOC07 mAP@0.5 on held-out detection images of every leaf (shapes_datasets' val set) or on COCO's
+    validation images (coco_imagenet: its 80 classes through coco9k.map), each class scored as darknet's map path
+    scores ImageNet's 200 classes: objectness·Pr(node). found: detect_images() of every image. Prints the mean over the classes that had boxes in training and over those that never had one (§4:
+    "YOLO9000 gets 19.7 mAP overall with 16.0 mAP on the disjoint 156 object classes that it has never seen any
+    labelled detection data for"). -> metrics.evaluate's dict, its "ap" and "curves" keyed by tree node (train.py's
+    plots name them)."""
     truths = [dataset.annotation(i) for i in range(len(dataset))]
-    result = metrics.evaluate(detections, truths, protocol="voc07", num_classes=len(dataset.nodes))
+    result = metrics.evaluate([found[i] for i in range(len(dataset))], truths, protocol="voc07",
+                              num_classes=len(dataset.nodes))
     ap = [result["ap"].get(k, float("nan")) for k in range(len(dataset.nodes))]
     without = getattr(dataset, "without_boxes", None)       # the demo's; COCO's validation: every class had boxes
     groups = [("classes with boxes", True), ("classes without boxes", False)] if without else [("all classes", True)]
@@ -378,6 +390,11 @@ def evaluate(model, dataset, batch_size, workers=0):
     for key in ("ap", "curves"):
         result[key] = {dataset.nodes[k]: v for k, v in result[key].items()}
     return result
+
+
+def evaluate(model, dataset, batch_size, workers=0):
+    """score(detect_images()) in one process: every image of dataset."""
+    return score(detect_images(model, dataset, batch_size, workers), dataset)
 
 
 # -----------------------------------------------------------------------------

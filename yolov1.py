@@ -404,6 +404,7 @@ PRESET_RECIPES = {preset: dict(RECIPE, model=preset, augment=darknet.REVISIONS[p
 TEST_THRESHOLDS = dict(conf=0.2, nms=0.4)
 DATA = "detection"             # train.py: trains on images with boxes (VOC, COCO, the synthetic shapes)
 EVAL_NMS = 0.5
+TARGETS = {}                   # train.py's data.collate: every box (the cell's first wins in loss.yolov1_loss)
 
 
 def build(preset, num_classes=None, batch_norm=None, img_size=None, S=None, B=None, backbone=None,

@@ -48,7 +48,7 @@ from torch import nn
 import darknet
 from darknet import ConvBlock, darknet19_trunk, reorg, tiny_yolov2_trunk
 from data import boxes_to_original
-from loss import yolov2_loss
+from loss import MIN_BOX_SIZE, REGION_MAX_OBJECTS, yolov2_loss
 from metrics import batched_nms, shape_iou
 
 # -----------------------------------------------------------------------------
@@ -326,6 +326,8 @@ PRESET_RECIPES = {"yolo-voc.2.0": RELEASE_RECIPE, "yolo.2.0": dict(RELEASE_RECIP
 TEST_THRESHOLDS = dict(conf=0.24, nms=0.4)
 DATA = "detection"             # train.py: trains on images with boxes (VOC, COCO, the synthetic shapes)
 EVAL_NMS = 0.45
+# train.py's data.collate: the boxes darknet's region layer reads (loss.py), kept in the loader's workers
+TARGETS = dict(max_objects=REGION_MAX_OBJECTS, min_size=MIN_BOX_SIZE)
 
 
 def build(preset, num_classes=None, img_size=None):

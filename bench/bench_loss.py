@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import loss  # noqa: E402
+import metrics  # noqa: E402
 import yolov1  # noqa: E402
 import yolov2  # noqa: E402
 
@@ -52,9 +53,11 @@ def main(args):
     n_obj = sum(len(t["labels"]) for t in targets)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch}, {n_obj} objects")
 
+    # padded as data.collate pads them in the loader's workers (not timed: the training process never does it)
+    cells, region = metrics.batch_targets(targets, **yolov1.TARGETS), metrics.batch_targets(targets, **yolov2.TARGETS)
     cases = {
-        "yolov1": (lambda p: loss.yolov1_loss(p, targets), (args.batch, 7, 7, 30), "yolov1"),
-        "yolov2": (lambda r: loss.yolov2_loss(r, targets, torch.tensor(yolov2.ANCHORS_VOC), seen=6400),
+        "yolov1": (lambda p: loss.yolov1_loss(p, cells), (args.batch, 7, 7, 30), "yolov1"),
+        "yolov2": (lambda r: loss.yolov2_loss(r, region, torch.tensor(yolov2.ANCHORS_VOC), seen=6400),
                    (args.batch, 125, 13, 13), "yolov2-voc"),
     }
     for name, (loss_fn, shape, preset) in cases.items():

@@ -11,12 +11,16 @@ The outputs of the fused model are checked against the eager ones (batch 1, batc
 calibrated on one random image so that activations have realistic scales): max |diff| <= 1e-4 * max |out|
 (float32 sums in another order: the absolute difference grows with the output's scale, so it is relative).
 
---device cuda times the forward on the GPU in float32 (TF32 convolutions, cuDNN's default), synchronised; peak
-memory is then torch.cuda.max_memory_allocated and the peak is the GPU's float32 matmul (TF32 allowed).
+--device cuda times the forward on the GPU, synchronised, in float32 (TF32 convolutions, cuDNN's default) or, with
+--dtype bfloat16, under autocast in bfloat16; peak memory is then torch.cuda.max_memory_allocated and the peak is the
+GPU's matmul measured in the same dtype (float32: TF32 allowed). --one-process runs every case in this process (a
+GPU's start-up paid once; peak memory per case from torch.cuda.reset_peak_memory_stats, while on the CPU VmHWM
+then only grows). The exit code is 1 when any case failed.
 
 Run:  python bench/bench_model.py                       (all presets; several minutes on 2 cores)
       python bench/bench_model.py --presets yolov2-voc --batch-sizes 1 16 --min-time 3
-      python bench/bench_model.py --device cuda --json model.json      (bench/gpu_check.sh)
+      python bench/bench_model.py --device cuda --dtype bfloat16 --one-process --presets yolov1 yolov2-voc yolov2
+                                                              (bench/gpu_check.sh)
 """
 import argparse
 import copy
@@ -42,11 +46,11 @@ def build(name):
     return (yolov1 if name in yolov1.PRESETS else yolov2).build(name).eval()
 
 
-def matmul_peak(n=2048, repeats=5, device="cpu"):
-    """GFLOP/s of the best of a few n x n fp32 matmuls (2 n³ FLOPs each); on CUDA 8192², TF32 allowed."""
+def matmul_peak(n=2048, repeats=5, device="cpu", dtype=torch.float32):
+    """GFLOP/s of the best of a few n x n matmuls in dtype (2 n³ FLOPs each); on CUDA 8192², TF32 allowed."""
     if device != "cpu":
         n, torch.backends.cuda.matmul.allow_tf32 = 8192, True
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     best = float("inf")
     for _ in range(repeats):
@@ -91,8 +95,8 @@ def check_fuse(name):
     return diff, diff / ref.abs().max().item()
 
 
-def run_one(name, batch, mode, min_time, device="cpu"):
-    """Child process: time one (preset, batch, mode); print a JSON line."""
+def run_one(name, batch, mode, min_time, device="cpu", dtype="float32"):
+    """Time one (preset, batch, mode) -> dict (a child process prints it as a JSON line)."""
     torch.manual_seed(0)
     model = build(name)
     if mode != "eager":
@@ -102,8 +106,11 @@ def run_one(name, batch, mode, min_time, device="cpu"):
         model, x = model.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     flops = darknet.count_operations(model, model.img_size)     # conv, connected and [local] layers
     rss_model = peak_rss_mb()
+    if device != "cpu":
+        torch.cuda.reset_peak_memory_stats()
     times = []
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(torch.device(device).type, dtype=getattr(torch, dtype),
+                                         enabled=dtype != "float32"):
         model(x)                                           # warm-up
         while sum(times) < min_time or len(times) < 2:
             sync(device)
@@ -113,8 +120,8 @@ def run_one(name, batch, mode, min_time, device="cpu"):
             times.append(time.perf_counter() - t)
     best = min(times)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device != "cpu" else peak_rss_mb()
-    print(json.dumps(dict(images_per_s=batch / best, ms=1000 * best, gflops=flops / 1e9,
-                          gflops_per_s=flops * batch / best / 1e9, peak_mb=peak, model_mb=rss_model)))
+    return dict(images_per_s=batch / best, ms=1000 * best, gflops=flops / 1e9, gflops_per_s=flops * batch / best / 1e9,
+                peak_mb=peak, model_mb=rss_model)
 
 
 def peak_rss_mb():
@@ -129,33 +136,49 @@ def peak_rss_mb():
 
 def main(args):
     torch.set_num_threads(args.threads)
-    peak, results = matmul_peak(device=args.device), []
+    peak, results, failed = matmul_peak(device=args.device, dtype=getattr(torch, args.dtype)), [], []
     where = torch.cuda.get_device_name() if args.device != "cpu" else f"{torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__}, {args.device} ({where}); fp32 matmul peak (best of 5): {peak:.0f} GFLOP/s")
+    print(f"torch {torch.__version__}, {args.device} ({where}), {args.dtype}; {args.dtype} matmul peak (best of 5): "
+          f"{peak:.0f} GFLOP/s")
     print(f"{'preset':16s} {'size':>4s} {'batch':>5s} {'mode':9s} {'img/s':>7s} {'ms/batch':>9s} "
           f"{'GFLOP/img':>9s} {'GFLOP/s':>8s} {'%peak':>6s} {'peak MB':>8s}")
     for name in args.presets:
         diff, rel = check_fuse(name)
         for batch in args.batch_sizes:
             for mode in args.modes:
-                cmd = [sys.executable, __file__, "--one", name, str(batch), mode, "--min-time", str(args.min_time),
-                       "--threads", str(args.threads), "--device", args.device]
-                done = subprocess.run(cmd, capture_output=True, text=True)
-                if done.returncode:
-                    print(f"{name} {batch} {mode}: failed\n{done.stderr[-2000:]}")
+                try:
+                    r = time_case(args, name, batch, mode)
+                except RuntimeError as error:
+                    print(f"{name} {batch} {mode}: failed\n{error}")
+                    failed.append(f"{name} {batch} {mode}")
                     continue
-                r = json.loads(done.stdout.strip().splitlines()[-1])
                 size = build_size(name)
                 print(f"{name:16s} {size:4d} {batch:5d} {mode:9s} {r['images_per_s']:7.2f} {r['ms']:9.0f} "
                       f"{r['gflops']:9.2f} {r['gflops_per_s']:8.1f} {100 * r['gflops_per_s'] / peak:5.0f}% "
                       f"{r['peak_mb']:8.0f}")
-                results.append(dict(preset=name, size=size, batch=batch, mode=mode, fraction_of_peak=
-                                    r["gflops_per_s"] / peak, **r))
+                results.append(dict(preset=name, size=size, batch=batch, mode=mode, dtype=args.dtype,
+                                    fraction_of_peak=r["gflops_per_s"] / peak, **r))
         print(f"{name:16s} fuse(): max |fused - eager| = {diff:.1e}, / max |eager| = {rel:.1e} "
               f"({'ok' if rel <= 1e-4 else 'ABOVE 1e-4'})")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(device=args.device, device_name=where, matmul_gflops=peak, results=results), f, indent=1)
+            json.dump(dict(device=args.device, device_name=where, dtype=args.dtype, matmul_gflops=peak,
+                           results=results, failed=failed), f, indent=1)
+    if failed:
+        print(f"{len(failed)} case(s) failed: {', '.join(failed)}")
+        sys.exit(1)
+
+
+def time_case(args, name, batch, mode):
+    """One case, in this process (--one-process) or in a child of its own. Raises RuntimeError when it fails."""
+    if args.one_process:
+        return run_one(name, batch, mode, args.min_time, args.device, args.dtype)
+    cmd = [sys.executable, __file__, "--one", name, str(batch), mode, "--min-time", str(args.min_time),
+           "--threads", str(args.threads), "--device", args.device, "--dtype", args.dtype]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def build_size(name):
@@ -170,6 +193,9 @@ def get_args_parser():
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timed forwards per case (min 2 runs)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="bfloat16: the forward under autocast (train.py's --amp on GPUs with bfloat16 units)")
+    p.add_argument("--one-process", action="store_true", help="every case in this process, none in a child")
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--one", nargs=3, metavar=("PRESET", "BATCH", "MODE"), help=argparse.SUPPRESS)
     return p
@@ -179,6 +205,7 @@ if __name__ == "__main__":
     args = get_args_parser().parse_args()
     if args.one:
         torch.set_num_threads(args.threads)
-        run_one(args.one[0], int(args.one[1]), args.one[2], args.min_time, args.device)
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.one[2], args.min_time, args.device,
+                                 args.dtype)))
     else:
         main(args)

@@ -10,7 +10,8 @@ import data
 from conftest import pixel_box, save_jpeg, voc_xml, write_voc
 from data import (COCO_CLASSES, VOC_CLASSES, COCODataset, ShapesDataset, VOCDataset, check_annotations, collate,
                   parse_voc_xml)
-from data import augment_yolov2, image_to_tensor
+from data import augment_yolov2, image_to_tensor, resize_darknet
+from PIL import Image
 
 
 # -----------------------------------------------------------------------------
@@ -95,7 +96,7 @@ def test_open_dataset_guesses_coco_and_voc_only(tmp_path):
 def test_collate_and_shapes_determinism():
     ds = ShapesDataset(4, img_size=64, seed=3, augment="yolov2")
     images, targets = collate([ds[0], ds[1]])
-    assert images.shape == (2, 3, 64, 64) and len(targets) == 2            # (N, 3, H, W)
+    assert images.shape == (2, 3, 64, 64) and targets["boxes"].shape[0] == 2  # (N, 3, H, W), (N, T, 4)
     assert torch.equal(ds[0][0], images[0])                                # same (seed, epoch, index)
     ds.set_epoch(1)
     assert not torch.equal(ds[0][0], images[0])                            # new epoch, new augmentation
@@ -197,3 +198,92 @@ def test_check_annotations(broken_voc):
     write_voc(root / "empty", {"a": ((40, 30), [])})
     with pytest.raises(ValueError, match="dataset unusable: 1 images, 0 objects"):
         check_annotations(VOCDataset(root / "empty", splits=[("2007", "trainval")]), strict=False)
+
+
+# -----------------------------------------------------------------------------
+# The augmentation finished on the device: the worker crops uint8 pixels, finish_batch does the rest on the batch
+
+@pytest.mark.parametrize("augment", [None, "yolov2", "yolov2-jitter.2", "yolov1", "darknet-2015", "darknet-2016"])
+def test_batch_finished_on_the_device_equals_the_per_image_functions(tmp_path, augment):
+    # three images of other sizes than the output (32 x 32) and of each other, in random colours (the HSV
+    # distortion then meets every hue); the per-image path (images.py) is the reference, element for element
+    sizes = {"000001": (40, 30), "000002": (50, 61), "000003": (33, 47)}
+    write_voc(tmp_path, {k: (size, [("dog", 3, 4, size[0] - 5, size[1] - 2, 0), ("cat", 10, 8, 20, 20, 0)])
+                         for k, size in sizes.items()})
+    rng = np.random.default_rng(0)
+    for k, (w, h) in sizes.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+            tmp_path / "VOCdevkit" / "VOC2007" / "JPEGImages" / f"{k}.jpg", quality=95)
+    reference = VOCDataset(tmp_path, [("2007", "trainval")], img_size=32, augment=augment, seed=1)
+    on_device = VOCDataset(tmp_path, [("2007", "trainval")], img_size=32, augment=augment, seed=1)
+    on_device.finish_on_device = True
+    for epoch in (0, 3):
+        reference.set_epoch(epoch), on_device.set_epoch(epoch)
+        crops, targets = collate([on_device[i] for i in range(3)])
+        assert crops.dtype == torch.uint8 and targets["boxes"].shape == (3, 2, 4)          # (N, T, 4)
+        images = data.finish_batch(crops, targets["augment"], (32, 32))
+        for i in range(3):
+            image, target = reference[i]
+            assert torch.equal(images[i], image)
+            assert torch.equal(targets["boxes"][i][targets["valid"][i]], target["boxes"])
+            assert torch.equal(targets["labels"][i][targets["valid"][i]], target["labels"])
+
+
+def test_place_image_augmentation_is_finished_in_the_workers(tmp_path):
+    # "darknet-2017" (place_image on a canvas of the output size) has no plan for the device: with
+    # finish_on_device the workers finish it as without, and the batch arrives as float images, no "augment"
+    write_voc(tmp_path, {"000001": ((40, 30), [("dog", 3, 4, 35, 28, 0)]), "000002": ((50, 61), [("cat", 10, 8, 40, 50, 0)])})
+    reference = VOCDataset(tmp_path, [("2007", "trainval")], img_size=32, augment="darknet-2017", seed=1)
+    on_device = VOCDataset(tmp_path, [("2007", "trainval")], img_size=32, augment="darknet-2017", seed=1)
+    on_device.finish_on_device = True
+    assert "darknet-2017" not in data.PLANS
+    images, targets = collate([on_device[i] for i in range(2)])
+    assert images.dtype == torch.float32 and "augment" not in targets
+    for i in range(2):
+        image, target = reference[i]
+        assert torch.equal(images[i], image)
+        assert torch.equal(targets["boxes"][i][targets["valid"][i]], target["boxes"])
+
+
+def test_plans_take_their_augmentations_floors():
+    # the device's half drops the boxes its revision's data.c drops (darknet.REVISIONS min_box)
+    for name, plan in data.PLANS.items():
+        if name != "yolov1":
+            assert plan.keywords["min_box"] == data.AUGMENTATIONS[name].keywords["min_box"], name
+    assert data.PLANS["darknet-2015"].keywords["min_box"] == 0.01 and data.PLANS["yolov2"].keywords["min_box"] == 0.001
+
+
+def test_device_resize_is_resize_darknet_for_each_size():
+    # the batch's images padded to the largest; each one resized from its own size, up and down, and kept as is
+    torch.manual_seed(0)
+    sources = [torch.rand(3, 7, 9), torch.rand(3, 20, 5), torch.rand(3, 12, 12), torch.rand(3, 1, 1)]
+    padded = torch.zeros(4, 3, 20, 12)
+    for n, s in enumerate(sources):
+        padded[n, :, :s.shape[1], :s.shape[2]] = s
+    sizes = torch.tensor([[s.shape[2], s.shape[1]] for s in sources])
+    out = data.resize_batch(padded, sizes, (12, 12))
+    for n, s in enumerate(sources):
+        assert torch.equal(out[n], resize_darknet(s, (12, 12)))
+
+
+@pytest.mark.cuda
+def test_batch_finished_on_cuda_equals_the_cpu_and_never_synchronizes():
+    # one kernel per operation on either device, in the same float32 order: equal up to the last bit where the GPU
+    # library rounds a division or a multiply-add differently (atol 1e-6 of [0, 1])
+    torch.manual_seed(0)
+    crops = torch.randint(0, 256, (3, 3, 40, 50), dtype=torch.uint8)
+    plan = {"size": torch.tensor([[50, 40], [31, 22], [17, 40]]), "inside": torch.tensor([[0, 0, 50, 40]] * 3),
+            "fill": torch.full((3,), float("nan"), dtype=torch.float64), "flip": torch.tensor([True, False, True]),
+            "hue": torch.tensor([0.05, -0.1, 0.02], dtype=torch.float64),
+            "saturation": torch.tensor([1.2, 0.7, 1.0], dtype=torch.float64),
+            "exposure": torch.tensor([0.9, 1.4, 1.0], dtype=torch.float64), "distort": "hsv"}
+    cpu = data.finish_batch(crops, plan, (32, 32))
+    plan_cuda = {k: v.cuda() if torch.is_tensor(v) else v for k, v in plan.items()}
+    crops_cuda = crops.cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        gpu = data.finish_batch(crops_cuda, plan_cuda, (32, 32))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-6)

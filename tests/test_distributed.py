@@ -5,8 +5,10 @@ The device decisions are plain functions, checked here with the environment torc
 report on a GPU machine. Tests marked cuda run where CUDA exists and skip elsewhere (conftest.py; bench/gpu_check.sh
 runs them with -m cuda). The multi-process tests use gloo on CPU: 2 processes, tiny synthetic runs.
 """
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -15,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from tools import devices
+from tools import checkpoints, devices
 import train
 import yolov1
 
@@ -108,12 +110,29 @@ def test_scaler_resumes_across_amp_on_and_off():
     assert devices.restore_scaler(disabled, saved) is None and disabled.state_dict() == {}
 
 
-def test_default_workers_share_the_cores_among_the_processes_at_most_8():
+def test_default_workers_share_the_cores_among_the_processes():
     assert devices.default_workers(cpu_count=2, processes=1) == 2        # this machine: 2 // 1
-    assert devices.default_workers(cpu_count=16, processes=1) == 8       # 16 // 1 = 16, capped at 8
+    assert devices.default_workers(cpu_count=16, processes=1) == 16      # an H100 machine of 16 cores, no cap
     assert devices.default_workers(cpu_count=16, processes=4) == 4       # 16 // 4
-    assert devices.default_workers(cpu_count=96, processes=8) == 8       # 96 // 8 = 12, capped
+    assert devices.default_workers(cpu_count=96, processes=8) == 12      # 96 // 8
     assert devices.default_workers(cpu_count=2, processes=4) == 0        # 2 // 4: load in the training process
+
+
+def test_training_process_keeps_few_threads_on_cuda_only():
+    assert devices.training_threads("cpu", 16, 16) is None               # torch's choice: CPU results unchanged
+    assert devices.training_threads("cuda", 16, 16) == 1                 # the workers hold every core
+    assert devices.training_threads("cuda", 16, 14) == 2                 # 16 - 14
+    assert devices.training_threads("cuda", 64, 8) == 4                  # at most 4
+
+
+def test_cuda_defaults_speed_settings_on_cuda_none_on_cpu():
+    assert devices.cuda_defaults("cpu") == dict(cudnn_benchmark=False, tf32=False, amp=False)
+    assert devices.cuda_defaults("cuda", bf16_native=True) == dict(cudnn_benchmark=True, tf32=True, amp=True)
+    # a V100 or T4 (no bfloat16 units): float16 AMP stays a choice (--amp), the rest applies
+    assert devices.cuda_defaults("cuda", bf16_native=False) == dict(cudnn_benchmark=True, tf32=True, amp=False)
+    before = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32)
+    devices.apply_cuda_defaults(devices.cuda_defaults("cpu"))            # the CPU's settings are left alone
+    assert (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32) == before
 
 
 def test_default_workers_reads_torchrun_local_world_size(monkeypatch):
@@ -195,10 +214,21 @@ def evaluate_in_process(rank, world, store, out):
         torch.save({"result": result, "mean": mean}, out)
     else:
         assert result is None and mean is None
+    # every process's random generators into rank 0's checkpoint, and each its own back on resume
+    torch.manual_seed(100 + rank)                       # each process's own draws (dropout, augmentation)
+    saved = checkpoints.gather_rng_states(world)        # every process calls it; rank 0 gets all
+    expected = torch.rand(3)                            # what this process draws next
+    if rank == 0:
+        assert len(saved) == 2 and not torch.equal(saved[0]["torch"], saved[1]["torch"])
+        torch.save({"rng": saved[0], "rng_ranks": saved}, out + ".rng")
+    dist.barrier()
+    torch.manual_seed(0)                                # a resumed process starts elsewhere
+    checkpoints.set_rng_states(checkpoints.rank_rng_states(torch.load(out + ".rng", weights_only=True), rank))
+    assert torch.equal(torch.rand(3), expected)         # its own states back, not rank 0's
     dist.destroy_process_group()
 
 
-def test_evaluation_spread_over_two_processes_equals_one(tmp_path):
+def test_evaluation_spread_over_two_processes_equals_one_and_each_keeps_its_generators(tmp_path):
     mp.spawn(evaluate_in_process, args=(2, str(tmp_path / "store"), str(tmp_path / "out.pt")), nprocs=2)
     spread = torch.load(tmp_path / "out.pt", weights_only=False)
     args, family, model, val_set = eval_setup(tmp_path / "unused")
@@ -209,6 +239,27 @@ def test_evaluation_spread_over_two_processes_equals_one(tmp_path):
         spread_recall, spread_precision = spread["result"]["curves"][c]
         assert (spread_recall == recall).all() and (spread_precision == precision).all()
     assert spread["mean"] == {"top1": (2 * 0.5 + 1 * 1.0) / 3}    # 2 images at 0.5, 1 image at 1.0
+
+
+def test_a_checkpoint_of_one_process_gives_its_generators_to_every_rank():
+    # (every process's own: evaluate_in_process, which runs in 2 gloo processes anyway)
+    only = {"rng": checkpoints.rng_states()}
+    assert checkpoints.rank_rng_states(only, 1) is only["rng"]
+
+
+def test_sync_bn_only_with_several_cuda_processes():
+    assert devices.batch_norm_sync(True, 2, "cuda") and not devices.batch_norm_sync(False, 2, "cuda")
+    assert not devices.batch_norm_sync(True, 1, "cuda")                  # one process: nothing to synchronize
+    with pytest.raises(ValueError, match="--sync-bn needs CUDA"):        # torch's SyncBatchNorm: no CPU path
+        devices.batch_norm_sync(True, 2, "cpu")
+
+
+def test_first_line_says_the_settings():
+    on = devices.cuda_defaults("cuda", bf16_native=True)
+    assert devices.describe(torch.device("cuda", 0), on, True, torch.bfloat16) == (
+        "device cuda:0: cudnn.benchmark, TF32 matmuls, AMP bfloat16 (CUDA's defaults; --no-cuda-defaults: none of them)")
+    assert devices.describe(torch.device("cpu"), devices.cuda_defaults("cpu"), False, torch.bfloat16) == \
+        "device cpu: float32 (no AMP)"
 
 
 # -----------------------------------------------------------------------------
@@ -238,6 +289,7 @@ def test_nonfinite_loss_in_one_process_stops_both_with_a_loadable_checkpoint(tmp
     assert "process 1: non-finite loss" in done.stdout + done.stderr
     ckpt = load(tmp_path / "last.pt")                  # saved at the step before: epoch 1 done, epoch 2 not begun
     assert ckpt["epoch"] == 1 and ckpt["seen"] == 8
+    assert len(ckpt["rng_ranks"]) == 2                 # each process's generators (gather_rng_states)
     resumed = torchrun("train.py", "--resume", str(tmp_path), "--epochs", "2")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert load(tmp_path / "last.pt")["epoch"] == 2
@@ -311,6 +363,15 @@ def test_cuda_two_gpu_processes_with_nccl(tmp_path):
 
 
 @pytest.mark.cuda(devices=2)
+def test_cuda_sync_bn_trains_and_saves_plain_batch_norm(tmp_path):
+    done = torchrun("train.py", *tiny(tmp_path, "--device", "cuda", "--sync-bn", "--augment", "none"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = load(tmp_path / "last.pt")                  # SyncBatchNorm keeps BatchNorm's names: any loader reads it
+    assert any(k.endswith("running_mean") for k in ckpt["model"]) and ckpt["config"]["sync_bn"] is True
+    assert len(ckpt["rng_ranks"]) == 2                 # each process's generators
+
+
+@pytest.mark.cuda(devices=2)
 def test_cuda_nonfinite_loss_stops_both_gpu_processes(tmp_path):
     (tmp_path / "nan_on_rank_1.py").write_text(NAN_ON_RANK_1)
     done = torchrun(str(tmp_path / "nan_on_rank_1.py"),
@@ -318,18 +379,50 @@ def test_cuda_nonfinite_loss_stops_both_gpu_processes(tmp_path):
     assert done.returncode != 0 and load(tmp_path / "last.pt")["epoch"] == 1
 
 
+def test_requirements_name_a_torch_with_the_apis_used():
+    # devices.amp_dtype: is_bf16_supported(including_emulation=False), torch 2.4 (pytorch/pytorch#129288);
+    # devices.setup_distributed: init_process_group(device_id=); train.py: torch.amp.GradScaler(device_type)
+    with open(os.path.join(REPO, "requirements.txt")) as f:
+        assert [line.split()[0] for line in f if line.startswith("torch")] == ["torch>=2.4"]
+    assert "including_emulation" in inspect.signature(torch.cuda.is_bf16_supported).parameters
+    assert "device_id" in inspect.signature(dist.init_process_group).parameters
+    assert not torch.amp.GradScaler("cuda", enabled=False).is_enabled()
+
+
 # -----------------------------------------------------------------------------
 # bench/gpu_check.sh: its plumbing, shrunk (--quick), on whatever this machine has
 
 def test_gpu_check_quick_writes_its_summary(tmp_path):
-    summary = tmp_path / "summary.json"
-    done = subprocess.run(["bash", "bench/gpu_check.sh", "--quick", "--out", str(summary)], cwd=REPO,
+    # PYTHON: the interpreter running the tests runs every step (a bare `python` on PATH may be another one)
+    done = subprocess.run(["bash", "bench/gpu_check.sh", "--quick", "--out", str(tmp_path)], cwd=REPO,
                           capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable))  # this interpreter
+                          env=dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    s = json.loads(summary.read_text())
-    assert s["quick"] is True and s["device"]
-    assert {"tests", "bench_train", "bench_model", "train"} <= set(s)
-    assert s["tests"]["exit_code"] == 0
-    assert s["bench_train"]["runs"][0]["images_per_s"] > 0
-    assert s["train"]["map"] is not None and s["train"]["seconds"] > 0
+    s = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert s["quick"] is True and s["environment"]["torch"] == torch.__version__
+    assert s["environment"]["python"].startswith(sys.executable)
+    assert list(s["steps"]) == ["train", "bench_train", "bench_loader", "bench_model", "tests_cuda"]
+    assert all(v["exit_code"] == 0 and not v["timed_out"] and v["seconds"] > 0 for v in s["steps"].values())
+    run = s["steps"]["bench_train"]["runs"][0]
+    assert run["images_per_s"] > 0 and run["forward_ms"] > 0 and run["optimizer_ms"] > 0
+    assert [r["workers"] for r in s["steps"]["bench_loader"]["data_rates"]] == [0] * 4 + [1] * 4
+    assert s["steps"]["train"]["map"] is not None
+    assert "epoch" in (tmp_path / "logs" / "train.log").read_text()          # the full logs are kept
+    # the summary's entry of each step is printed as the step ends
+    assert re.findall(r"^gpu_check: (\w+): \{", done.stdout, re.M) == list(s["steps"])
+
+
+def test_bench_model_exits_non_zero_when_a_case_fails(monkeypatch, capsys):
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    import bench_model
+
+    def child_failed(args, name, batch, mode):      # what time_case raises when the child process exits non-zero
+        raise RuntimeError("CUDA out of memory")
+    monkeypatch.setattr(bench_model, "time_case", child_failed)
+    monkeypatch.setattr(bench_model, "check_fuse", lambda name: (0.0, 0.0))         # not what is checked here
+    monkeypatch.setattr(bench_model, "matmul_peak", lambda **k: 1.0)
+    args = bench_model.get_args_parser().parse_args(["--presets", "yolov2-tiny-voc", "--batch-sizes", "1",
+                                                     "--modes", "eager", "--threads", "1"])
+    with pytest.raises(SystemExit) as exit:
+        bench_model.main(args)
+    assert exit.value.code == 1 and "1 case(s) failed: yolov2-tiny-voc 1 eager" in capsys.readouterr().out

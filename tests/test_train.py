@@ -380,3 +380,18 @@ def test_kmeans_prints_the_dimension_clusters_of_the_training_boxes(tmp_path, ca
     assert iou[-1] > iou[0]                                          # 9 centroids fit the shapes better than 1
     assert lines[4].count(",") == 2 * 5 - 1                          # k=5: five "w,h" anchors
     assert not (tmp_path / "out" / "last.pt").exists()               # nothing trained
+
+
+def test_last_pt_every_few_minutes_mid_epoch(tmp_path, monkeypatch):
+    # --save-minutes: the default run is one long epoch, so last.pt is also written mid-epoch; the wish to save
+    # travels in the step's flag (every process gives its generators), and the terms read there go into the sums
+    saved, original = [], train.save_position
+
+    def recorded(run, args, improved=False, rng=None):
+        saved.append((run.pos.epoch, run.pos.epoch_step, len(rng), sorted(run.pos.sums)))
+        return original(run, args, improved, rng)
+    monkeypatch.setattr(train, "save_position", recorded)
+    train.main(tiny_args(tmp_path, "--save-minutes", "1e-9", "--log-interval", "5"))
+    # 16 images, batch 8: step 1 of 2 saved on time (epoch 0, step 1), then the epoch's end (epoch 1, step 0)
+    assert [s[:3] for s in saved] == [(0, 1, 1), (1, 0, 1)]
+    assert saved[0][3] == ["cls", "noobj", "obj", "total", "wh", "xy"]

@@ -13,7 +13,9 @@ A training run's folder and its files: nothing here is in the papers. What a use
   one way to say where a run is: epoch E (from 1) and its steps done, as the progress line .... position()
   the random generators' states, so that a resumed run draws what the uninterrupted one draws  rng_states()
   Ctrl-C (SIGINT) and SIGTERM ask the loop to stop at the next step and save there ........... catch_stop_signals()
-  every process stops at the same step when any asks (a signal, the time limit, a NaN loss) ... agree_stop()
+  every process stops at the same step when any asks (a signal, the time limit, a NaN loss) ... step_flag(),
+    one all_reduce and one read a step                                                          agree_stop()
+  each process's generators saved and restored, under DDP too ................... gather_rng_states(), rank_rng_states()
   a loss that explodes is reported when it happens, not only once it is inf or NaN ........... warn_if_diverging()
 
 Imported by train.py and detect.py (load_state); imports torch and numpy only.
@@ -243,6 +245,24 @@ def rng_states():
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
+def gather_rng_states(world: int):
+    """Every process's rng_states(), in rank order, in rank 0 (None in the others); every process calls it. A run
+    resumed mid-epoch restores each process's own (rank_rng_states): a process's dropout and augmentation draws
+    are its own."""
+    if world == 1:
+        return [rng_states()]
+    gathered = [None] * world if dist.get_rank() == 0 else None
+    dist.gather_object(rng_states(), gathered, dst=0)
+    return gathered
+
+
+def rank_rng_states(checkpoint: dict, rank: int):
+    """The states rank saved (checkpoint["rng_ranks"]); rank 0's for a rank the checkpoint has none of (fewer
+    processes then, or a checkpoint from before every rank's were saved)."""
+    ranks = checkpoint.get("rng_ranks") or [checkpoint["rng"]]
+    return ranks[rank] if rank < len(ranks) else checkpoint["rng"]
+
+
 def set_rng_states(states):
     torch.set_rng_state(states["torch"])
     random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in states["python"]))
@@ -289,14 +309,26 @@ def catch_stop_signals(stop: dict):
 STOPS = [None, "time limit", "SIGTERM", "SIGINT", "non-finite loss"]     # by precedence
 
 
-def agree_stop(reason, world: int, device):
-    """-> the stop every process takes at this step: the gravest any of them asks for (STOPS), or None. One
-    all_reduce, so that every process leaves the loop at the same step and for the same reason."""
-    if world == 1:
-        return reason
-    code = torch.tensor(float(STOPS.index(reason)), device=device)
-    dist.all_reduce(code, op=dist.ReduceOp.MAX)
-    return STOPS[int(code.item())]
+NONFINITE = STOPS.index("non-finite loss")
+
+
+def step_flag(total, reason, save: bool):
+    """One tensor per step, made without reading the device: (2,) int64 [the STOPS code of the gravest stop this
+    process asks for: a non-finite loss total (the device's) or reason (the host's: a signal, the time limit),
+    whether it asks for last.pt to be written now]."""
+    asked = torch.full((), STOPS.index(reason), dtype=torch.long, device=total.device)
+    stop = torch.where(torch.isfinite(total), asked, torch.full_like(asked, NONFINITE))
+    return torch.stack([stop, torch.full_like(asked, int(save))])
+
+
+def agree_stop(flag, world: int):
+    """-> (the stop every process takes at this step: the gravest any of them asks for, or None; whether last.pt
+    is written now). One all_reduce of the step's flag (step_flag), then one read of it: the only moment of a
+    step at which the host waits for the device, after the backward pass and before the optimizer step."""
+    if world > 1:
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    stop, save = flag.tolist()
+    return STOPS[stop], bool(save)
 
 
 # OUR CHOICE: a step's loss this many times the running average of the steps before it is reported as the

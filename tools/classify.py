@@ -30,6 +30,7 @@ from PIL import Image
 
 import darknet
 import data
+import metrics
 import wordtree
 
 PRESETS = {"darknet19": darknet.Darknet19, "extraction": darknet.Extraction}
@@ -41,6 +42,7 @@ RECIPE = dict(  # YOLOv2 §3 "Training for classification" (Darknet-19; YOLOv1 �
     augment="flip")                     # OURS, simpler than darknet's crops, rotation and colour shifts
 
 DATA = "classification"    # train.py: trains on images with one class each (datasets(), evaluate())
+TARGETS = {}                 # data.collate: one class per image, no boxes
 
 
 def build(preset, num_classes=1000, img_size=None, batch_norm=None, tree=None):
@@ -65,11 +67,15 @@ def build(preset, num_classes=1000, img_size=None, batch_norm=None, tree=None):
 
 
 def loss(model, out, targets, seen):
-    """Softmax cross-entropy of the logits out (N, C) with each image's class; with a tree (§4), -log Pr(label) =
-    a cross-entropy in every group of siblings on the label's path (wordtree.path_nll), the mean over the images."""
-    labels = torch.stack([t["label"] for t in targets]).to(out.device)
+    """Softmax cross-entropy of the logits out (N, C) with each image's class (targets: data.collate's batch,
+    "label" (N,)); with a tree (§4), -log Pr(label) = a cross-entropy in every group of siblings on the label's path
+    (wordtree.path_nll, a fixed number of levels: no wait for the device), the mean over the images. A list of
+    per-image dicts {"label"} is batched here, as the detection losses do."""
+    targets = metrics.batch_targets(targets) if isinstance(targets, (list, tuple)) else targets
+    labels = targets["label"].to(out.device)
     if hasattr(model, "tree"):
-        return {"total": wordtree.path_nll(wordtree.tree_log_softmax(out, model.tree), labels, model.tree).mean()}
+        tree = wordtree.tree_on(model.tree, out.device)
+        return {"total": wordtree.path_nll(wordtree.tree_log_softmax(out, tree), labels, tree).mean()}
     return {"total": F.cross_entropy(out, labels)}
 
 
@@ -142,13 +148,14 @@ def evaluate(model, dataset, batch_size, workers=0, progress=None):
     device, was_training = next(model.parameters()).device, model.training
     loader = torch.utils.data.DataLoader(dataset, batch_size, num_workers=workers, collate_fn=data.collate)
     tree = getattr(model, "tree", None)
+    tree = None if tree is None else wordtree.tree_on(tree, device)
     correct, total = torch.zeros(5), 0
     model.eval()
     if progress:
-        loader = progress(loader, total=len(dataset), desc="evaluating", unit="images", count=lambda b: len(b[1]))
+        loader = progress(loader, total=len(dataset), desc="evaluating", unit="images", count=lambda b: len(b[0]))
     for x, targets in loader:
         out = model(x.to(device))                                          # (N, C) logits
-        labels = torch.stack([t["label"] for t in targets]).to(device)
+        labels = targets["label"].to(device)
         scores, candidates = out, None
         if tree is not None:                    # Pr(node), ranked among the dataset's synsets only
             absolute = wordtree.absolute_probabilities(wordtree.tree_softmax(out, tree), tree)    # (N, n)

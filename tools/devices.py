@@ -1,17 +1,30 @@
 """
-Where each training process runs, and how it feeds its device. Nothing here is in the papers. DARKNET (f6afaab,
-examples/detector.c train_detector, src/network.c train_networks / sync_nets) trains in float32 in one process:
-with `-gpus 0,1,2,3` one copy of the network per GPU, each on its own batch, the weights averaged every 4
-batches and the learning rate multiplied by the number of GPUs. We keep one process per device with DDP, which
-averages the gradients at every step: the run equals one process on the whole batch (tests/test_train.py).
-Each choice below is OURS and says why.
+Where each training process runs, and how it feeds its device. Nothing here is in the papers. Each choice below is
+OURS and says why.
+
+DARKNET's several GPUs (examples/detector.c train_detector, src/network_kernels.cu sync_nets from the YOLOv2
+release c6afc7ff, src/network.c from cd5d393b to f6afaab): `-gpus 0,1,2,3` keeps one network per GPU, each trained
+on a batch of its own (64 images: the step's batch is 64 x GPUs) with learning_rate x GPUs, and every 4 batches
+averages their weights, biases and batch-norm scales (sync_layer); their batch-norm running statistics are never
+averaged (each GPU keeps its own; GPU 0's are saved). Batch norm in training normalizes over the images of one
+forward: batch / subdivisions of them (8 in yolov2-voc.cfg: batch=64, subdivisions=8).
+We keep one process per device with DDP, which averages the gradients at every step of one batch of 64 split over
+the processes: the weights equal one process on the whole batch up to batch norm (tests/test_train.py runs it
+without). Batch norm normalizes over each process's forward, 64 / (processes x --accumulate) images, as darknet's
+per-GPU statistics (8 images with 8 processes, or 1 process and --accumulate 8); --sync-bn (nn.SyncBatchNorm)
+normalizes over the forwards of all processes together, which neither darknet nor the paper does. Each process's
+running statistics follow its own images; rank 0's are evaluated and saved (sync_buffers).
 
   one process per device: torchrun's LOCAL_RANK picks the GPU, NCCL on CUDA, gloo on CPU ....... choose_device()
   torch.cuda.set_device and the process group .................................................. setup_distributed()
   mixed precision: bfloat16 where the GPU computes in it, else float16 with loss scaling ........ amp_dtype()
   a checkpoint written with or without float16 AMP resumes with either ......................... restore_scaler()
   channels-last memory format ................................................................. channels_last()
-  data-loading processes: the cores shared by the processes on the machine, at most 8 .......... default_workers()
+  CUDA's defaults: cudnn.benchmark, TF32 matmuls, bfloat16 AMP where native; none on the CPU ... cuda_defaults(),
+                                                                                                describe()
+  batch norm per process (darknet's per-GPU statistics) or synchronized (--sync-bn) ........... batch_norm_sync()
+  data-loading processes: the cores shared by the processes on the machine ..................... default_workers()
+  the training process's own threads: few on CUDA, where the workers need the cores ........... training_threads()
   page-locked batches for asynchronous copies; why the workers are not kept between epochs ..... loader_options(),
                                                                                                 to_device()
   torch.compile as an option ................................................................... compile_model()
@@ -26,9 +39,6 @@ import os
 
 import torch
 import torch.distributed as dist
-
-MOST_WORKERS = 8    # more loader processes per training process rarely pay: each holds its prefetched batches
-
 
 # -----------------------------------------------------------------------------
 # One process per device
@@ -117,17 +127,76 @@ def compile_model(model, backend=None):
 # -----------------------------------------------------------------------------
 # Feeding the device
 
-def default_workers(cpu_count=None, processes=None, most=MOST_WORKERS):
-    """--workers when not given: the cores this process may run on (os.sched_getaffinity: a container's or
-    taskset's share, not the machine's) divided among the training processes on this machine (torchrun's
-    LOCAL_WORLD_SIZE), at most `most`; 0 means loading in the training process. Every core helps on a GPU: one
-    worker decodes and augments (darknet's YOLOv2 augmentation) about 120 images/s (README, Performance), half a
-    second for a batch of 64, while a modern GPU computes yolov2-voc's step on it in tens of milliseconds."""
-    if cpu_count is None:
-        cpu_count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def cuda_defaults(device_type, bf16_native=None):
+    """The speed settings train.py takes on CUDA unless --no-cuda-defaults; on the CPU none, so that CPU runs stay
+    bit for bit what they were. -> dict(cudnn_benchmark, tf32, amp), each a bool:
+      cudnn_benchmark: cuDNN times its algorithms at each new input shape and keeps the fastest; multi-scale
+        training has 10 sizes (train.multiscale_size), so the timing is paid 10 times in a run of thousands of steps;
+      tf32: float32 matmuls on tensor cores with a 10-bit mantissa (the connected layers, the [local] layer's
+        einsum); cuDNN's convolutions already default to it (torch.backends.cudnn.allow_tf32);
+      amp: --amp's default, bfloat16 where the GPU has its units (amp_dtype); float16 needs loss scaling and stays
+        a choice (--amp). bf16_native: None asks the current CUDA device."""
+    if device_type != "cuda":
+        return dict(cudnn_benchmark=False, tf32=False, amp=False)
+    if bf16_native is None:
+        bf16_native = torch.cuda.is_bf16_supported(including_emulation=False)
+    return dict(cudnn_benchmark=True, tf32=True, amp=bool(bf16_native))
+
+
+def describe(device, settings, amp, amp_dtype):
+    """train.py's first line: the device and the speed settings it trains with, CUDA's defaults or not."""
+    chosen = [name for key, name in (("cudnn_benchmark", "cudnn.benchmark"), ("tf32", "TF32 matmuls"))
+              if settings[key]] + [f"AMP {str(amp_dtype).replace('torch.', '')}" if amp else "float32 (no AMP)"]
+    why = " (CUDA's defaults; --no-cuda-defaults: none of them)" if device.type == "cuda" and any(settings.values()) \
+        else ""
+    return f"device {device}: " + ", ".join(chosen) + why
+
+
+def batch_norm_sync(sync_bn, world, device_type):
+    """--sync-bn: whether batch norm is nn.SyncBatchNorm (statistics over the forwards of all processes) rather
+    than per process (darknet's per-GPU statistics; the module docstring). One process: nothing to sync. torch's
+    SyncBatchNorm has no CPU path, so gloo runs refuse it."""
+    if not sync_bn or world == 1:
+        return False
+    if device_type != "cuda":
+        raise ValueError(f"--sync-bn needs CUDA devices: torch's SyncBatchNorm has no {device_type} path")
+    return True
+
+
+def apply_cuda_defaults(settings):
+    """cuda_defaults()'s cudnn_benchmark and tf32 into torch (the CPU's settings are left as they are)."""
+    if settings["cudnn_benchmark"]:
+        torch.backends.cudnn.benchmark = True
+    if settings["tf32"]:
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+
+def usable_cores():
+    """The cores this process may run on: os.sched_getaffinity (a container's or taskset's share, not the
+    machine's) where there is one."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_workers(cpu_count=None, processes=None):
+    """--workers when not given: the cores this process may run on (usable_cores) divided among the training processes on this machine (torchrun's
+    LOCAL_WORLD_SIZE); 0 means loading in the training process. No cap: a worker decodes and crops (data.py's
+    crop_on_worker; the device resizes and distorts), and its prefetched batches are uint8, a quarter of float32's
+    memory; one decodes darknet's VOC-sized JPEGs at a few hundred images/s, and a modern GPU trains yolov2-voc on
+    thousands (README, GPU)."""
+    cpu_count = cpu_count or usable_cores()
     if processes is None:
         processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    return max(0, min(most, cpu_count // max(processes, 1)))
+    return max(0, cpu_count // max(processes, 1))
+
+
+def training_threads(device_type, cpu_count, workers):
+    """torch's intra-op threads in the training process, or None to leave torch's choice (every core). CUDA: the
+    process computes nothing large on the CPU (the batch is finished on the device, the loss has no host work),
+    so it keeps the cores its workers do not take, at most 4 and at least 1, instead of a pool as large as the
+    machine competing with them. CPU: it computes there; torch's choice stands (results unchanged)."""
+    if device_type != "cuda":
+        return None
+    return max(1, min(4, cpu_count - workers))
 
 
 def loader_options(device, workers):
@@ -143,8 +212,11 @@ def loader_options(device, workers):
 
 
 def to_device(targets, device):
-    """A batch's targets (a list of dicts) onto the device; from pinned memory the copies do not wait."""
-    return [{k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+    """A batch's targets (data.collate's dict: tensors, lists, and the "augment" dict of tensors) onto the device;
+    from pinned memory the copies do not wait."""
+    def move(value):
+        return value.to(device, non_blocking=True) if torch.is_tensor(value) else value
+    return {k: {a: move(b) for a, b in v.items()} if isinstance(v, dict) else move(v) for k, v in targets.items()}
 
 
 # -----------------------------------------------------------------------------
