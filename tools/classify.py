@@ -19,9 +19,6 @@ from PIL import Image
 
 import darknet
 import data
-import images
-import weights
-
 PRESETS = {"darknet19": darknet.Darknet19, "extraction": darknet.Extraction}
 RECIPE = dict(  # YOLOv2 §3 "Training for classification" (Darknet-19; YOLOv1 §2.2 gives no recipe)
     model="darknet19", optimizer="sgd", epochs=160, momentum=0.9, weight_decay=5e-4, dropout=0.0,  # no dropout
@@ -29,6 +26,8 @@ RECIPE = dict(  # YOLOv2 §3 "Training for classification" (Darknet-19; YOLOv1 �
     batch_size=128, burn_in=1000,       # DARKNET darknet19.cfg
     img_size=224, multiscale=False, eval_every=1,
     augment="flip")                     # OURS, simpler than darknet's crops, rotation and colour shifts
+
+DATA = "classification"    # train.py: trains on images with one class each (datasets(), evaluate())
 
 
 def build(preset, num_classes=1000, img_size=None, batch_norm=None):
@@ -58,7 +57,7 @@ class FolderDataset(torch.utils.data.Dataset):
         self.class_names = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
         self.items = [(os.path.join(root, name, f), label) for label, name in enumerate(self.class_names)
                       for f in sorted(os.listdir(os.path.join(root, name)))
-                      if f.lower().endswith(images.IMAGE_EXTENSIONS)]             # [(path, class index)]
+                      if f.lower().endswith(data.IMAGE_EXTENSIONS)]             # [(path, class index)]
         self.img_size, self.augment = img_size, augment
 
     def __len__(self):
@@ -66,8 +65,8 @@ class FolderDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         path, label = self.items[i]
-        image = images.load_image(path).resize((self.img_size, self.img_size), Image.BILINEAR)
-        x = images.image_to_tensor(image)                                 # (3, s, s)
+        image = data.load_image(path).resize((self.img_size, self.img_size), Image.BILINEAR)
+        x = data.image_to_tensor(image)                                 # (3, s, s)
         if self.augment == "flip" and torch.rand(()) < 0.5:
             x = x.flip(-1)
         return x, {"label": torch.tensor(label), "path": path}
@@ -110,7 +109,7 @@ def copy_trunk(checkpoint, model, path):
     extraction.conv.weights and darknet19_448.conv.23. -> a one-line message."""
     classifier = build(**{k: v for k, v in checkpoint["model_config"].items() if k != "family"})
     classifier.load_state_dict(checkpoint["model"])
-    source, target = weights.darknet_layers(classifier)[:-1], weights.darknet_layers(model)
+    source, target = darknet.darknet_layers(classifier)[:-1], darknet.darknet_layers(model)
     name = classifier.preset
     if len(target) < len(source):
         raise ValueError(f"{path}: the {name} trunk has {len(source)} darknet layers, more than all of "
