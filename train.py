@@ -62,7 +62,7 @@ FAMILIES = {"yolov1": yolov1, "yolov2": yolov2, "yolo9000": yolo9000}
 # -----------------------------------------------------------------------------
 # The recipes: the papers' in the family files (yolov1.RECIPE, yolov2.RECIPE, ...), the synthetic default here
 
-DEFAULTS = dict(task="detect", accumulate=1, amp=False, log_interval=10, seed=0, plots=True,
+DEFAULTS = dict(task="detect", accumulate=1, log_interval=10, seed=0, plots=True,
                 save_minutes=5.0)   # OUR CHOICE: last.pt every 5 minutes of training as well as at each epoch's end
 
 SYNTHETIC = dict(  # OUR CHOICE: `python train.py`, data.ShapesDataset, ~8 minutes on 2 CPU cores (README, Results)
@@ -435,7 +435,7 @@ def evaluate(model, family, dataset, args, batch_size, world=1, rank=0):
         result = family.evaluate(model, torch.utils.data.Subset(dataset, part), batch_size, args.workers, progress)
         return devices.gather_mean(result, len(part), world)
     detections, truths, _ = detect.evaluate(model, dataset, metrics.EVAL_CONF, family.EVAL_NMS, batch_size,
-                                            args.workers, indices=part, progress=progress)
+                                            args.workers, indices=part, progress=progress, precision=args.precision)
     found = devices.gather_to_first({i: detections[i] for i in part}, world)
     return None if found is None else metrics.evaluate([found[i] for i in range(len(dataset))], truths,
                                                        protocol="voc07", num_classes=model.num_classes)
@@ -494,6 +494,9 @@ def main(args):
     family = family_for(args)
     world, rank, device = devices.setup_distributed(args.device)    # torchrun: one process per device
     args.workers = devices.default_workers() if args.workers is None else args.workers
+    # bfloat16 where the CPU computes in it: the evaluation's arithmetic, and training's autocast unless --(no-)amp
+    args.precision = devices.choose_precision(device.type, args.precision)
+    args.amp = devices.default_amp(device.type, args.precision) if args.amp is None else args.amp
     micro = args.batch_size // (world * args.accumulate)
     if micro * world * args.accumulate != args.batch_size:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by {world} processes x --accumulate "
@@ -518,8 +521,9 @@ def main(args):
                     len(sampler) // (micro * args.accumulate))
     run.log(f"{run.raw_model.preset}: {sum(p.numel() for p in run.raw_model.parameters()):,} parameters, "
             f"{len(train_set.class_names)} classes, {len(train_set)} training images, {run.steps_per_epoch} steps "
-            f"of {args.batch_size} per epoch ({world} x {args.accumulate} x {micro}), on {device}, recipe "
-            f"{args.recipe}, output {args.out}")
+            f"of {args.batch_size} per epoch ({world} x {args.accumulate} x {micro}), on {device}, training in "
+            f"{str(run.amp_dtype)[6:] + ' autocast' if args.amp else 'float32'}, evaluating in {args.precision}, "
+            f"recipe {args.recipe}, output {args.out}")
 
     result, stop, restore_signals = None, None, checkpoints.catch_stop_signals(run.stop)
     try:
@@ -638,7 +642,12 @@ def get_args_parser():
     add("--time-limit", type=positive(float), help="stop after this many seconds of training, then evaluate and save (the "
         "run is then no longer a function of the seed)")
     add("--amp", action=argparse.BooleanOptionalAction, help="mixed precision: bfloat16 where the GPU has it (and "
-        "on CPU), else float16 + GradScaler (devices.amp_dtype; default: off)")
+        "on CPU), else float16 + GradScaler (devices.amp_dtype). Default: on where --precision is bf16 on a CPU "
+        "(devices.default_amp), else off")
+    add("--precision", choices=devices.PRECISIONS, help="the evaluation's arithmetic, fp32 or bf16 (bfloat16 "
+        "autocast), and with it --amp's default. Default: bf16 on a CPU that computes in bfloat16 natively "
+        f"(avx512_bf16 or amx_bf16; on this machine's CPU: {devices.choose_precision('cpu')}), else fp32 "
+        "(devices.choose_precision)")
     add("--compile", nargs="?", const="inductor", metavar="BACKEND", help="torch.compile the model (default "
         "backend inductor; aot_eager checks the graph capture without generating code)")
     add("--device", help="cuda, cpu, ... (default: cuda if available)")
