@@ -416,8 +416,9 @@ class ShapesDataset(DetectionDataset):
     colours at RGB distance >= 0.5 (of 1.73) from the background's mean, on a gradient, stripes or blotches.
     Occlusion rule: a new object, drawn on top, may cover at most max_cover = 30% of the box of each earlier object
     (else it is placed again, up to 20 tries, then left out), so every object stays mostly visible.
-    A DataLoader fetches a batch with __getitems__, which draws all its images at once (render): a batch of 32 at
-    112 px costs a few milliseconds, a small part of the training step it feeds (bench/bench_data.py --shapes)."""
+    A DataLoader fetches a batch with __getitems__, which draws all its images at once with tensor operations
+    (render): the synthetic default's batch of 32 at 112 px in about a tenth of the training step it feeds, where
+    Pillow's drawing, image by image, cost about a third (bench/bench_synthetic.py; README, Performance)."""
 
     def __init__(self, num_images=1000, img_size=448, seed=0, augment=None, max_cover=0.3):
         super().__init__(img_size, augment, seed, keep_difficult=True, keep_crowd=True)
@@ -498,8 +499,8 @@ class ShapesDataset(DetectionDataset):
 
     def __getitems__(self, indices):
         """The DataLoader's fetch of a batch: its images drawn at once (render), then each as dataset[i] is."""
-        if type(self).load is not ShapesDataset.load:       # a subclass that draws otherwise: image by image
-            return [self[i] for i in indices]
+        if type(self).load is not ShapesDataset.load:       # a subclass that draws otherwise (yolo9000.py's WordTree
+            return [self[i] for i in indices]               # shapes, with Pillow): image by image
         layouts = [self._layout(i) for i in indices]
         records = [self.record(i, layout) for i, layout in zip(indices, layouts)]     # IndexError before drawing
         images = self.render(indices, layouts).float().div_(255)    # = image_to_tensor(load(i)), bit for bit

@@ -19,15 +19,14 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import data  # noqa: E402
-import devices  # noqa: E402
-import recipes  # noqa: E402
 import train  # noqa: E402
+from tools import devices  # noqa: E402
 
 
 def synthetic_args():
     """train.py's resolved flags for `python train.py` (nothing is written)."""
     args = train.get_args_parser().parse_args(["--out", os.devnull, "--exist-ok"])
-    recipes.resolve(args)
+    train.resolve(args)
     return args
 
 
@@ -58,7 +57,7 @@ def main():
     parser.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2], help="loader processes to try")
     args_cli = parser.parse_args()
     args = synthetic_args()
-    family = recipes.family_for(args)
+    family = train.family_for(args)
     B, S, n = args.batch_size, args.img_size, args_cli.steps
     dataset = data.shapes_split("train", args.train_images, S, args.seed)
     torch.manual_seed(0)
