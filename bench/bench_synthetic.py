@@ -3,7 +3,8 @@ The synthetic default (`python train.py`) split into its parts: images/s of the 
 data.ShapesDataset) and of the compute (yolov1-shapes at 112, batch 32: forward, loss, backward, Adam), float32
 and bfloat16 autocast, then the two together through train.py's DataLoader with 0, 1 and 2 loader processes.
 Everything is measured in this one process, in alternating rounds (best of them), so that the ratios hold on a
-shared machine even where the absolute figures move; the load average is printed with them.
+shared machine even where the absolute figures move; the load average is printed with them. The CPU time of this
+process (time.process_time; the loader processes' own is not in it) is printed beside the wall time.
 
 Goal (README, Performance): drawing a batch costs a small fraction of the step it feeds.
 
@@ -55,7 +56,11 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is kept")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (batches) per measurement")
     parser.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2], help="loader processes to try")
+    parser.add_argument("--threads", type=int, help="torch threads (default torch's: the cores). On a shared "
+                        "machine --threads 1 gives the steadiest CPU times: no thread waits for a descheduled one")
     args_cli = parser.parse_args()
+    if args_cli.threads:
+        torch.set_num_threads(args_cli.threads)
     args = synthetic_args()
     family = train.family_for(args)
     B, S, n = args.batch_size, args.img_size, args_cli.steps
