@@ -165,7 +165,7 @@ def test_compile_trains_and_saves_the_bare_model(tmp_path):
 def eval_setup():
     """A fresh yolov1-shapes whose batch-norm statistics differ from the initial ones (the output depends on
     them), and 12 held-out synthetic images. -> (args, family, model, validation set)"""
-    args = train.get_args_parser().parse_args(tiny("unused", "--val-images", "12"))
+    args = train.get_args_parser().parse_args(tiny("unused", "--val-images", "12", "--precision", "fp32"))
     train.resolve(args)
     family = train.family_for(args)
     _, val_set = train.build_datasets(args, family)
