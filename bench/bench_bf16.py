@@ -4,7 +4,8 @@ bfloat16 on the CPU against float32: speed beside onnxruntime and OpenCV, and ho
   1. speed: yolov2-voc at 416, batch 1 and 8, images/s, all in this one process and interleaved (a change in the
      machine's load falls on every runner alike), random weights:
        PyTorch float32 (detect.py's forward with --precision fp32), the same with darknet.fuse + channels-last,
-       PyTorch bfloat16 autocast (detect.py's forward with --precision bf16), the same fused + channels-last,
+       PyTorch bfloat16 autocast on a channels-last input (detect.py's forward with --precision bf16), the same on
+       an NCHW input (what the input's layout costs), and fused + channels-last,
        onnxruntime on this project's ONNX export (tools/export.py), OpenCV DNN on that export (when cv2 is
        installed; skipped otherwise), and the ratios to PyTorch float32 and to onnxruntime;
   2. closeness: per preset, the largest |bfloat16 - float32| of the network's raw output on two random images
@@ -17,6 +18,7 @@ The CPU's flags (torch.cpu.get_capabilities) and the precision detect.py chooses
 
 Run:  python bench/bench_bf16.py                                  (minutes on 2 cores)
       python bench/bench_bf16.py --presets yolov2-voc yolov1-tiny --no-speed --weights runs/synthetic/best.pt
+      python bench/bench_bf16.py --presets --threads 1          (the speed alone, one thread: a shared machine)
 """
 import argparse
 import os
@@ -71,8 +73,10 @@ def speed(preset, img_size, batch_sizes, min_time, folder):
     threads = torch.get_num_threads()
     fused = darknet.fuse(model).to(memory_format=torch.channels_last)
     ort = session(path, threads)
-    runs = {"fp32": model, "fp32 fused+cl": lambda x: fused(x.contiguous(memory_format=torch.channels_last)),
-            "bf16": bf16(model), "bf16 fused+cl": bf16(lambda x: fused(x.contiguous(memory_format=torch.channels_last))),
+    nhwc = lambda x: x.contiguous(memory_format=torch.channels_last)     # noqa: E731
+    runs = {"fp32": model, "fp32 fused+cl": lambda x: fused(nhwc(x)),
+            "bf16": bf16(lambda x: model(nhwc(x))),               # detect.predict's bf16 path: NHWC input
+            "bf16 NCHW": bf16(model), "bf16 fused+cl": bf16(lambda x: fused(nhwc(x))),
             "onnxruntime": lambda x: ort.run(["raw"], {"images": x.numpy()})}
     cv_run, cv_note = opencv_runner(path, threads)
     if cv_run is not None:
@@ -148,7 +152,11 @@ def main():
     p.add_argument("--weights", default=os.path.join("runs", "synthetic", "best.pt"),
                    help="a synthetic-default checkpoint for part 3 (skipped when the file is missing)")
     p.add_argument("--val-images", type=int, help="held-out images for part 3 (default: the run's)")
+    p.add_argument("--threads", type=int, help="torch, onnxruntime and OpenCV threads (default torch's: the "
+                   "cores); on a shared machine --threads 1 keeps one thread from waiting for a descheduled other")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"CPU flags (torch.cpu.get_capabilities): {cpu_flags()}; detect.py's precision on this CPU: "
           f"{devices.choose_precision('cpu')}")
     if not args.no_speed:
