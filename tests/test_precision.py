@@ -77,8 +77,9 @@ def test_fp32_is_the_plain_forward_bit_for_bit():
 
 
 def test_bf16_raw_output_within_the_stated_tolerance():
-    # README (Performance): bfloat16's raw outputs differ from float32's by at most 2% of the output's largest
-    # |value| on every preset (bench/bench_bf16.py); here on a small YOLOv2 with random batch-norm statistics
+    # README (Performance): bfloat16's raw outputs differ from float32's by at most 1% of the output's largest
+    # |value| (bench/bench_bf16.py measured 0.28%-0.52% over every preset); here a small YOLOv2 with random batch-norm
+    # statistics (0.30% measured)
     torch.manual_seed(0)
     model = randomized(yolov2.build("yolov2-tiny-voc", img_size=96))
     x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
@@ -87,7 +88,7 @@ def test_bf16_raw_output_within_the_stated_tolerance():
         with devices.autocast("cpu", "bf16"):
             rounded = model(x.contiguous(memory_format=torch.channels_last)).float()
     assert rounded.dtype == torch.float32 and not torch.equal(rounded, exact)        # it did run in bfloat16
-    assert (rounded - exact).abs().max() <= 0.02 * exact.abs().max()
+    assert (rounded - exact).abs().max() <= 0.01 * exact.abs().max()
 
 
 def test_train_chooses_amp_from_the_precision(tmp_path, capsys):
