@@ -67,8 +67,9 @@ DEFAULTS = dict(task="detect", accumulate=1, log_interval=10, seed=0, plots=True
 
 SYNTHETIC = dict(  # OUR CHOICE: `python train.py`, data.ShapesDataset, minutes on 2 CPU cores (README, Results)
     # one epoch of 57,600 fresh images (1,800 steps of 32; drawing a batch at once costs a small part of a step,
-    # bench/bench_synthetic.py) rather than many epochs of a few: no image is seen twice. Adam (not the papers' SGD) at 2e-3, /10 at 90% and 97% of the steps (with
-    # --epochs E the drops move to 0.9·E and 0.97·E: resolve() scales every recipe's lr_steps with --epochs).
+    # bench/bench_synthetic.py) rather than many epochs of a few: no image is seen twice. Adam (not the papers'
+    # SGD) at 2e-3, /10 at 90% and 97% of the steps (with --epochs E the drops move to 0.9·E and 0.97·E: resolve()
+    # scales every recipe's lr_steps with --epochs).
     model="yolov1-shapes", optimizer="adam", epochs=1, batch_size=32, momentum=0.9, weight_decay=0.0,
     dropout=0.0, schedule="yolov1", lr=2e-3, warmup_lr=2e-4, warmup_epochs=0.05, lr_steps=[0.9, 0.97],
     img_size=112, augment="none", multiscale=False, eval_every=1, train_images=57_600, val_images=500)
