@@ -67,13 +67,14 @@ FAMILIES = {"yolov1": yolov1, "yolov2": yolov2, "yolo9000": yolo9000}
 # -----------------------------------------------------------------------------
 # The recipes: the papers' in the family files (yolov1.RECIPE, yolov2.RECIPE, ...), the synthetic default here
 
-DEFAULTS = dict(task="detect", accumulate=1, amp=False, log_interval=10, seed=0, plots=True,
+DEFAULTS = dict(task="detect", accumulate=1, log_interval=10, seed=0, plots=True,
                 save_minutes=5.0)   # OUR CHOICE: last.pt every 5 minutes of training as well as at each epoch's end
 
-SYNTHETIC = dict(  # OUR CHOICE: `python train.py`, data.ShapesDataset, ~8 minutes on 2 CPU cores (README, Results)
-    # one epoch of 57,600 fresh images (1,800 steps of 32; rendering one costs ~1 ms) rather than many epochs of
-    # a few: no image is seen twice. Adam (not the papers' SGD) at 2e-3, /10 at 90% and 97% of the steps (with
-    # --epochs E the drops move to 0.9·E and 0.97·E: resolve() scales every recipe's lr_steps with --epochs).
+SYNTHETIC = dict(  # OUR CHOICE: `python train.py`, data.ShapesDataset, minutes on 2 CPU cores (README, Results)
+    # one epoch of 57,600 fresh images (1,800 steps of 32; drawing a batch at once costs a small part of a step,
+    # bench/bench_synthetic.py) rather than many epochs of a few: no image is seen twice. Adam (not the papers'
+    # SGD) at 2e-3, /10 at 90% and 97% of the steps (with --epochs E the drops move to 0.9·E and 0.97·E: resolve()
+    # scales every recipe's lr_steps with --epochs).
     model="yolov1-shapes", optimizer="adam", epochs=1, batch_size=32, momentum=0.9, weight_decay=0.0,
     dropout=0.0, schedule="yolov1", lr=2e-3, warmup_lr=2e-4, warmup_epochs=0.05, lr_steps=[0.9, 0.97],
     img_size=112, augment="none", multiscale=False, eval_every=1, train_images=57_600, val_images=500)
@@ -472,7 +473,7 @@ def evaluate(model, family, dataset, args, batch_size, world=1, rank=0, status=N
         result = family.evaluate(model, torch.utils.data.Subset(dataset, part), batch_size, args.workers, progress)
         return devices.gather_mean(result, len(part), world)
     detections, truths, _ = detect.evaluate(model, dataset, metrics.EVAL_CONF, family.EVAL_NMS, batch_size,
-                                            args.workers, indices=part, progress=progress)
+                                            args.workers, indices=part, progress=progress, precision=args.precision)
     found = devices.gather_to_first({i: detections[i] for i in part}, world)
     return None if found is None else metrics.evaluate([found[i] for i in range(len(dataset))], truths,
                                                        protocol="voc07", num_classes=model.num_classes)
@@ -557,6 +558,9 @@ def train(args, checkpoint):
         dist.broadcast_object_list(shared, src=0)
         args.out = shared[0]
     args.workers = devices.default_workers() if args.workers is None else args.workers
+    # bfloat16 where the CPU computes in it: the evaluation's arithmetic, and training's autocast unless --(no-)amp
+    args.precision = devices.choose_precision(device.type, args.precision)
+    args.amp = devices.default_amp(device.type, args.precision) if args.amp is None else args.amp
     micro = args.batch_size // (world * args.accumulate)
     if micro * world * args.accumulate != args.batch_size:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by {world} processes x --accumulate "
@@ -581,8 +585,9 @@ def train(args, checkpoint):
                     len(sampler) // (micro * args.accumulate), getattr(train_set, "tree", None))
     run.log(f"{run.raw_model.preset}: {sum(p.numel() for p in run.raw_model.parameters()):,} parameters, "
             f"{len(train_set.class_names)} classes, {len(train_set)} training images, {run.steps_per_epoch} steps "
-            f"of {args.batch_size} per epoch ({world} x {args.accumulate} x {micro}), on {device}, recipe "
-            f"{args.recipe}, output {args.out}")
+            f"of {args.batch_size} per epoch ({world} x {args.accumulate} x {micro}), on {device}, training in "
+            f"{str(run.amp_dtype)[6:] + ' autocast' if args.amp else 'float32'}, evaluating in {args.precision}, "
+            f"recipe {args.recipe}, output {args.out}")
 
     if rank == 0:                               # log.csv with its header from the start (its rows on a resume)
         checkpoints.write_csv(run.pos.history, os.path.join(args.out, "log.csv"))
@@ -709,7 +714,12 @@ def get_args_parser():
     add("--time-limit", type=positive(float), help="stop after this many seconds of training, then evaluate and save (the "
         "run is then no longer a function of the seed)")
     add("--amp", action=argparse.BooleanOptionalAction, help="mixed precision: bfloat16 where the GPU has it (and "
-        "on CPU), else float16 + GradScaler (devices.amp_dtype; default: off)")
+        "on CPU), else float16 + GradScaler (devices.amp_dtype). Default: on where --precision is bf16 on a CPU "
+        "(devices.default_amp), else off")
+    add("--precision", choices=devices.PRECISIONS, help="the evaluation's arithmetic, fp32 or bf16 (bfloat16 "
+        "autocast), and with it --amp's default. Default: bf16 on a CPU that computes in bfloat16 natively "
+        f"(avx512_bf16 or amx_bf16; on this machine's CPU: {devices.choose_precision('cpu')}), else fp32 "
+        "(devices.choose_precision)")
     add("--compile", nargs="?", const="inductor", metavar="BACKEND", help="torch.compile the model (default "
         "backend inductor; aot_eager checks the graph capture without generating code)")
     add("--device", help="cuda, cpu, ... (default: cuda if available)")
