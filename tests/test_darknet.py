@@ -329,3 +329,14 @@ def test_fuse_keeps_a_darknet19_output():
     with torch.no_grad():
         a, b = model(x), fuse(model)(x)
     assert torch.allclose(a, b, atol=1e-4 * a.abs().max().item())
+
+
+def test_width_divisor_narrows_every_conv_and_nothing_else():
+    # Darknet-19 with width_divisor 16: the same 19 convs, kernels and strides, each with filters // 16 (32 -> 2,
+    # ..., 1024 -> 64); the classifying conv still ends in num_classes. Extraction's connected layer takes 1024 // 16.
+    convs = lambda m: [c for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
+    full, narrow = Darknet19(10), Darknet19(10, width_divisor=16)
+    assert [(c.kernel_size, c.stride) for c in convs(narrow)] == [(c.kernel_size, c.stride) for c in convs(full)]
+    assert [c.out_channels for c in convs(narrow)] == [c.out_channels // 16 for c in convs(full)][:-1] + [10]
+    assert convs(narrow)[0].out_channels == 32 // 16 and convs(narrow)[-2].out_channels == 1024 // 16
+    assert Extraction(10, width_divisor=16).fc.in_features == 1024 // 16
