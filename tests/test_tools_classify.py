@@ -86,3 +86,13 @@ def test_recipes_are_the_papers_and_darknets_numbers():
     assert (d448["epochs"], d448["lr"], d448["img_size"], d448["power"]) == (10, 1e-3, 448, 4)
     # extraction.cfg 2015: .5, power 6, 500,000 batches of 128 = 64,000,000 images = 49.95 epochs of 1,281,167
     assert (ext["lr"], ext["power"], ext["epochs"]) == (0.5, 6, round(500_000 * 128 / 1_281_167))
+
+
+def test_rand_scale_below_one_as_darknet_swaps_the_bounds():
+    # saturation=.75: rand_uniform(1, .75) draws from [.75, 1]; inverted half the time: [1, 4/3]
+    draws = [classify.rand_scale(np.random.default_rng(seed), 0.75) for seed in range(40)]
+    assert all(0.75 <= d <= 1 or 1 <= d <= 1 / 0.75 for d in draws)
+    assert any(d < 1 for d in draws) and any(d > 1 for d in draws)
+    # the cfgs' values run through the whole augmentation: a (3, 6, 6) image in, (3, 4, 4) in [0, 1] out
+    out = classify.AUGMENTATIONS["darknet19"](torch.rand(3, 6, 6), np.random.default_rng(0), 4)
+    assert out.shape == (3, 4, 4) and 0 <= out.min() and out.max() <= 1

@@ -108,6 +108,13 @@ def rotate_crop(image, rad, scale, size, dx, dy, aspect):
     return F.grid_sample(image[None], grid[None], mode="bilinear", padding_mode="border", align_corners=True)[0]
 
 
+def rand_scale(rng, s):
+    """darknet utils.c rand_scale for any s: a factor between 1 and s (rand_uniform swaps its bounds when s < 1, as
+    the cfgs' saturation=.75 needs), inverted with probability 1/2. (images.rand_scale asks s >= 1.)"""
+    scale = rng.uniform(min(1.0, s), max(1.0, s))
+    return scale if rng.integers(2) else 1 / scale
+
+
 def augment_darknet(image, rng, size, crop=(1.0, 2.0), angle=7.0, aspect=0.75, hue=0.1, saturation=0.75,
                     exposure=0.75):
     """darknet data.c load_image_augment_paths (3bf2f342): random_augment_image, a flip with probability 1/2,
@@ -117,7 +124,7 @@ def augment_darknet(image, rng, size, crop=(1.0, 2.0), angle=7.0, aspect=0.75, h
     (at most the margin on each side, none where the image is smaller). random_distort_image: hue + U(-hue, hue),
     saturation and exposure times rand_scale(saturation), rand_scale(exposure) (images.distort_hsv)."""
     _, H, W = image.shape
-    aspect = images.rand_scale(rng, aspect)
+    aspect = rand_scale(rng, aspect)
     r = int(rng.integers(round(crop[0] * size), round(crop[1] * size) + 1))     # rand_int(min, max), inclusive
     shorter = int(min(H, W * aspect))                                          # C: int min = ... (truncated)
     scale = r / shorter
@@ -127,8 +134,7 @@ def augment_darknet(image, rng, size, crop=(1.0, 2.0), angle=7.0, aspect=0.75, h
     out = rotate_crop(image, rad, scale, size, dx, dy, aspect)
     if rng.integers(2):
         out = out.flip(-1)
-    return images.distort_hsv(out, rng.uniform(-hue, hue), images.rand_scale(rng, saturation),
-                              images.rand_scale(rng, exposure))
+    return images.distort_hsv(out, rng.uniform(-hue, hue), rand_scale(rng, saturation), rand_scale(rng, exposure))
 
 
 # DARKNET extraction.cfg of 2015: [net] 256 x 256 (load_image_paths resizes every image to it, aspect not kept),
