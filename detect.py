@@ -8,14 +8,16 @@ Paper / darknet -> code
   darknet image.c draw_detections: boxes and labels in per-class colours ........ drawing.draw(), class_colour()
   YOLOv1 §2: the grid cell holding an object's centre "is responsible for detecting" it  drawing.draw(show_grid=True)
   Evaluation: every detection above metrics.EVAL_CONF, then VOC07, VOC12 and COCO AP .... evaluate(), main()
+  which network, from which file: a train.py checkpoint or a darknet .weights file ........ load_model(), load_weights()
   not the papers: the command line's detections as a library call ......................... detect_objects()
 
-Models (models.py): FAMILIES maps each detector family to its file; every family file has the same names (PRESETS,
-build, detections, TEST_THRESHOLDS, EVAL_NMS), so nothing below branches on the family. Weights: a train.py checkpoint
-(it stores the model's configuration and class names), or an official darknet .weights file, which holds only
-numbers: its exact size names the preset of an official file (models.preset_of_file), else --model names its cfg;
---names gives its class names unless they are VOC's 20 or COCO's 80.
-Beside it (not the papers; imported at their options' use): tools/results.py, plots.py, darknet_order.py, export.py.
+FAMILIES names each detector family's file (yolov1.py, yolov2.py, yolo9000.py); every family file has the same
+names (PRESETS, build, detections, TEST_THRESHOLDS, EVAL_NMS), so nothing below branches on the family. Weights: a
+train.py checkpoint (it stores the model's configuration and class names), or an official darknet .weights file,
+which holds only numbers: its exact size names the preset of an official file (tools/presets.py), else --model
+names its cfg; --names gives its class names unless they are VOC's 20 or COCO's 80.
+Beside it (not the papers, tools/): drawing.py, checkpoints.py (reading one), presets.py; imported at their
+options' use: results.py, plots.py, darknet_order.py, export.py, progress.py.
 
 Run:
   python detect.py --weights runs/synthetic/best.pt photo.jpg photos/ --save-json detections.json
@@ -30,15 +32,107 @@ import json
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
+import darknet
 import data
-import drawing
-import images
 import metrics
-import models
+import yolo9000
+import yolov1
+import yolov2
+from tools import checkpoints, drawing, presets
+
+# -----------------------------------------------------------------------------
+# Which network, from which file: the detector families, a train.py checkpoint or an official darknet file
+
+# One file per detector family, with the same names (PRESETS, build, loss, detections, TEST_THRESHOLDS, EVAL_NMS,
+# RECIPE), so that nothing below branches on the family; a new family is one more file and one more entry.
+FAMILIES = {"yolov1": yolov1, "yolov2": yolov2, "yolo9000": yolo9000}
+
+# The class names of a darknet .weights file without --names, by class count (darknet's data/*.names)
+DARKNET_NAMES = {len(data.VOC_CLASSES): data.VOC_CLASSES, len(data.COCO_CLASSES): data.COCO_CLASSES}
+
+
+def family_of(preset: str):
+    """The family file (yolov1, yolov2, ...) whose PRESETS hold preset."""
+    for family in FAMILIES.values():
+        if preset in family.PRESETS:
+            return family
+    raise ValueError(f"unknown model {preset!r}; expected one of {preset_names()}")
+
+
+def preset_names() -> list[str]:
+    return sorted(name for family in FAMILIES.values() for name in family.PRESETS)
+
+
+def load_model(weights: str, model_name: str | None = None, img_size: int | None = None,
+               names_file: str | None = None, tree_file: str | None = None, partial: bool = False):
+    """-> (model in eval mode, class names, the training configuration or {}). A checkpoint says which network
+    it holds (its "model_config"); a darknet .weights file does not: model_name names its cfg, or else the file's
+    exact size names the preset (preset_of_file), which is printed. partial: see load_weights (detect.py --partial)."""
+    if not os.path.isfile(weights):
+        raise ValueError(f"{weights}: no such file")
+    if zipfile.is_zipfile(weights):     # torch.save writes zip archives; weights_only: unpickling runs no code
+        checkpoint = checkpoints.load_checkpoint(weights)
+        config = dict(checkpoint["model_config"])               # what the family's build() takes, and "family"
+        if config["family"] not in FAMILIES:
+            raise ValueError(f"{weights}: a checkpoint of a {config['family']} model ({config['preset']}), "
+                             "not a detector")
+        if model_name is not None and model_name != config["preset"]:
+            raise ValueError(f"{weights}: --model does not match the checkpoint: expected {config['preset']!r} "
+                             f"(stored in the checkpoint), found --model {model_name!r}")
+        try:                            # train.py --backbone: yolov1.ResNetYOLOv1 needs torchvision
+            model = FAMILIES[config.pop("family")].build(**dict(config, img_size=img_size or config["img_size"]))
+        except ImportError as error:
+            raise ValueError(f"{weights}: {error}") from None
+        class_names, train_config = list(checkpoint["class_names"]), checkpoint.get("config") or {}
+    else:
+        if model_name is None:          # a darknet file does not say which network it holds; its size does
+            model_name, header = presets.preset_of_file(weights, FAMILIES.values())
+            print(f"{weights}: {os.path.getsize(weights):,} bytes, the size of the official {model_name} file "
+                  f"({header}-byte header): using --model {model_name}")
+        # YOLO9000's classes are the nodes of a WordTree: darknet's tree file (9k.tree) gives it (detect.py --tree)
+        model = family_of(model_name).build(model_name, img_size=img_size, **({"tree": tree_file} if tree_file else {}))
+        class_names, train_config = DARKNET_NAMES.get(model.num_classes), {}
+    print(load_weights(model, weights, partial))
+    if names_file:
+        class_names = data.read_names(names_file)
+    if class_names is None or len(class_names) != model.num_classes:
+        found = "none" if class_names is None else len(class_names)
+        raise ValueError(f"{model.preset} has {model.num_classes} classes; class names: expected "
+                         f"{model.num_classes}, found {found} (give a names file, one name per line, with --names)")
+    return model.eval(), list(class_names), train_config
+
+
+def load_weights(model, path: str, partial: bool = False) -> str:
+    """A train.py checkpoint or a darknet .weights file into model -> a one-line message. A darknet file must hold
+    exactly the model's values (its size is checked before anything is loaded), or with partial=True its first
+    layers (extraction.conv.weights, darknet19_448.conv.23). YOLOv1's detection-layer order is converted by
+    darknet.load_darknet_weights through the permutation yolov1.py sets on its last connected layer."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file")
+    if zipfile.is_zipfile(path):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoints.load_state(model, checkpoint, path)
+        return f"loaded {path}: {model.preset} after {checkpoint.get('epoch', '?')} epochs"
+    info = darknet.load_darknet_weights(model, path, prefix_ok=partial)
+    part = "all" if info["layers_loaded"] == info["layers_total"] else "the first"
+    return (f"loaded {path}: {part} {info['layers_loaded']} of {info['layers_total']} darknet layers "
+            f"({darknet.header_text(info)}, {info['seen']:,} images seen)")
+
+
+def test_thresholds(model) -> dict:
+    """darknet's test thresholds for model: its family's TEST_THRESHOLDS, with the NMS of the darknet revision its
+    preset's file belongs to where PRESETS names one ("test_nms": YOLOv1's 2015 files were tested at .5)."""
+    family = FAMILIES[model.config["family"]]
+    preset = family.PRESETS.get(model.preset, {})
+    return dict(family.TEST_THRESHOLDS, **({"nms": preset["test_nms"]} if "test_nms" in preset else {}))
+
 
 # -----------------------------------------------------------------------------
 # Darknet's test path: preprocess, forward, the family's post-processing
@@ -48,7 +142,7 @@ def preprocess(image: torch.Tensor, net_size: int, letterbox: bool) -> torch.Ten
     (bilinear, corners aligned: not PIL's resize) or letterbox_image. Note: darknet built without OpenCV decodes
     with stb_image, which ignores EXIF orientation (we apply it to photos) and has its own JPEG IDCT, so a few
     pixel values may differ from Pillow's; PNGs decode the same."""
-    resize = images.letterbox_darknet if letterbox else images.resize_darknet
+    resize = data.letterbox_darknet if letterbox else data.resize_darknet
     return resize(image, (net_size, net_size))
 
 
@@ -60,7 +154,7 @@ def predict(model, x: torch.Tensor, sizes: list[tuple[int, int]], conf: float, n
     out = model(x.to(next(model.parameters()).device)).float()
     if not torch.isfinite(out).all():       # never print NaN scores as detections
         raise ValueError(f"{model.preset}: the network's output holds NaN or inf: its weights are broken")
-    found = models.FAMILIES[model.config["family"]].detections(model, out, sizes, conf, nms, letterbox,
+    found = FAMILIES[model.config["family"]].detections(model, out, sizes, conf, nms, letterbox,
                                                         (x.shape[3], x.shape[2]), order)
     return [{k: v.cpu() if torch.is_tensor(v) else v for k, v in d.items()} for d in found]
 
@@ -72,16 +166,34 @@ def detect(model, image_list: list[torch.Tensor], conf: float, nms: float, lette
     return predict(model, x, [(image.shape[2], image.shape[1]) for image in image_list], conf, nms, letterbox, order)
 
 
+def any_to_tensor(x, name="input"):
+    """A file path (decoded as detect.py does: EXIF orientation applied), a PIL image of any mode, a numpy array
+    (H, W, 3) uint8 RGB, or a tensor (3, H, W) RGB, uint8 or float in [0, 1] -> (3, H, W) float32 in [0, 1]
+    (detect.detect_objects' inputs). name starts the error message."""
+    if isinstance(x, (str, os.PathLike)):
+        return data.image_to_tensor(data.load_image(x, exif=True))
+    if isinstance(x, Image.Image):
+        return data.image_to_tensor(data.to_rgb(x))
+    if isinstance(x, np.ndarray):
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3:
+            raise ValueError(f"{name}: a numpy array must be (H, W, 3) uint8 RGB, got {x.shape} {x.dtype}")
+        x = torch.from_numpy(x.copy()).permute(2, 0, 1)      # (3, H, W); a copy: the array may be read-only
+    if not torch.is_tensor(x) or x.dim() != 3 or x.shape[0] != 3:
+        raise ValueError(f"{name}: expected a path, PIL image, numpy array or (3, H, W) tensor, got "
+                         f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+    return x.float().div(255) if x.dtype == torch.uint8 else x.float()
+
+
 def detect_objects(model, inputs, class_names=None, conf=None, nms=None, letterbox=False, batch_size=8) -> list[dict]:
-    """The library call: the command line's detections from a script. model: models.load_model's or torch.hub's
-    (hubconf.py). inputs: a list of (or one) paths, PIL images, numpy arrays, tensors (images.any_to_tensor).
+    """The library call: the command line's detections from a script. model: load_model's or torch.hub's
+    (hubconf.py). inputs: a list of (or one) paths, PIL images, numpy arrays, tensors (any_to_tensor).
     class_names: default model.class_names (hubconf.py), else VOC's or COCO's by count; conf, nms: default the
-    preset's test thresholds (models.test_thresholds), as the command line's, which runs one image at a time (batches equal it to rounding).
+    preset's test thresholds (test_thresholds), as the command line's, which runs one image at a time (batches equal it to rounding).
     -> per input {"boxes": (K, 4) xyxy pixels of that image, "scores", "labels", "names": [K], "grid"}."""
-    thresholds = models.test_thresholds(model)
+    thresholds = test_thresholds(model)
     conf = thresholds["conf"] if conf is None else conf
     nms = thresholds["nms"] if nms is None else nms
-    names = class_names or getattr(model, "class_names", None) or models.DARKNET_NAMES.get(model.num_classes)
+    names = class_names or getattr(model, "class_names", None) or DARKNET_NAMES.get(model.num_classes)
     if names is None:
         raise ValueError(f"{model.preset} has {model.num_classes} classes: give their names with class_names=")
     if not isinstance(inputs, (list, tuple)):               # one image, or a batch (N, 3, H, W) / (N, H, W, 3)
@@ -90,7 +202,7 @@ def detect_objects(model, inputs, class_names=None, conf=None, nms=None, letterb
     model.eval()
     for start in range(0, len(inputs), batch_size):         # converted batch by batch: photos are large
         chunk = inputs[start:start + batch_size]
-        batch = [images.any_to_tensor(x, f"input {start + k}") for k, x in enumerate(chunk)]
+        batch = [any_to_tensor(x, f"input {start + k}") for k, x in enumerate(chunk)]
         found += detect(model, batch, conf, nms, letterbox)
     model.train(was_training)
     return [dict(d, names=[names[label] for label in d["labels"].tolist()]) for d in found]
@@ -101,8 +213,8 @@ def _load_batch(indices, dataset, net_size, letterbox):
     loaded, failed = {}, []
     for i in indices:
         try:        # the dataset's loader: EXIF rotation only when it makes the annotation's size
-            loaded[i] = preprocess(images.image_to_tensor(dataset.load(i)), net_size, letterbox)
-        except (OSError, ValueError) as error:                # images.ImageError is a ValueError naming the file
+            loaded[i] = preprocess(data.image_to_tensor(dataset.load(i)), net_size, letterbox)
+        except (OSError, ValueError) as error:                # data.ImageError is a ValueError naming the file
             failed.append((dataset.record(i)["path"], str(error)))
     return loaded, failed
 
@@ -146,7 +258,7 @@ def collect_images(inputs: list[str]) -> list[Path]:
     for given in inputs:
         path = Path(given)
         if path.is_dir():
-            paths += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in images.IMAGE_EXTENSIONS)
+            paths += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in data.IMAGE_EXTENSIONS)
         else:
             paths.append(path)
     return paths
@@ -189,12 +301,12 @@ def run_images(args, model, class_names: list[str]) -> dict:
     bar = Progress(paths, desc="detecting", unit="images", quiet=args.quiet or len(paths) == 1)
     for path in bar:
         try:
-            image = images.load_image(path, exif=True)          # RGB, the photo's EXIF orientation applied
-        except (OSError, ValueError) as error:                # images.ImageError is a ValueError naming the file
+            image = data.load_image(path, exif=True)          # RGB, the photo's EXIF orientation applied
+        except (OSError, ValueError) as error:                # data.ImageError is a ValueError naming the file
             failed.append((str(path), str(error)))
             continue
         start = time.perf_counter()
-        det = detect(model, [images.image_to_tensor(image)], args.conf, args.nms, args.letterbox, order)[0]
+        det = detect(model, [data.image_to_tensor(image)], args.conf, args.nms, args.letterbox, order)[0]
         ms = (time.perf_counter() - start) * 1000
         out_path = out_dir / output_name(path, used)
         drawing.draw(image, det, class_names, args.show_grid, model.img_size, args.letterbox).save(out_path)
@@ -312,10 +424,13 @@ def get_args_parser():
     p.add_argument("--weights", required=True, help="a train.py checkpoint or a darknet .weights file")
     p.add_argument("--names", help="class names, one per line (darknet .names): for darknet weights of neither "
                    "VOC's 20 nor COCO's 80 classes (data.VOC_CLASSES, data.COCO_CLASSES); overrides any")
-    p.add_argument("--conf", type=probability, help="score threshold (default darknet's: YOLOv1 .2, YOLOv2 .24; "
-                   f"with --data {metrics.EVAL_CONF})")
-    p.add_argument("--nms", type=probability, help="NMS IoU threshold, 1.0 disables it (default darknet's: .4; with "
-                   "--data YOLOv1 .5, YOLOv2 .45)")
+    p.add_argument("--conf", type=probability, help="score threshold (default darknet's: " + ", ".join(
+        f"{name} {family.TEST_THRESHOLDS['conf']}" for name, family in FAMILIES.items()) + f"; with --data "
+        f"{metrics.EVAL_CONF})")
+    p.add_argument("--nms", type=probability, help="NMS IoU threshold, 1.0 disables it (default darknet's: " +
+                   ", ".join(f"{name} {family.TEST_THRESHOLDS['nms']}" for name, family in FAMILIES.items()) +
+                   ", the 2015 YOLOv1 files .5; with --data " +
+                   ", ".join(f"{name} {family.EVAL_NMS}" for name, family in FAMILIES.items()) + ")")
     p.add_argument("--img-size", type=int, help="network input size (default: the checkpoint's or the cfg's)")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error instead of its "
                    "one line")
@@ -356,7 +471,7 @@ def main(args) -> dict:
     "outputs", "failed"; with --data, "results" per protocol."""
     if not args.inputs and not args.data and not args.export:
         raise ValueError("nothing to do: give images or folders, --data to evaluate a dataset, or --export")
-    model, class_names, train_config = models.load_model(args.weights, args.model, args.img_size, args.names,
+    model, class_names, train_config = load_model(args.weights, args.model, args.img_size, args.names,
                                                          getattr(args, "tree", None), args.partial)
     if hasattr(model, "tree"):              # YOLO9000 (yolo9000.py): the descent's threshold, the path to print
         model.hier = model.hier if getattr(args, "hier", None) is None else args.hier
@@ -366,8 +481,8 @@ def main(args) -> dict:
         print(export_onnx(model, args.export))
         return dict(exit_code=0, exported=args.export)
     model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    family = models.FAMILIES[model.config["family"]]
-    defaults = dict(conf=metrics.EVAL_CONF, nms=family.EVAL_NMS) if args.data else models.test_thresholds(model)
+    family = FAMILIES[model.config["family"]]
+    defaults = dict(conf=metrics.EVAL_CONF, nms=family.EVAL_NMS) if args.data else test_thresholds(model)
     args.conf = defaults["conf"] if args.conf is None else args.conf
     args.nms = defaults["nms"] if args.nms is None else args.nms
     print(f"{model.preset} at {model.img_size}, {len(class_names)} classes, conf {args.conf}, nms {args.nms}"

@@ -1,5 +1,5 @@
 """
-torch.hub entry points (not in the papers: packaging): one per preset of every detector family in models.FAMILIES,
+torch.hub entry points (not in the papers: packaging): one per preset of every detector family in detect.FAMILIES,
 named as the preset with "_" for "-" and "." (yolov2-voc -> yolov2_voc), so a new preset gets its entry by itself.
 
   model = torch.hub.load("path/to/this/repository", "yolov2_voc", source="local", weights="yolov2-voc.weights")
@@ -8,19 +8,21 @@ named as the preset with "_" for "-" and "." (yolov2-voc -> yolov2_voc), so a ne
 
 Nothing is downloaded, at import or at load: weights is a file you have (darknet's official .weights, or a train.py
 checkpoint); without it the network has fresh random weights. torch.hub.list shows the entries, torch.hub.help
-one entry's docstring. Imports models.py, which imports the family files; nothing imports this file.
+one entry's docstring. Imports detect.py (FAMILIES, load_model), which imports the family files; nothing imports
+this file.
 """
 import inspect
 import re
 
-import models
+import data
+import detect
 
 dependencies = ["torch", "numpy", "PIL"]     # torch.hub checks that these import before it loads an entry
 
 
 def _entry(preset: str):
     """The torch.hub entry of one preset: a function with its own name and docstring."""
-    family = models.family_of(preset)
+    family = detect.family_of(preset)
     cfg = family.PRESETS[preset]
     classes, size = cfg.get("num_classes", cfg.get("C")), cfg.get("img_size")     # yolov2.py's keys, yolov1.py's
     shape = f" ({classes} classes, {size} x {size} input)" if classes and size else ""
@@ -30,10 +32,10 @@ def _entry(preset: str):
     def entry(weights: str | None = None, img_size: int | None = None, names: str | None = None,
               tree: str | None = None):
         if weights is not None:          # the checks and messages of detect.py --weights
-            model, class_names, _ = models.load_model(str(weights), preset, img_size, names, tree)
+            model, class_names, _ = detect.load_model(str(weights), preset, img_size, names, tree)
         else:
             model = family.build(preset, img_size=img_size, **({"tree": tree} if tree else {})).eval()
-            class_names = models.read_names(names) if names else models.DARKNET_NAMES.get(model.num_classes)
+            class_names = data.read_names(names) if names else detect.DARKNET_NAMES.get(model.num_classes)
         model.class_names = None if class_names is None else list(class_names)
         return model
 
@@ -54,5 +56,5 @@ def _entry_name(preset: str) -> str:
     return re.sub(r"\W", "_", preset)
 
 
-for _preset in models.preset_names():
+for _preset in detect.preset_names():
     globals()[_entry_name(_preset)] = _entry(_preset)

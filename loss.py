@@ -34,7 +34,7 @@ def yolov1_loss(pred, targets, B=2, C=20, lambda_coord=LAMBDA_COORD, lambda_noob
     1. An object belongs to the cell (row i, column j) holding its centre. When objects share a cell, the
        first listed wins and the others are ignored (darknet shuffles the list first, so its winner is
        random; here the dataset's order decides). §2.4: a cell holds one object. (data.c also drops boxes
-       with w or h < .005 before this: images.MIN_BOX_SIDE; the datasets decide what boxes reach the loss.)
+       with w or h < .005 before this: data.MIN_BOX_SIDE; the datasets decide what boxes reach the loss.)
     2. The responsible predictor of that cell is the one whose current box has the highest IoU with the
        object; while all its IoUs are 0, the one nearest by root-mean-square distance over (x/S, y/S, w, h),
        x, y measured from the cell's corner (darknet's box_rmse fallback).

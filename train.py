@@ -1,18 +1,28 @@
 """
-Train YOLOv1 / YOLOv2 the way the papers did, or the synthetic default that runs in minutes on a laptop.
+Train YOLOv1 / YOLOv2 / YOLO9000 the way the papers did, or the synthetic default that runs in minutes on a laptop.
 
 Paper -> code
-  YOLOv1 §2.2, YOLOv2 §3: the recipes and their lr schedules ....... recipes.py (yolov1.RECIPE, yolov2.RECIPE)
-  YOLOv2 §2    "Multi-Scale Training": a new size every 10 batches ..... train_one_epoch, recipes.multiscale_size
-  YOLOv2 §2    "Dimension Clusters": k-means on the training boxes ..... --kmeans (yolov2.dimension_clusters)
-  darknet      weight decay on conv / connected weights only ........... param_groups()
-  ours         checkpoints and exact resume, DDP, AMP, accumulation .... start_run(), end_epoch(), main()
+  YOLOv1 §2.2  135 epochs, batch 64, momentum .9, decay 5e-4, dropout .5 ............ yolov1.RECIPE
+  YOLOv1 §2.2  lr: warm-up 1e-3 -> 1e-2, 1e-2 to epoch 75, 1e-3 for 30, 1e-4 for 30 .. yolov1_lr()
+  YOLOv2 §3    "Training for detection": 160 epochs, 1e-3, /10 at 60 and 90 ........ yolov2.RECIPE, yolov2_lr()
+  darknet      burn-in: lr·(batch/1000)^4 for the first 1000 batches ................. yolov2_lr()
+  YOLOv2 §3    "Training for classification": polynomial decay, power 4 .............. poly_lr()
+  YOLOv2 §2    "Multi-Scale Training": a new size every 10 batches ................... multiscale_size(), train_one_epoch()
+  YOLOv2 §2    "Dimension Clusters": k-means on the training boxes ................... --kmeans (yolov2.dimension_clusters)
+  YOLOv2 §4    joint training on detection and classification images ................ yolo9000.joint_datasets()
+  darknet      weight decay on conv / connected / local weights only ................. param_groups()
+  ours         `python train.py` without --data: the synthetic default ................ SYNTHETIC
 
-The loop (main, train_one_epoch): set lr -> for each micro-batch: forward, the family's loss terms,
-(total / accumulate).backward() -> optimizer step, zero_grad -> log -> at the epoch's end: evaluate
-(VOC07 mAP@0.5 with detect.evaluate), checkpoint. Each detector family (yolov1.py, yolov2.py) gives the same
-names: build, loss, detections, RECIPE, so nothing here branches on the family. --task classify pre-trains a
-backbone with tools/classify.py; --plots draws with tools/plots.py (imported at those options' use only).
+The loop (main -> train_one_epoch): set lr -> for each micro-batch: forward, the family's loss terms,
+(total / accumulate).backward() -> optimizer step, zero_grad -> log -> at the epoch's end: evaluate (VOC07
+mAP@0.5 with detect.evaluate), checkpoint. The detector families are the modules of FAMILIES, with the same names
+(build, loss, detections, RECIPE, DATA), so nothing here branches on which one it is.
+A recipe is a plain dict of flag values: resolve() fills every flag the command line leaves unset, from the
+checkpoint being resumed, else from DEFAULTS and the recipe; `python train.py --help` shows each recipe's values.
+
+Beside the papers (tools/): the run's folder, checkpoints, exact resume and stop signals (tools/checkpoints.py),
+one process per device, DDP and AMP (tools/devices.py), the backbones' pre-training (tools/classify.py, --task
+classify), progress lines and plots (tools/progress.py, tools/plots.py).
 
 Run:
   python train.py                                            # synthetic shapes, small YOLOv1, CPU or GPU
@@ -22,7 +32,9 @@ Run:
   torchrun --nproc_per_node=4 train.py --model yolov2-voc --data VOCdevkit             # several GPUs
   python train.py --resume runs/synthetic/last.pt                                      # continue exactly
 """
+import argparse
 import contextlib
+import dataclasses
 import os
 import random
 import time
@@ -34,17 +46,95 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-import checkpoints
 import darknet
 import data
 import detect
-import devices
-import models
 import metrics
-import recipes
+import yolo9000
+import yolov1
 import yolov2
-from checkpoints import rng_states, set_rng_states
-from recipes import family_for, learning_rate, multiscale_size, resolve
+from tools import checkpoints, devices
+
+# The detector families: one file each, with the same names. With --task classify the family is
+# tools/classify.py (the backbones' pre-training), imported where it is chosen (family_for).
+FAMILIES = {"yolov1": yolov1, "yolov2": yolov2, "yolo9000": yolo9000}
+
+# -----------------------------------------------------------------------------
+# The recipes: the papers' in the family files (yolov1.RECIPE, yolov2.RECIPE, ...), the synthetic default here
+
+DEFAULTS = dict(task="detect", accumulate=1, amp=False, log_interval=10, seed=0, plots=True,
+                save_minutes=5.0)   # OUR CHOICE: last.pt every 5 minutes of training as well as at each epoch's end
+
+SYNTHETIC = dict(  # OUR CHOICE: `python train.py`, data.ShapesDataset, ~8 minutes on 2 CPU cores (README, Results)
+    # one epoch of 57,600 fresh images (1,800 steps of 32; rendering one costs ~1 ms) rather than many epochs of
+    # a few: no image is seen twice. Adam (not the papers' SGD) at 2e-3, /10 at 90% and 97% of the steps (with
+    # --epochs E the drops move to 0.9·E and 0.97·E: resolve() scales every recipe's lr_steps with --epochs).
+    model="yolov1-shapes", optimizer="adam", epochs=1, batch_size=32, momentum=0.9, weight_decay=0.0,
+    dropout=0.0, schedule="yolov1", lr=2e-3, warmup_lr=2e-4, warmup_epochs=0.05, lr_steps=[0.9, 0.97],
+    img_size=112, augment="none", multiscale=False, eval_every=1, train_images=57_600, val_images=500)
+
+RECIPES = {**{name: family.RECIPE for name, family in detect.FAMILIES.items()}, "synthetic": SYNTHETIC,
+           # a preset whose cfg trains otherwise than its family's recipe has its own (yolov2.PRESET_RECIPES)
+           **{preset: recipe for family in detect.FAMILIES.values()
+              for preset, recipe in family.PRESET_RECIPES.items()}}
+
+
+def family_for(args):
+    """The family file of --model: yolov1.py, yolov2.py, or with --task classify tools/classify.py."""
+    if args.task == "classify":
+        from tools import classify          # the backbones' pre-training, beside the detector path
+        return classify
+    try:
+        return detect.family_of(args.model)
+    except ValueError as error:
+        raise SystemExit(f"error: --model: {error} (or darknet19 / extraction with --task classify)") from None
+
+
+# -----------------------------------------------------------------------------
+# Learning-rate schedules: pure functions of the step
+
+def yolov1_lr(epoch, lr=1e-2, warmup_lr=1e-3, warmup_epochs=yolov1.WARMUP_EPOCHS, steps=(75, 105)):
+    """YOLOv1 §2.2: raise warmup_lr -> lr over the first epochs, keep lr until epoch 75, then 1e-3 for 30
+    epochs and 1e-4 for the last 30. epoch is fractional (step / steps per epoch)."""
+    if epoch < warmup_epochs:       # 1) warm-up, linear (its length and shape are our choice)
+        return warmup_lr + (lr - warmup_lr) * epoch / warmup_epochs
+    return lr * 0.1 ** sum(epoch >= s for s in steps)   # 2) lr, /10 at each step
+
+
+def yolov2_lr(batch_index, batches_per_epoch, lr=1e-3, burn_in=1000, steps=(60, 90), power=4, warmup_lr=None):
+    """YOLOv2 §3: lr 1e-3, divided by 10 at epochs 60 and 90.
+    DARKNET (network.c get_current_rate, since 60e952ba's cfgs): for the first burn_in batches,
+    lr·(batch / burn_in)^power; with warmup_lr, warmup_lr instead (the release's cfgs, c6afc7ff: policy=steps
+    from learning_rate=.0001, times 10 at batch 100)."""
+    if batch_index < burn_in:
+        return lr * (batch_index / burn_in) ** power if warmup_lr is None else warmup_lr
+    return lr * 0.1 ** sum(batch_index / batches_per_epoch >= s for s in steps)
+
+
+def poly_lr(batch_index, total_batches, lr=0.1, burn_in=0, power=4):
+    """YOLOv2 §3 classification: "polynomial rate decay with a power of 4" (darknet policy=poly):
+    lr·(1 - batch / max_batches)^4, after darknet's burn-in (darknet19.cfg: 1000 batches) as in yolov2_lr."""
+    if batch_index < burn_in:
+        return lr * (batch_index / burn_in) ** power
+    return lr * (1 - batch_index / total_batches) ** power
+
+
+def learning_rate(args, step, steps_per_epoch):
+    if args.schedule == "yolov1":
+        return yolov1_lr(step / steps_per_epoch, args.lr, args.warmup_lr, args.warmup_epochs, args.lr_steps)
+    if args.schedule == "yolov2":
+        return yolov2_lr(step, steps_per_epoch, args.lr, args.burn_in, args.lr_steps, warmup_lr=args.warmup_lr)
+    return poly_lr(step, args.epochs * steps_per_epoch, args.lr, args.burn_in)
+
+
+def multiscale_size(seed, step, img_size=416):
+    """YOLOv2 §2 "Multi-Scale Training": every 10 batches a random size from {320, 352, ..., 608}, i.e. 416 - 3·32
+    to 416 + 6·32; for another input size we keep the same offsets (our choice). A function of (seed, step // 10),
+    so that a resumed run draws the same sizes. DARKNET also trains its last 200 batches at 608 (detector.c); we
+    do not, so that the size does not depend on the length of the run."""
+    sizes = [s - 416 + img_size for s in yolov2.MULTI_SCALE_SIZES if s - 416 + img_size >= yolov2.STRIDE]
+    return random.Random(seed * 1_000_003 + step // 10).choice(sizes)
+
 
 # -----------------------------------------------------------------------------
 # Model, optimizer, weights
@@ -89,7 +179,7 @@ def make_optimizer(args, model):
 
 
 def load_weights(model, path):
-    """--weights into model: a classifier checkpoint's trunk (tools/classify.py), else models.load_weights (a
+    """--weights into model: a classifier checkpoint's trunk (tools/classify.py), else detect.load_weights (a
     train.py checkpoint, or a darknet file, whole or its first layers: extraction.conv.weights, ...)."""
     try:
         if zipfile.is_zipfile(path):                 # torch.save writes zip archives
@@ -97,7 +187,7 @@ def load_weights(model, path):
             if checkpoint["model_config"]["family"] == "classify" != model.config["family"]:
                 from tools import classify
                 return classify.copy_trunk(checkpoint, model, path)
-        return models.load_weights(model, path, partial=True)
+        return detect.load_weights(model, path, partial=True)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
 
@@ -106,11 +196,13 @@ def load_weights(model, path):
 # Data
 
 def build_datasets(args, family):
-    """-> (train set, validation set). Every set has .class_names; detection sets have .annotation(i)."""
+    """-> (train set, validation set) of the kind the family trains on (its DATA): "detection" images with boxes,
+    "joint" detection and classification images in one stream (YOLO9000 §4), or "classification" images (the
+    backbones). Every set has .class_names; detection sets have .annotation(i)."""
     augment = None if args.augment == "none" else args.augment
-    if hasattr(family, "joint_datasets"):   # YOLO9000 §4: detection and classification images in one stream
+    if family.DATA == "joint":
         return family.joint_datasets(args)
-    if args.task == "classify":
+    if family.DATA == "classification":
         return family.datasets(args.data, args.img_size, augment)
     if args.data is None:
         return (data.shapes_split("train", args.train_images, args.img_size, args.seed, augment),
@@ -125,12 +217,6 @@ def build_datasets(args, family):
     # COCO json or darknet txt labels; validation on --val-data
     return (detect.open_any(args.data, img_size=args.img_size, augment=augment, seed=args.seed),
             detect.open_any(args.val_data or args.data, img_size=args.img_size))
-
-
-def seed_everything(seed):
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def check_datasets(args, train_set, val_set, rank):
@@ -148,41 +234,146 @@ def check_datasets(args, train_set, val_set, rank):
                          f"{args.batch_size} ({args.data or 'synthetic'}): nothing to train on")
 
 
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# -----------------------------------------------------------------------------
+# The run: where it is (saved in every checkpoint) and what it trains with
+
+@dataclasses.dataclass
+class Position:
+    """Where a run is: every field goes into each checkpoint under its own name (save_position) and comes back
+    with --resume (start_run), so that the resumed run continues exactly where the saved one stopped."""
+    epoch: int = 0              # epochs completed
+    epoch_step: int = 0         # optimizer steps done in the current epoch (0 at an epoch's end)
+    step: int = 0               # optimizer steps done in the run: the clock of the lr schedule
+    seen: int = 0               # images trained on (darknet's `seen`; YOLOv2's prior warm-up reads it)
+    best: float = -1.0          # best validation score so far (best.pt holds its weights)
+    history: list = dataclasses.field(default_factory=list)     # a row per evaluated epoch (log.csv)
+    steps: list = dataclasses.field(default_factory=list)       # a row per progress line (curves.png)
+    sums: dict = dataclasses.field(default_factory=dict)        # the epoch's loss terms summed over its steps
+
+
+@dataclasses.dataclass
+class Run:
+    """What a run trains with, built by start_run; train_one_epoch and end_epoch move pos on."""
+    model: nn.Module            # what trains: raw_model, or its DDP wrapper (and torch.compile's)
+    raw_model: nn.Module        # the network itself: what checkpoints hold and evaluation runs
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler    # float16 AMP's loss scaling (disabled otherwise)
+    amp_dtype: torch.dtype
+    pos: Position
+    device: torch.device
+    world: int                  # processes
+    rank: int
+    micro: int                  # images per forward pass of one process
+    steps_per_epoch: int
+    class_names: list
+    last_path: str
+    metric_name: str
+    log: object = print         # rank 0 prints, the others are silent
+    stop: dict = dataclasses.field(default_factory=dict)        # set by Ctrl-C / SIGTERM (checkpoints.catch_stop_signals)
+    rng: dict | None = None     # the generators' states of a resumed checkpoint, for the epoch it resumes
+    t_start: float = dataclasses.field(default_factory=time.time)
+    t_saved: float = dataclasses.field(default_factory=time.time)
+    steps_done: int = 0         # optimizer steps done by this process since it started (for the ETA)
+    steps_total: int = 0        # those it has to do
+    divergence: dict = dataclasses.field(default_factory=dict)  # checkpoints.warn_if_diverging's running average
+
+
+def start_run(args, family, class_names, checkpoint, device, world, rank, micro, steps_per_epoch):
+    """The model (built, --weights loaded; DDP-wrapped), optimizer, AMP scaler and position of a new run, or all of
+    it from the checkpoint being resumed."""
+    seed_everything(args.seed)
+    raw_model = build_model(args, len(class_names)).to(device)
+    if devices.channels_last(device.type):      # ours: NHWC convolutions (bench/bench_model.py, gpu_check.sh)
+        raw_model = raw_model.to(memory_format=torch.channels_last)
+    log = print if rank == 0 else (lambda *a, **k: None)
+    if hasattr(raw_model, "weights_note"):
+        log(raw_model.weights_note)
+    if args.weights and not checkpoint:
+        log(load_weights(raw_model, args.weights))
+    amp_dtype = devices.amp_dtype(device.type)  # bfloat16, or float16 + GradScaler on GPUs without it
+    run = Run(model=raw_model, raw_model=raw_model, optimizer=make_optimizer(args, raw_model), amp_dtype=amp_dtype,
+              scaler=torch.amp.GradScaler(device.type, enabled=args.amp and amp_dtype == torch.float16),
+              pos=Position(), device=device, world=world, rank=rank, micro=micro, steps_per_epoch=steps_per_epoch,
+              class_names=list(class_names), last_path=os.path.join(args.out, "last.pt"), log=log,
+              metric_name="val top-1" if args.task == "classify" else "val mAP@0.5 (VOC07)")
+    if checkpoint:
+        try:
+            checkpoints.load_state(raw_model, checkpoint, args.resume)
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from None
+        run.optimizer.load_state_dict(checkpoint["optimizer"])
+        if note := devices.restore_scaler(run.scaler, checkpoint.get("scaler")):   # resumed across --amp
+            log(note)
+        saved = dict(checkpoint, step=checkpoint.get("step", checkpoint["schedule"].get("step")))  # before: in schedule
+        run.pos = Position(**{f.name: saved[f.name] for f in dataclasses.fields(Position) if f.name in saved})
+        run.rng = checkpoint["rng"]
+        checkpoints.set_rng_states(checkpoint["rng"])
+        log(f"resumed {args.resume}: epoch {run.pos.epoch}" + (f" step {run.pos.epoch_step}" if run.pos.epoch_step
+            else "") + f", step {run.pos.step} of the run, {run.pos.seen:,} images seen")
+    if world > 1:
+        run.model = nn.parallel.DistributedDataParallel(raw_model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
+    run.model = devices.compile_model(run.model, args.compile)
+    run.steps_total = (args.epochs - run.pos.epoch) * steps_per_epoch - run.pos.epoch_step
+    return run
+
+
+def save_position(run, args, improved=False):
+    """Rank 0: last.pt (after best.pt when the score improved) at the run's position, epoch and step within it,
+    so that --resume continues from exactly there; log.csv and the curves (--plots) with it."""
+    state = {"model_config": run.raw_model.config, "class_names": run.class_names, "config": vars(args),
+             "model": run.raw_model.state_dict(), "optimizer": run.optimizer.state_dict(),
+             "scaler": run.scaler.state_dict(), "rng": checkpoints.rng_states(),
+             "schedule": {"name": args.schedule, "steps_per_epoch": run.steps_per_epoch},
+             **dataclasses.asdict(run.pos)}
+    checkpoints.save_run(state, args.out, improved)
+    run.t_saved = time.time()
+    checkpoints.write_csv(run.pos.history, os.path.join(args.out, "log.csv"))
+    if args.plots:                          # not the paper: tools/plots.py, redrawn as the run goes
+        from tools import plots
+        plots.save_curves_png(run.pos.steps, run.pos.history, os.path.join(args.out, "curves.png"), run.metric_name)
+
+
 # -----------------------------------------------------------------------------
 # Training: one epoch, evaluation, progress lines
 
 def train_one_epoch(run, loss, loader, epoch, args):
-    """From step run["epoch_step"] of epoch to its end: optimizer steps of --batch-size images, each the mean of
-    the family's loss over them. run: start_run's state, whose counters (step, epoch_step, seen, sums) move on.
-    Every process stops at the same step when any asks to (agree_stop): -> (lr, why it stopped early or None)"""
-    model, optimizer, scaler, stop = run["model"], run["optimizer"], run["scaler"], None
-    batches, sums, t_log, images_since_log, interval = iter(loader), run["sums"], time.time(), 0, 0.0
-    device, world, micro = run["device"], run["world"], run["micro"]
+    """From step run.pos.epoch_step of epoch to its end: optimizer steps of --batch-size images, each the mean of
+    the family's loss over them; run.pos moves on. Every process stops at the same step when any asks to
+    (checkpoints.agree_stop): -> (lr, why it stopped early or None)"""
+    model, optimizer, scaler, pos, stop = run.model, run.optimizer, run.scaler, run.pos, None
+    batches, t_log, images_since_log, interval = iter(loader), time.time(), 0, 0.0
     model.train()
-    for i in range(run["epoch_step"], run["steps_per_epoch"]):
-        lr = learning_rate(args, run["step"], run["steps_per_epoch"])
+    for i in range(pos.epoch_step, run.steps_per_epoch):
+        lr = learning_rate(args, pos.step, run.steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        size = multiscale_size(args.seed, run["step"], args.img_size) if args.multiscale else args.img_size
+        size = multiscale_size(args.seed, pos.step, args.img_size) if args.multiscale else args.img_size
         # The papers use 64 images per step. With --accumulate k we step once every k micro-batches and
         # divide each micro-batch loss by k: gradients add up, and we want their mean over the 64 images.
         step_terms = {}
         for k in range(args.accumulate):
             images, targets = next(batches)
-            images, targets = images.to(device, non_blocking=True), devices.to_device(targets, device)
+            images, targets = images.to(run.device, non_blocking=True), devices.to_device(targets, run.device)
             if size != images.shape[-1]:
                 # DEPARTURE from darknet, which reloads the data at the new size: we resize the batch.
                 # Boxes are normalized, so they stay valid.
                 images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
             # DDP averages gradients over the processes at every backward; skip it but for the last micro-batch
-            sync = model.no_sync() if world > 1 and k < args.accumulate - 1 else contextlib.nullcontext()
+            sync = model.no_sync() if run.world > 1 and k < args.accumulate - 1 else contextlib.nullcontext()
             with sync:
-                with torch.autocast(device.type, dtype=run["amp_dtype"], enabled=args.amp):
+                with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=args.amp):
                     out = model(images)
-                terms = loss(run["raw_model"], out.float(), targets, run["seen"] + (k + 1) * micro * world)
+                terms = loss(run.raw_model, out.float(), targets, pos.seen + (k + 1) * run.micro * run.world)
                 # agreed before backward: a process that skipped it would leave the others waiting in DDP's
                 bad = None if torch.isfinite(terms["total"]) else report_nonfinite(run, terms, targets, epoch, i, k, lr)
-                stop = checkpoints.agree_stop(bad, world, device)
+                stop = checkpoints.agree_stop(bad, run.world, run.device)
                 if stop:
                     break
                 scaler.scale(terms["total"] / args.accumulate).backward()
@@ -194,53 +385,53 @@ def train_one_epoch(run, loss, loader, epoch, args):
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)   # free the gradients' memory until the next backward
-        run["seen"] += args.batch_size          # darknet counts a batch as seen before its loss: seen + micro·world
+        pos.seen += args.batch_size             # darknet counts a batch as seen before its loss: seen + micro·world
         for name, value in step_terms.items():
-            sums[name] = sums.get(name, 0.0) + value
-        run["step"], run["epoch_step"], run["steps_done"] = run["step"] + 1, i + 1, run["steps_done"] + 1
+            pos.sums[name] = pos.sums.get(name, 0.0) + value
+        pos.step, pos.epoch_step, run.steps_done = pos.step + 1, i + 1, run.steps_done + 1
         images_since_log, interval = images_since_log + args.batch_size, interval + step_terms["total"]
-        checkpoints.warn_if_diverging(run, step_terms["total"], epoch, i)
+        checkpoints.warn_if_diverging(run.divergence, run.log, step_terms["total"], epoch, i)
 
-        stop = checkpoints.agree_stop(run["stop"].get("signal") or ("time limit" if args.time_limit is not None
-                                      and time.time() - run["t_start"] > args.time_limit else None), world, device)
-        if (i + 1) % args.log_interval == 0 or i + 1 == run["steps_per_epoch"] or stop:
-            elapsed = time.time() - run["t_start"]
-            eta = duration(elapsed / run["steps_done"] * (run["steps_total"] - run["steps_done"]))
-            run["log"](f"epoch {epoch + 1:3d}/{args.epochs} step {i + 1:5d}/{run['steps_per_epoch']} | "
-                       f"{loss_text({k: v / (i + 1) for k, v in sums.items()})} | lr {lr:.2e} | "
-                       f"{images_since_log / (time.time() - t_log):.1f} img/s | {size} px | seen {run['seen']:,} | "
-                       f"ETA {eta}")
-            run["steps"].append({"step": run["step"], "epoch": round(epoch + (i + 1) / run["steps_per_epoch"], 4),
-                                 "loss": interval / (images_since_log / args.batch_size), "lr": lr})
+        stop = checkpoints.agree_stop(run.stop.get("signal") or ("time limit" if args.time_limit is not None
+                                      and time.time() - run.t_start > args.time_limit else None), run.world, run.device)
+        if (i + 1) % args.log_interval == 0 or i + 1 == run.steps_per_epoch or stop:
+            elapsed = time.time() - run.t_start
+            eta = duration(elapsed / run.steps_done * (run.steps_total - run.steps_done))
+            run.log(f"epoch {epoch + 1:3d}/{args.epochs} step {i + 1:5d}/{run.steps_per_epoch} | "
+                    f"{loss_text({k: v / (i + 1) for k, v in pos.sums.items()})} | lr {lr:.2e} | "
+                    f"{images_since_log / (time.time() - t_log):.1f} img/s | {size} px | seen {pos.seen:,} | "
+                    f"ETA {eta}")
+            pos.steps.append({"step": pos.step, "epoch": round(epoch + (i + 1) / run.steps_per_epoch, 4),
+                              "loss": interval / (images_since_log / args.batch_size), "lr": lr})
             t_log, images_since_log, interval = time.time(), 0, 0.0
         if stop:
             break
-        if run["rank"] == 0 and i + 1 < run["steps_per_epoch"] and time.time() - run["t_saved"] > args.save_minutes * 60:
+        if run.rank == 0 and i + 1 < run.steps_per_epoch and time.time() - run.t_saved > args.save_minutes * 60:
             save_position(run, args)            # the default run is one long epoch: save every few minutes too
     return lr, stop
 
 
 def report_nonfinite(run, terms, targets, epoch, i, k, lr):
     """The process whose loss is not finite says where and on which images; all stop (checkpoints.agree_stop)."""
-    who = f"process {run['rank']}: " if run["world"] > 1 else ""
+    who = f"process {run.rank}: " if run.world > 1 else ""
     print(f"error: {who}non-finite loss {terms['total'].item()} at epoch {epoch + 1} step {i + 1} (step "
-          f"{run['step']} of the run, micro-batch {k + 1}, lr {lr:.3g}); images: "
+          f"{run.pos.step} of the run, micro-batch {k + 1}, lr {lr:.3g}); images: "
           f"{[t.get('path') for t in targets]}", flush=True)
     return "non-finite loss"
 
 
 def evaluate(model, family, dataset, args, batch_size, world=1, rank=0):
     """Detector: VOC07 mAP@0.5 of every detection above metrics.EVAL_CONF after the family's evaluation NMS
-    (detect.evaluate). A classifier: its family's top-1 / top-5. Every process evaluates its part of the images
-    (devices.shard) with rank 0's weights and statistics; rank 0 gathers them and scores once, so no process waits
-    long for another. -> dict with "map" in rank 0, None in the others."""
+    (detect.evaluate). A classifier: its family's top-1 / top-5. YOLO9000: its family's evaluation of the classes
+    with and without boxes. Every process evaluates its part of the images (devices.shard) with rank 0's weights
+    and statistics; rank 0 gathers them and scores once. -> dict with "map" in rank 0, None in the others."""
     devices.sync_buffers(model, world)
     part = devices.shard(len(dataset), world, rank)
     from tools.progress import Progress     # not the papers: a progress line (rank 0's) while it evaluates
     progress = None if args.quiet or rank else Progress
-    if hasattr(family, "joint_datasets"):   # YOLO9000: mAP of the classes with and without boxes, in rank 0 alone
+    if family.DATA == "joint":              # rank 0 alone
         return family.evaluate(model, dataset, batch_size, args.workers) if rank == 0 else None
-    if args.task == "classify":         # each part's top-1 / top-5, weighted by its number of images
+    if family.DATA == "classification":     # each part's top-1 / top-5, weighted by its number of images
         result = family.evaluate(model, torch.utils.data.Subset(dataset, part), batch_size, args.workers, progress)
         return devices.gather_mean(result, len(part), world)
     detections, truths, _ = detect.evaluate(model, dataset, metrics.EVAL_CONF, family.EVAL_NMS, batch_size,
@@ -248,6 +439,40 @@ def evaluate(model, family, dataset, args, batch_size, world=1, rank=0):
     found = devices.gather_to_first({i: detections[i] for i in part}, world)
     return None if found is None else metrics.evaluate([found[i] for i in range(len(dataset))], truths,
                                                        protocol="voc07", num_classes=model.num_classes)
+
+
+def end_epoch(run, family, val_set, epoch, lr, stop, seconds, args):
+    """After the epoch's last step (or where the time limit stopped it): the epoch's row (mean loss terms, the
+    validation score when it evaluates), then rank 0 writes last.pt (and best.pt when the score improved), log.csv
+    and a line. -> the evaluation's result or None"""
+    pos, result = run.pos, None
+    done = pos.epoch_step == run.steps_per_epoch
+    pos.epoch, pos.epoch_step = (epoch + 1, 0) if done else (epoch, pos.epoch_step)
+    mean = {k: v / max(1, pos.epoch_step or run.steps_per_epoch) for k, v in pos.sums.items()}
+    row = {"epoch": epoch + 1 if done else round(epoch + pos.epoch_step / run.steps_per_epoch, 3),
+           "seen": pos.seen, "lr": lr, "loss": mean.get("total", float("nan")),
+           **{f"loss_{k}": v for k, v in mean.items() if k != "total"}, "val": None, "seconds": round(seconds, 1)}
+    if done:
+        pos.sums = {}
+    if (epoch + 1) % args.eval_every == 0 or stop or epoch + 1 == args.epochs:   # every process evaluates a part
+        result = evaluate(run.raw_model, family, val_set, args, run.micro, run.world, run.rank)
+        if run.rank == 0:
+            row["val"] = float(result["map"])   # a Python float: the checkpoint holds no numpy objects
+            if args.task == "classify":
+                run.log(f"epoch {epoch + 1:3d} | val top-1 {result['top1']:.4f} top-5 {result['top5']:.4f}")
+    if run.rank != 0:                           # the others wait at main's barrier
+        return result
+    pos.history.append(row)
+    improved = row["val"] is not None and row["val"] > pos.best
+    pos.best = row["val"] if improved else pos.best
+    save_position(run, args, improved)
+    eta = (time.time() - run.t_start) / max(run.steps_done, 1) * (run.steps_total - run.steps_done)
+    val = "" if row["val"] is None else f" | {run.metric_name} {row['val']:.4f} (best {pos.best:.4f})"
+    run.log(f"epoch {row['epoch']:3g}/{args.epochs} {'done' if pos.epoch_step == 0 else 'stopped'} | "
+            f"{loss_text(dict(total=row['loss'], **{k[5:]: v for k, v in row.items() if k.startswith('loss_')}))} | "
+            f"lr {row['lr']:.2e} | {row['seconds']:.1f} s{val} | ETA {duration(eta)} | saved {run.last_path}"
+            f"{' and best.pt' if improved else ''}")
+    return result
 
 
 def duration(seconds):
@@ -262,77 +487,10 @@ def loss_text(terms):
 
 
 # -----------------------------------------------------------------------------
-
-def start_run(args, family, class_names, checkpoint, device, world, rank):
-    """The state of a run, all that a checkpoint holds: the model (built, --weights loaded; DDP-wrapped as
-    "model", bare as "raw_model"), optimizer, AMP scaler, counters, best score and history; or all of it from
-    the checkpoint being resumed. -> run (a dict; train_one_epoch and end_epoch update it)"""
-    seed_everything(args.seed)
-    raw_model = build_model(args, len(class_names)).to(device)
-    if devices.channels_last(device.type):      # ours: NHWC convolutions (bench/bench_model.py, gpu_check.sh)
-        raw_model = raw_model.to(memory_format=torch.channels_last)
-    log = print if rank == 0 else (lambda *a, **k: None)
-    if hasattr(raw_model, "weights_note"):
-        log(raw_model.weights_note)
-    if args.weights and not checkpoint:
-        log(load_weights(raw_model, args.weights))
-    amp_dtype = devices.amp_dtype(device.type)  # bfloat16, or float16 + GradScaler on GPUs without it
-    run = dict(raw_model=raw_model, optimizer=make_optimizer(args, raw_model), amp_dtype=amp_dtype,
-               scaler=torch.amp.GradScaler(device.type, enabled=args.amp and amp_dtype == torch.float16),
-               epoch=0, epoch_step=0, step=0, seen=0, best=-1.0, history=[], steps=[], sums={}, device=device,
-               world=world, rank=rank, log=log, class_names=list(class_names), stop={},
-               last_path=os.path.join(args.out, "last.pt"))
-    if checkpoint:
-        try:
-            models.load_state(raw_model, checkpoint, args.resume)
-        except ValueError as error:
-            raise SystemExit(f"error: {error}") from None
-        run["optimizer"].load_state_dict(checkpoint["optimizer"])
-        if note := devices.restore_scaler(run["scaler"], checkpoint.get("scaler")):   # resumed across --amp
-            log(note)
-        run.update({k: checkpoint[k] for k in ("epoch", "seen", "best", "history")}, step=checkpoint["schedule"]["step"])
-        run.update({k: checkpoint.get(k, run[k]) for k in ("epoch_step", "steps", "sums")}, rng=checkpoint["rng"])
-        set_rng_states(checkpoint["rng"])
-        log(f"resumed {args.resume}: epoch {run['epoch']}" + (f" step {run['epoch_step']}" if run["epoch_step"]
-            else "") + f", step {run['step']} of the run, {run['seen']:,} images seen")
-    run["model"] = raw_model if world == 1 else nn.parallel.DistributedDataParallel(
-        raw_model, device_ids=[device.index] if device.type == "cuda" else None)
-    run["model"] = devices.compile_model(run["model"], args.compile)
-    return run
-
-
-def save_position(run, args, improved=False):
-    """Rank 0: last.pt (after best.pt when the score improved) at the run's position, epoch and step within it,
-    so that --resume continues from exactly there; log.csv and the curves (--plots) with it."""
-    state = {"model_config": run["raw_model"].config, "class_names": run["class_names"], "config": vars(args),
-             "model": run["raw_model"].state_dict(), "optimizer": run["optimizer"].state_dict(),
-             "scaler": run["scaler"].state_dict(), "rng": rng_states(),
-             "schedule": {"name": args.schedule, "step": run["step"], "steps_per_epoch": run["steps_per_epoch"]},
-             **{k: run[k] for k in ("epoch", "epoch_step", "seen", "best", "history", "steps", "sums")}}
-    checkpoints.save_run(state, args.out, improved)
-    run["t_saved"] = time.time()
-    checkpoints.write_csv(run["history"], os.path.join(args.out, "log.csv"))
-    if args.plots:                          # not the paper: tools/plots.py, redrawn as the run goes
-        from tools import plots
-        plots.save_curves_png(run["steps"], run["history"], os.path.join(args.out, "curves.png"),
-                              run["metric_name"])
-
-
-def end_epoch(run, row, args):
-    """Rank 0: the epoch's row into the history, last.pt (and best.pt when the score improved), log.csv, a line."""
-    run["history"].append(row)
-    improved = row["val"] is not None and row["val"] > run["best"]
-    run["best"] = row["val"] if improved else run["best"]
-    save_position(run, args, improved)
-    val = "" if row["val"] is None else f" | {run['metric_name']} {row['val']:.4f} (best {run['best']:.4f})"
-    mean = {k[5:]: v for k, v in row.items() if k.startswith("loss_")}
-    run["log"](f"epoch {row['epoch']:3g}/{args.epochs} {'done' if run['epoch_step'] == 0 else 'stopped'} | "
-               f"{loss_text(dict(total=row['loss'], **mean))} | lr {row['lr']:.2e} | {row['seconds']:.1f} s{val} | "
-               f"ETA {duration(run['eta'])} | saved {run['last_path']}{' and best.pt' if improved else ''}")
-
+# main: the run from its flags to its last checkpoint
 
 def main(args):
-    checkpoint = resolve(args)
+    checkpoint = resolve(args)                  # every flag set: from the checkpoint, the recipe, DEFAULTS
     family = family_for(args)
     world, rank, device = devices.setup_distributed(args.device)    # torchrun: one process per device
     args.workers = devices.default_workers() if args.workers is None else args.workers
@@ -344,69 +502,43 @@ def main(args):
         print(f"{args.resume}: the run is complete ({checkpoint['epoch']} of {args.epochs} epochs, best "
               f"{checkpoint['best']:.4f}); to train it longer: --resume {args.resume} --epochs N")
         return {"history": checkpoint["history"], "best": checkpoint["best"], "result": None, "out": args.out}
-    if rank == 0 and not args.kmeans:   # before an epoch is spent: the folder must take the run's files
+    if rank == 0 and not args.kmeans:           # before an epoch is spent: the folder must take the run's files
         checkpoints.prepare_folder(args.out)
 
-    # Data, checked before anything trains
     train_set, val_set = build_datasets(args, family)
-    if args.kmeans:                     # not the papers: tools/progress.py shows how far the k-means is
-        from tools.progress import Progress
+    if args.kmeans:                             # YOLOv2 §2 "Dimension Clusters", then exit
+        from tools.progress import Progress     # not the papers: how far the k-means is
         return yolov2.dimension_clusters(train_set, args.img_size, args.seed, None if args.quiet else Progress)
     check_datasets(args, train_set, val_set, rank)
     sampler = torch.utils.data.DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed, drop_last=True)
     order, loader_rng = [], torch.Generator()   # order: this epoch's indices, from the step the epoch resumes at
     loader = torch.utils.data.DataLoader(train_set, micro, sampler=order, collate_fn=data.collate, drop_last=True,
                                          generator=loader_rng, **devices.loader_options(device, args.workers))
+    run = start_run(args, family, train_set.class_names, checkpoint, device, world, rank, micro,
+                    len(sampler) // (micro * args.accumulate))
+    run.log(f"{run.raw_model.preset}: {sum(p.numel() for p in run.raw_model.parameters()):,} parameters, "
+            f"{len(train_set.class_names)} classes, {len(train_set)} training images, {run.steps_per_epoch} steps "
+            f"of {args.batch_size} per epoch ({world} x {args.accumulate} x {micro}), on {device}, recipe "
+            f"{args.recipe}, output {args.out}")
 
-    # Model, weights, optimizer: new, or all of it from the checkpoint being resumed
-    run = start_run(args, family, train_set.class_names, checkpoint, device, world, rank)
-    start_epoch = run["epoch"]
-    run.update(micro=micro, steps_per_epoch=len(sampler) // (micro * args.accumulate), t_start=time.time(),
-               t_saved=time.time(), steps_done=0,
-               metric_name="val top-1" if args.task == "classify" else "val mAP@0.5 (VOC07)")
-    run["steps_total"] = (args.epochs - start_epoch) * run["steps_per_epoch"] - run["epoch_step"]
-    run["log"](f"{run['raw_model'].preset}: {sum(p.numel() for p in run['raw_model'].parameters()):,} parameters, "
-               f"{len(train_set.class_names)} classes, {len(train_set)} training images, {run['steps_per_epoch']} "
-               f"steps of {args.batch_size} per epoch ({world} x {args.accumulate} x {micro}), on {device}, recipe "
-               f"{args.recipe}, output {args.out}")
-
-    result, stop, restore_signals = None, None, checkpoints.catch_stop_signals(run["stop"])
+    result, stop, restore_signals = None, None, checkpoints.catch_stop_signals(run.stop)
     try:
-        for epoch in range(start_epoch, args.epochs):
+        for epoch in range(run.pos.epoch, args.epochs):
             # Epoch e's data order, augmentation and dropout are a function of (seed, epoch, rank) alone, so a
             # resumed run replays exactly what an uninterrupted one does; mid-epoch, from the saved generators.
             seed_everything(args.seed * 1_000_000 + epoch * 1000 + rank)
             sampler.set_epoch(epoch)
-            order[:] = list(sampler)[run["epoch_step"] * args.accumulate * micro:]
-            if run["epoch_step"]:
-                set_rng_states(run["rng"])
+            order[:] = list(sampler)[run.pos.epoch_step * args.accumulate * micro:]
+            if run.pos.epoch_step:
+                checkpoints.set_rng_states(run.rng)
             if hasattr(train_set, "set_epoch"):             # data.py: augmentation of image i from (seed, epoch, i)
                 train_set.set_epoch(epoch)
             loader_rng.manual_seed(args.seed * 1_000_000 + epoch)   # the workers' seeds
             t_epoch = time.time()
             lr, stop = train_one_epoch(run, family.loss, loader, epoch, args)
             if stop in ("time limit", None):    # evaluate: at the end of an epoch, or where the time ran out
-                done = run["epoch_step"] == run["steps_per_epoch"]
-                run["epoch"], run["epoch_step"] = (epoch + 1, 0) if done else (epoch, run["epoch_step"])
-                mean = {k: v / max(1, run["epoch_step"] or run["steps_per_epoch"]) for k, v in run["sums"].items()}
-                row = {"epoch": epoch + 1 if done else round(epoch + run["epoch_step"] / run["steps_per_epoch"], 3),
-                       "seen": run["seen"], "lr": lr, "loss": mean.get("total", float("nan")),
-                       **{f"loss_{k}": v for k, v in mean.items() if k != "total"}, "val": None,
-                       "seconds": round(time.time() - t_epoch, 1)}
-                if done:
-                    run["sums"] = {}
-                evaluated = (epoch + 1) % args.eval_every == 0 or stop or epoch + 1 == args.epochs
-                if evaluated:                           # every process evaluates a part; rank 0 gets the result
-                    result = evaluate(run["raw_model"], family, val_set, args, micro, world, rank)
-                if rank == 0 and evaluated:
-                    row["val"] = float(result["map"])   # a Python float: the checkpoint holds no numpy objects
-                    if args.task == "classify":
-                        run["log"](f"epoch {epoch + 1:3d} | val top-1 {result['top1']:.4f} top-5 {result['top5']:.4f}")
-                if rank == 0:                           # the others wait at the barrier
-                    run["eta"] = ((time.time() - run["t_start"]) / max(run["steps_done"], 1)
-                                  * (run["steps_total"] - run["steps_done"]))
-                    end_epoch(run, row, args)
-            elif rank == 0:                             # Ctrl-C, SIGTERM, a non-finite loss: save where it is
+                result = end_epoch(run, family, val_set, epoch, lr, stop, time.time() - t_epoch, args) or result
+            elif rank == 0:                     # Ctrl-C, SIGTERM, a non-finite loss: save where it is
                 save_position(run, args)
             if world > 1:
                 dist.barrier()
@@ -414,26 +546,172 @@ def main(args):
                 break
     finally:
         restore_signals()
+    return finish(run, stop, result, train_set, args)
+
+
+def finish(run, stop, result, train_set, args):
+    """The last line (and pr_curves.png); a stopped run exits with the signal's code (130 for Ctrl-C) or 1."""
     if stop and stop != "time limit":
-        run["log"](f"stopped ({stop}) at epoch {run['epoch'] + 1} step {run['epoch_step']}: saved "
-                   f"{run['last_path']}; continue with: python train.py --resume {run['last_path']}" +
-                   (" --lr LOWER" if stop == "non-finite loss" else ""))
-        if world > 1:
+        run.log(f"stopped ({stop}) at epoch {run.pos.epoch + 1} step {run.pos.epoch_step}: saved {run.last_path}; "
+                f"continue with: python train.py --resume {run.last_path}" +
+                (" --lr LOWER" if stop == "non-finite loss" else ""))
+        if run.world > 1:
             dist.destroy_process_group()
         raise SystemExit(130 if stop == "SIGINT" else 1)
-
-    if rank == 0 and args.plots and result is not None and args.task == "detect":
+    if run.rank == 0 and args.plots and result is not None and args.task == "detect":
         from tools import plots                     # not the paper: tools/plots.py
         plots.save_pr_curves_png(result, train_set.class_names, os.path.join(args.out, "pr_curves.png"))
-    run["log"](f"done in {duration(time.time() - run['t_start'])}: best {run['metric_name']} {run['best']:.4f}; "
-               f"{args.out}: last.pt, best.pt, log.csv" + (", curves.png, pr_curves.png" if args.plots else ""))
-    if world > 1:
+    run.log(f"done in {duration(time.time() - run.t_start)}: best {run.metric_name} {run.pos.best:.4f}; "
+            f"{args.out}: last.pt, best.pt, log.csv" + (", curves.png, pr_curves.png" if args.plots else ""))
+    if run.world > 1:
         dist.destroy_process_group()
-    return {"history": run["history"], "best": run["best"], "result": result, "out": args.out}
+    return {"history": run.pos.history, "best": run.pos.best, "result": result, "out": args.out}
+
+
+# -----------------------------------------------------------------------------
+# Command line: every default comes from a recipe, and --help shows it
+
+def recipe_help(text, key):
+    """A flag's help followed by its value in each recipe, so that --help shows the defaults."""
+    return f"{text} [recipe defaults: " + ", ".join(f"{n} {r[key]}" for n, r in RECIPES.items() if key in r) + "]"
+
+
+def positive(kind):
+    """An argparse type: a number of kind above 0 (0 images, 0 epochs, size 0 are refused at parse time)."""
+    def parse(text):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a number above 0, found {text}")
+        return value
+    parse.__name__ = kind.__name__       # argparse names the type in its message
+    return parse
 
 
 def get_args_parser():
-    return recipes.get_args_parser(__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d, add = recipe_help, p.add_argument
+    add("--recipe", choices=sorted(RECIPES) + ["classify"], help="default: synthetic without --data, else the "
+        "model's family (yolov1 = YOLOv1 §2.2, yolov2 = YOLOv2 §3), classify with --task classify")
+    add("--task", choices=["detect", "classify"], help="detect (default) or classify: ImageNet-style pre-training "
+        "of the backbone (YOLOv1 §2.2, YOLOv2 §3 'Training for classification'; tools/classify.py)")
+    add("--model", help=d("a yolov1 / yolov2 preset, or darknet19 / extraction with --task classify", "model"))
+    add("--data", help="VOCdevkit folder (train: 2007+2012 trainval, val: 2007 test), COCO json, darknet txt "
+        "labels; with --task classify a folder of class sub-folders (or train/ and val/). Default: synthetic shapes")
+    add("--val-data", help="validation set for a COCO json / darknet txt --data (default: --data itself)")
+    add("--train-images", type=positive(int), help=d("synthetic training images", "train_images"))
+    add("--val-images", type=positive(int), help=d("held-out synthetic images", "val_images"))
+    add("--img-size", type=positive(int), help="network input size, a multiple of the network's stride (default: "
+        "the preset's, as its cfg: yolov1 448, yolov2-voc 416, ...)")
+    add("--epochs", type=positive(int), help=d("epochs (YOLOv1 §2.2: 135; YOLOv2 §3: 160)", "epochs"))
+    add("--batch-size", type=positive(int), help=d("images per optimizer step over all processes (§2.2: 64)", "batch_size"))
+    add("--accumulate", type=positive(int), help="micro-batches per step (darknet's subdivisions): each process runs "
+        "batch-size / (processes * accumulate) images at a time (default: 1)")
+    add("--lr", type=positive(float), help=d("peak learning rate (YOLOv1 §2.2: 1e-2; YOLOv2 §3: 1e-3)", "lr"))
+    add("--schedule", choices=["yolov1", "yolov2", "poly"], help=d("lr schedule", "schedule"))
+    add("--warmup-lr", type=float, help=d("yolov1 schedule: starting rate (§2.2: 1e-3); yolov2 schedule: the rate "
+                                          "of the burn-in batches, instead of darknet's ramp", "warmup_lr"))
+    add("--warmup-epochs", type=float, help=d("yolov1 schedule: warm-up length (not in the paper)", "warmup_epochs"))
+    add("--lr-steps", type=float, nargs="*", help=d("epochs where the rate drops 10x (YOLOv1 §2.2: 75 105; "
+        "YOLOv2 §3: 60 90); with another --epochs they move in proportion, e.g. 135 -> 27: 15 21", "lr_steps"))
+    add("--burn-in", type=int, help=d("yolov2 schedule: batches of burn-in (darknet)", "burn_in"))
+    add("--optimizer", choices=["sgd", "adam"], help=d("sgd with momentum (YOLOv1 §2.2, YOLOv2 §3) or adam (our "
+                                                       "choice for the synthetic recipe)", "optimizer"))
+    add("--momentum", type=float, help=d("SGD momentum, Adam's beta1 (§2.2 / §3: 0.9)", "momentum"))
+    add("--weight-decay", type=float, help=d("on conv / connected weights (§2.2 / §3: 5e-4)", "weight_decay"))
+    add("--dropout", type=float, help=d("after the first connected layer (YOLOv1 §2.2: .5)", "dropout"))
+    add("--augment", help=d("data.py augmentation: yolov1 (§2.2), yolov2 (darknet), none", "augment"))
+    add("--multiscale", action=argparse.BooleanOptionalAction, help=d("YOLOv2 §2: new input size every 10 "
+                                                                      "batches", "multiscale"))
+    add("--batch-norm", action=argparse.BooleanOptionalAction, help="batch norm in every conv (default: the "
+        "preset's; the YOLOv1 paper has none)")
+    add("--backbone", choices=["resnet18", "resnet50"], help="YOLOv1 on a torchvision ResNet (not the paper)")
+    add("--weights", help="start from: a train.py checkpoint (a classifier's gives its trunk), a full darknet "
+        ".weights file, or a partial one (extraction.conv.weights, darknet19_448.conv.23)")
+    add("--resume", help="checkpoint (or its folder) to continue exactly; flags given override its config")
+    add("--out", help="output folder (default: runs/<recipe>, or runs/<recipe>2, ... when that holds another "
+        "run; with --resume the checkpoint's folder)")
+    add("--exist-ok", action="store_true", help="let a new run write into --out although it holds another run's "
+        "checkpoints (they are replaced)")
+    add("--save-minutes", type=positive(float), help="also write last.pt every this many minutes of training "
+        "(default: 5); Ctrl-C or SIGTERM writes it at once")
+    add("--eval-every", type=positive(int), help=d("evaluate every N epochs (and after the last)", "eval_every"))
+    add("--time-limit", type=positive(float), help="stop after this many seconds of training, then evaluate and save (the "
+        "run is then no longer a function of the seed)")
+    add("--amp", action=argparse.BooleanOptionalAction, help="mixed precision: bfloat16 where the GPU has it (and "
+        "on CPU), else float16 + GradScaler (devices.amp_dtype; default: off)")
+    add("--compile", nargs="?", const="inductor", metavar="BACKEND", help="torch.compile the model (default "
+        "backend inductor; aot_eager checks the graph capture without generating code)")
+    add("--device", help="cuda, cpu, ... (default: cuda if available)")
+    add("--workers", type=int, help="data-loading processes per training process (default: the cores this "
+        "process may use / processes on the machine, at most 8: devices.default_workers)")
+    add("--log-interval", type=positive(int), help="optimizer steps between progress lines (default: 10)")
+    add("--quiet", action="store_true", help="no progress line while evaluating or during --kmeans "
+        "(tools/progress.py); the training lines stay")
+    add("--plots", action=argparse.BooleanOptionalAction, help="draw curves.png and pr_curves.png at the end "
+        "(tools/plots.py; default: on)")
+    add("--kmeans", action="store_true", help="YOLOv2 §2 'Dimension Clusters': print the average IoU and the "
+        "k-means anchors (1 - IoU distance) for k = 1..9 on the training boxes, then exit")
+    add("--seed", type=int, help="model init, data order and augmentation follow (seed, epoch) (default: 0)")
+    add("--debug", action="store_true", help="show the Python traceback of an error instead of its one line")
+    return p
+
+
+def resolve(args):
+    """Fill every flag left unset: from the checkpoint being resumed, else from DEFAULTS, the preset (its input
+    size) and the recipe (a resumed run keeps its seed, accumulation, ... unless a flag says otherwise); then
+    check the model and the output folder before anything runs. -> the checkpoint or None"""
+    checkpoint = None
+    if args.resume:
+        checkpoint = checkpoints.load_checkpoint(args.resume)
+        path = os.path.join(args.resume, "last.pt") if os.path.isdir(args.resume) else args.resume
+        args.resume, args.out = path, args.out or os.path.dirname(path)
+        derived = () if checkpoint["config"].get("lr_steps_given", True) else ("lr_steps",)  # follow --epochs
+        for key, value in checkpoint["config"].items():
+            if getattr(args, key, None) is None and key not in ("resume", "weights", "exist_ok", "debug", *derived):
+                setattr(args, key, value)
+    args.lr_steps_given = bool(getattr(args, "lr_steps_given", None)) or args.lr_steps is not None
+    for key, value in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.recipe is None:
+        args.recipe = ("classify" if args.task == "classify"
+                       else args.model if "train_images" in RECIPES.get(args.model, {})   # a preset's synthetic demo
+                       else "synthetic" if args.data is None
+                       else args.model if args.model in RECIPES
+                       else detect.family_of(args.model).__name__ if args.model else "yolov1")
+    recipe = family_for(args).RECIPE if args.recipe == "classify" else RECIPES[args.recipe]
+    if args.lr_steps is None and args.epochs is not None and "lr_steps" in recipe and args.epochs != recipe["epochs"]:
+        args.lr_steps = [step * args.epochs / recipe["epochs"] for step in recipe["lr_steps"]]
+    for key, value in recipe.items():
+        if getattr(args, key) is None and key != "img_size":
+            setattr(args, key, value)
+    if args.img_size is None:                   # the preset's own size (its cfg's), else the recipe's
+        preset = family_for(args).PRESETS.get(args.model)
+        args.img_size = preset["img_size"] if isinstance(preset, dict) and "img_size" in preset else recipe.get("img_size")
+    check_model(args)
+    if args.weights and not os.path.isfile(args.weights):
+        raise ValueError(f"{args.weights}: no such file")
+    if checkpoint is None and not args.kmeans:
+        given = args.out
+        args.out = args.out or os.path.join("runs", args.recipe)
+        if checkpoints.holds_run(args.out) and not args.exist_ok:
+            if given:
+                raise ValueError(f"{args.out}: holds another run (last.pt / best.pt); continue it with --resume "
+                                 f"{args.out}, replace it with --exist-ok, or choose another --out")
+            args.out = checkpoints.run_folder(args.out)
+    return checkpoint
+
+
+def check_model(args):
+    """The preset at this input size, built on the meta device (no memory, no time): an input size that is not
+    a multiple of the network's stride, or a conv head at another size, is refused before anything runs."""
+    if args.backbone:
+        return
+    try:
+        with torch.device("meta"):
+            family_for(args).build(args.model, img_size=args.img_size)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"--model {args.model} --img-size {args.img_size}: {error}") from None
 
 
 if __name__ == "__main__":

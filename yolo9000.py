@@ -9,7 +9,13 @@ Paper -> code
   §4 "Joint classification and detection": the loss of both kinds of image ..... joint_loss()
   §4 Detection with WordTree: "traverse the tree down, taking the highest confidence path at every split until we
      reach some threshold": the node reached, scored by objectness (darknet's GPU path) .. postprocess(), descend()
-  §4 "Dataset combination with WordTree", the mixed batches ................... jointdata.py
+  §4 "Dataset combination with WordTree": COCO's classes and ImageNet's synsets become nodes of one tree;
+     darknet's coco9k.map (COCO class k -> tree index), ImageNet folders named by WordNet id .. JointDataset,
+                                                              ClassificationFolder, wordtree.read_map / node_of
+  §4 "Joint classification and detection": "we mix images from both detection and classification datasets";
+     "we oversampled COCO so that ImageNet is only larger by a factor of 4:1" ......... JointDataset(share=0.8)
+  darknet data.c: a classification image is a label line with x = y = 0 (correct_boxes sets 999999, which
+     region_layer.c reads as "class only"); here its target is {"image_label": node} with no box ... JointDataset
   ours: the synthetic demonstration (shapes, some leaves without boxes) ........ PRESETS["yolo9000-shapes"],
      evaluate(): "mAP@0.5 on classes without boxes"
 
@@ -19,15 +25,20 @@ P = A*H*W predictions listed anchor-major, n tree nodes (= C).
 Run: python detect.py --model yolo9000 --weights yolo9000.weights --tree 9k.tree --names 9k.names photo.jpg
      python train.py --model yolo9000-shapes
 """
+import os
+from collections import Counter
+
+import numpy as np
 import torch
+from PIL import Image, ImageDraw
 from torch import nn
 
 import darknet
-import jointdata
+import data
 import metrics
 import wordtree
 import yolov2                      # §4 "We use the base YOLOv2 architecture": its boxes and objectness (decode)
-from images import boxes_to_original
+from data import IMAGE_EXTENSIONS, boxes_to_original, image_to_tensor, load_image, resize_darknet
 from loss import CLASS_SCALE, OBJECT_SCALE, yolov2_loss
 
 # -----------------------------------------------------------------------------
@@ -44,7 +55,7 @@ CLASSIFICATION_MIN_IOU = 0.3    # "we also assume that the predicted box overlap
                                 # label by at least .3 IOU": objectness pulled up to .3 (region_layer.c: < .3 -> .3)
 HIER_THRESH = 0.5               # DARKNET detector.c -hier default: the threshold of the descent
 
-# "tree": the tree's file for the official network (detect.py --tree), built in for the demo (jointdata.py).
+# "tree": the tree's file for the official network (detect.py --tree), built in for the demo (py).
 # weights_bytes: yolo9000.weights, 16-byte header (checked in tests/test_yolo9000.py). The cfg is pjreddie/darknet
 # cfg/yolo9000.cfg as of 6731a355 (2017-04-17): 544 input, Darknet-19's 18 convs, a 1x1 conv to 3·(9418 + 5).
 PRESETS = {
@@ -212,7 +223,7 @@ RECIPE = dict(model="yolo9000", optimizer="sgd", epochs=10, momentum=0.9, weight
               augment="yolov2", multiscale=True, eval_every=1)
 # DARKNET detector.c test_detector at 6731a355: -thresh .24, -hier .5, nms .4 (do_nms_obj: one NMS over all
 # classes by objectness; since 2018 do_nms_sort, per class, which we use), and a letterboxed input (--letterbox).
-# OUR CHOICE: the demo, `python train.py --model yolo9000-shapes` (README, Results): recipes.SYNTHETIC's values (Adam
+# OUR CHOICE: the demo, `python train.py --model yolo9000-shapes` (README, Results): train.SYNTHETIC's values (Adam
 # 2e-3 on fresh images, /10 at 90% and 97% of the steps), but 9,600 images (300 steps of 32; 9 min of CPU time) and
 # 300 held-out ones: box-less mAP 0.327. Twice as long gave 0.208: ellipses up, pentagons lost to their siblings.
 PRESET_RECIPES = {"yolo9000-shapes": dict(
@@ -225,7 +236,7 @@ EVAL_NMS = 0.45
 
 def build(preset, num_classes=None, img_size=None, tree=None):
     """The preset's network with its WordTree. tree: darknet's tree file (detect.py --tree 9k.tree), or the
-    {"ids", "parents"} a checkpoint stores in model.config; the demo preset has its own (jointdata.SHAPE_TREE).
+    {"ids", "parents"} a checkpoint stores in model.config; the demo preset has its own (SHAPE_TREE).
     The tree's nodes are the classes: num_classes, if given, must equal their count."""
     if preset not in PRESETS:
         raise ValueError(f"unknown YOLO9000 preset {preset!r}; choose one of {sorted(PRESETS)}")
@@ -233,7 +244,7 @@ def build(preset, num_classes=None, img_size=None, tree=None):
     if isinstance(tree, str):
         tree = wordtree.tree_config(wordtree.read_tree(tree))
     elif tree is None and preset == "yolo9000-shapes":
-        tree = jointdata.SHAPE_TREE
+        tree = SHAPE_TREE
     elif tree is None:
         raise ValueError(f"{preset} needs its WordTree: give darknet's tree file (detect.py --tree 9k.tree)")
     n = len(tree["parents"])
@@ -276,19 +287,24 @@ def detections(model, out, image_sizes, conf, nms, letterbox=False, net_size=Non
     return found
 
 
+# train.py: trains on detection and classification images in one stream (§4), from joint_datasets(), and
+# evaluates with evaluate() below
+DATA = "joint"
+
+
 def joint_datasets(args):
-    """train.py's datasets for this family: the synthetic demo (jointdata.shapes_datasets). Training the full
-    YOLO9000 needs COCO, ImageNet and the tree files together: jointdata.coco_imagenet() builds that stream; its
+    """train.py's datasets for this family: the synthetic demo (shapes_datasets). Training the full
+    YOLO9000 needs COCO, ImageNet and the tree files together: coco_imagenet() builds that stream; its
     command line is not part of train.py."""
     if args.data is not None or args.model != "yolo9000-shapes":
         raise SystemExit(f"--model {args.model}: train.py trains YOLO9000 on the synthetic demo only (--model "
-                         "yolo9000-shapes, no --data); COCO + ImageNet: jointdata.coco_imagenet()")
-    return jointdata.shapes_datasets(args.train_images, args.val_images, args.img_size, args.seed)
+                         "yolo9000-shapes, no --data); COCO + ImageNet: coco_imagenet()")
+    return shapes_datasets(args.train_images, args.val_images, args.img_size, args.seed)
 
 
 @torch.no_grad()
 def evaluate(model, dataset, batch_size, workers=0):
-    """VOC07 mAP@0.5 on held-out detection images of every leaf (jointdata.shapes_datasets' val set), each class
+    """VOC07 mAP@0.5 on held-out detection images of every leaf (shapes_datasets' val set), each class
     scored as darknet's map path scores ImageNet's 200 classes: objectness·Pr(node). Prints the mean over the
     classes that had boxes in training and over those that never had one (§4: "YOLO9000 gets 19.7 mAP overall with
     16.0 mAP on the disjoint 156 object classes that it has never seen any labelled detection data for").
@@ -315,3 +331,200 @@ def evaluate(model, dataset, batch_size, workers=0):
     for key in ("ap", "curves"):
         result[key] = {dataset.nodes[k]: v for k, v in result[key].items()}
     return result
+
+
+# -----------------------------------------------------------------------------
+# §4 The data of joint training: detection images and classification images in one stream, their labels mapped
+# into the WordTree; and the synthetic WordTree of shapes of the demo (ours: shape -> round (circle, ellipse),
+# polygon (triangle, rectangle, pentagon); ellipse and pentagon are never given a box in training).
+#
+# A detection target is data.py's ({"boxes" (M, 4) normalized xyxy, "labels" (M,)}), labels now tree nodes; a
+# classification target is {"boxes" (0, 4), "labels" (0,), "image_label": node}: joint_loss tells them apart.
+
+# -----------------------------------------------------------------------------
+# The synthetic WordTree (ours): in darknet's tree-file order, parents first, siblings together
+
+SHAPE_TREE = dict(ids=["round", "polygon", "circle", "ellipse", "triangle", "rectangle", "pentagon"],
+                  parents=[-1, -1, 0, 0, 1, 1, 1])
+WITH_BOXES = ["circle", "triangle", "rectangle"]       # detection images: these, with boxes
+WITHOUT_BOXES = ["ellipse", "pentagon"]                # only in classification images (one object, no box)
+CLASSIFICATION_SHARE = 0.5      # OUR CHOICE for the demo (the paper's 4:1 ImageNet:COCO would be 0.8)
+STREAM_TREE_SHAPES = 4          # a random stream of its own (data.py uses 1..3)
+
+
+class ShapeTreeDataset(data.ShapesDataset):
+    """Synthetic images of the leaves `classes` (names in SHAPE_TREE) on data.ShapesDataset's backgrounds: a circle
+    has equal sides, an ellipse an aspect of 1.7-2.5, triangles, rectangles and pentagons 0.6-1.6. Labels index
+    `classes`. single=True: one object of longer side 30-80% of the image (a classification image, ImageNet-like);
+    else 1-4 objects of 15-50%, each covering at most 30% of an earlier one's box (data.ShapesDataset's rule)."""
+
+    def __init__(self, num_images, img_size, seed, classes, single=False):
+        super().__init__(num_images, img_size, seed)
+        self.class_names, self.single = list(classes), single
+
+    def _layout(self, i):
+        background = super()._layout(i)[0]                # data.ShapesDataset's background of image i
+        rng, S, shapes = self.rng(STREAM_TREE_SHAPES, i), self.img_size, []
+        mean = np.clip(background[1] + background[2] / 2, 0, 1)
+        for _ in range(1 if self.single else int(rng.integers(1, 5))):
+            label = int(rng.integers(len(self.class_names)))
+            name = self.class_names[label]
+            for _ in range(20):
+                side = rng.uniform(*((0.3, 0.8) if self.single else (0.15, 0.5))) * S
+                aspect = 1.0 if name == "circle" else rng.uniform(1.7, 2.5) if name == "ellipse" else \
+                    rng.uniform(0.6, 1.6)
+                if name == "ellipse" and rng.random() < 0.5:
+                    aspect = 1 / aspect                   # standing up
+                w, h = (side, side / aspect) if aspect >= 1 else (side * aspect, side)
+                w, h = max(int(w), 4), max(int(h), 4)
+                x0, y0 = int(rng.integers(0, S - w + 1)), int(rng.integers(0, S - h + 1))
+                box = [x0, y0, x0 + w, y0 + h]
+                if all(data._covered(earlier, box) <= self.max_cover for earlier, *_ in shapes):
+                    break
+            else:
+                continue
+            colour = rng.uniform(0, 1, 3)
+            while np.linalg.norm(colour - mean) < 0.5:
+                colour = rng.uniform(0, 1, 3)
+            shapes.append((box, label, colour, int(rng.integers(4))))
+        return background, shapes
+
+    def load(self, i):
+        background, shapes = self._layout(i)
+        img = self._background(i, background)
+        draw = ImageDraw.Draw(img)
+        for (x0, y0, x1, y1), label, colour, orientation in shapes:
+            fill, x1, y1 = tuple(int(c * 255) for c in colour), x1 - 1, y1 - 1     # PIL draws the last pixel too
+            name, xm, ym = self.class_names[label], (x0 + x1) / 2, (y0 + y1) / 2
+            if name in ("circle", "ellipse"):
+                draw.ellipse([x0, y0, x1, y1], fill=fill)
+            elif name == "rectangle":
+                draw.rectangle([x0, y0, x1, y1], fill=fill)
+            elif name == "triangle":                      # apex up, right, down or left
+                draw.polygon([[(x0, y1), (x1, y1), (xm, y0)], [(x0, y0), (x0, y1), (x1, ym)],
+                              [(x0, y0), (x1, y0), (xm, y1)], [(x1, y0), (x1, y1), (x0, ym)]][orientation], fill=fill)
+            else:                                         # pentagon, point up or down, filling its box
+                t = np.pi / 2 + 2 * np.pi * np.arange(5) / 5
+                px, py = np.cos(t), -np.sin(t) * (1 if orientation % 2 else -1)
+                px = x0 + (px - px.min()) / np.ptp(px) * (x1 - x0)
+                py = y0 + (py - py.min()) / np.ptp(py) * (y1 - y0)
+                draw.polygon(list(zip(px.tolist(), py.tolist())), fill=fill)
+        return img
+
+    def _background(self, i, background):
+        """data.ShapesDataset.load's background (gradient, stripes or blotches, and grain), drawn the same way."""
+        (kind, c1, dc, p), S, rng = background, self.img_size, self.rng(data.STREAM_RENDER, i)
+        x, y = np.arange(S, dtype=np.float32) / S, np.arange(S, dtype=np.float32)[:, None] / S
+        along = np.cos(p[0] * np.pi) * x + np.sin(p[0] * np.pi) * y
+        if kind == 0:
+            weight = along / 2 + 0.5
+        elif kind == 1:
+            weight = (np.sin(along * 2 * np.pi / (0.04 + 0.16 * p[1])) > 0).astype(np.float32)
+        else:
+            weight = resize_darknet(torch.from_numpy(rng.random((1, 8, 8), np.float32)), (S, S))[0].numpy()
+        weight = weight + 0.15 * rng.random((S, S), np.float32)
+        pixels = c1.astype(np.float32) + weight[..., None] * dc.astype(np.float32)
+        return Image.fromarray(np.clip(pixels * 255, 0, 255).astype(np.uint8))
+
+
+# -----------------------------------------------------------------------------
+# ImageNet-style classification data: a folder per WordNet id
+
+class ClassificationFolder(torch.utils.data.Dataset):
+    """root/<WordNet id>/<image>: one class per sub-folder, its name the synset's WordNet id (n02094114), as
+    ImageNet's train folders are. Images are resized to img_size (darknet's resize_image); class_names are the ids."""
+
+    def __init__(self, root, img_size):
+        self.img_size, self.class_names = img_size, sorted(d for d in os.listdir(root)
+                                                           if os.path.isdir(os.path.join(root, d)))
+        self.items = [(os.path.join(root, name, f), label) for label, name in enumerate(self.class_names)
+                      for f in sorted(os.listdir(os.path.join(root, name)))
+                      if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+        if not self.items:
+            raise ValueError(f"{root}: no images in sub-folders named by class")
+        self.problems, self.counts = [], Counter()
+
+    def __len__(self):
+        return len(self.items)
+
+    def record(self, i):
+        return {"path": self.items[i][0], "boxes": np.zeros((0, 4), np.float32),
+                "labels": np.array([self.items[i][1]])}
+
+    def __getitem__(self, i):
+        path, label = self.items[i]
+        image = resize_darknet(image_to_tensor(load_image(path, exif=True)), (self.img_size, self.img_size))
+        return image, {"boxes": torch.zeros(0, 4), "labels": torch.tensor([label]), "path": path}
+
+
+# -----------------------------------------------------------------------------
+# §4 Joint training: one stream of both kinds of image
+
+class JointDataset(torch.utils.data.Dataset):
+    """Detection and classification images interleaved so that a share `share` of every stretch of the stream is
+    classification images (item i is one when floor((i + 1)·share) > floor(i·share)); each source is read in
+    order and wraps around. detection_nodes[k] / classification_nodes[k]: the tree node of each source's class k
+    (wordtree.read_map for coco9k.map; wordtree.node_of for WordNet-id folders). class_names: the tree's names."""
+
+    def __init__(self, detection, classification, detection_nodes, classification_nodes, class_names, share,
+                 length=None):
+        self.detection, self.classification, self.share = detection, classification, share
+        self.detection_nodes = torch.as_tensor(detection_nodes, dtype=torch.long)
+        self.classification_nodes = torch.as_tensor(classification_nodes, dtype=torch.long)
+        self.class_names, self.length = list(class_names), length or len(detection) + len(classification)
+        self.problems = detection.problems + classification.problems
+        self.counts = detection.counts + classification.counts
+
+    def __len__(self):
+        return self.length
+
+    def _source(self, i):
+        """-> (is a classification image, index in its source)."""
+        before = int(i * self.share)
+        if int((i + 1) * self.share) > before:
+            return True, before % len(self.classification)
+        return False, (i - before) % len(self.detection)
+
+    def record(self, i):
+        classification, j = self._source(i)
+        source = self.classification if classification else self.detection
+        nodes = self.classification_nodes if classification else self.detection_nodes
+        rec = source.record(j)
+        return dict(rec, labels=nodes[torch.as_tensor(rec["labels"], dtype=torch.long)].numpy())
+
+    def set_epoch(self, epoch):
+        for source in (self.detection, self.classification):
+            if hasattr(source, "set_epoch"):
+                source.set_epoch(epoch)
+
+    def __getitem__(self, i):
+        classification, j = self._source(i)
+        if not classification:
+            image, target = self.detection[j]
+            return image, dict(target, labels=self.detection_nodes[target["labels"]])
+        image, target = self.classification[j]
+        return image, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
+                       "path": target.get("path"), "image_label": self.classification_nodes[target["labels"][0]]}
+
+
+def coco_imagenet(coco_json, imagenet_dir, tree_file, map_file, img_size=544, augment="yolov2", seed=0, share=0.8):
+    """The paper's combination: COCO detection (classes into the tree by coco9k.map) and an ImageNet folder of
+    WordNet ids, 4 classification images to 1 detection image (§4). -> (JointDataset, tree)."""
+    tree = wordtree.read_tree(tree_file)
+    coco = data.open_dataset(coco_json, img_size=img_size, augment=augment, seed=seed)
+    imagenet = ClassificationFolder(imagenet_dir, img_size)
+    return JointDataset(coco, imagenet, wordtree.read_map(map_file, tree), wordtree.node_of(tree, imagenet.class_names),
+                        tree["ids"], share), tree
+
+
+def shapes_datasets(train_images, val_images, img_size, seed=0, share=CLASSIFICATION_SHARE):
+    """The demo: (JointDataset of detection images of WITH_BOXES and classification images of WITHOUT_BOXES,
+    held-out detection images of all five leaves with their boxes, for the evaluation)."""
+    node = {name: k for k, name in enumerate(SHAPE_TREE["ids"])}
+    detection = ShapeTreeDataset(train_images, img_size, seed, WITH_BOXES)
+    classification = ShapeTreeDataset(train_images, img_size, seed + 1, WITHOUT_BOXES, single=True)
+    train = JointDataset(detection, classification, [node[c] for c in WITH_BOXES],
+                         [node[c] for c in WITHOUT_BOXES], SHAPE_TREE["ids"], share, length=train_images)
+    val = ShapeTreeDataset(val_images, img_size, seed + data.SHAPES_VAL_SEED, WITH_BOXES + WITHOUT_BOXES)
+    val.nodes, val.without_boxes = [node[c] for c in val.class_names], WITHOUT_BOXES
+    return train, val

@@ -10,7 +10,8 @@ Paper -> code
   §2.2  x, y: offsets in the cell; w, h: relative to the image, predicted as square roots .. split_output()
   §2.3  Inference: class-specific scores (§2, eq. 1), then non-maximum suppression ... decode(), postprocess()
   darknet: the 2015 cfgs' [crop] input range 2x - 1; the later cfgs' [0, 1] ......... RANGE_CROP_2015, RANGE_01
-  darknet: yolov1.cfg, yolov1-tiny.cfg (BN, [local], B = 3), the 2015 yolo-small .. PRESETS (cfg, commit each)
+  darknet's later networks, after the paper's: yolov1.cfg ([local], B = 3), yolov1-tiny.cfg, 2015's yolo-small
+     .................................................................. PRESETS.update (one line of provenance each)
   darknet: its detection layer's output order <-> ours (.weights files) ............ darknet_output_permutation()
   ours: the synthetic demo preset with a conv head; YOLOv1 on a torchvision ResNet .. "yolov1-shapes", ResNetYOLOv1
   §2.2  the training recipe; the family interface train.py and detect.py call ........ RECIPE, build(), loss(),
@@ -18,7 +19,8 @@ Paper -> code
 
 Output of the network: (N, S, S, B*5 + C), indexed [image, row i (y cell), column j (x cell)]; per cell
 B x [x, y, sqrt(w), sqrt(h), confidence], then C class probabilities (w, h themselves where a preset has
-sqrt=False). split_output() is the one place that reads this layout; every other function uses its named tensors.
+sqrt=False). split_output() reads this layout for every function here, which use its named tensors; loss.yolov1_loss
+reads it once more, with the same names, because loss.py may not import this file (this file imports loss.py).
 
 Legend: N images, S grid side, B boxes per cell, C classes.
 Run:    python train.py --model yolov1-shapes        python detect.py --weights CKPT photo.jpg
@@ -47,42 +49,23 @@ DROPOUT = 0.5           # §2.2: "A dropout layer with rate = .5 after the first
 RANGE_01 = (0.0, 1.0)
 RANGE_CROP_2015 = (-1.0, 1.0)
 
+# -----------------------------------------------------------------------------
+# §2.1 The paper's networks, as layer lists for one builder (YOLOv1 below)
+
 # Convolutional layers as (filters, size, stride), "M" = 2x2/2 max-pool, "extraction" = the 20 conv layers
 # darknet.extraction_trunk builds (stride 32, 1024 channels: 448 -> 14 x 14).
 EXTRACTION_STRIDE, EXTRACTION_CHANNELS = 32, 1024
 
-# §2.2: on the 20 pretrained layers "we add four convolutional layers and two fully connected layers";
-# Fig. 3 (and darknet's 2015 cfg/yolo.cfg): 3x3x1024, 3x3x1024 stride 2, 3x3x1024, 3x3x1024.
+# Fig. 3, §2.2: on the 20 pretrained layers "we add four convolutional layers and two fully connected layers":
+# 3x3x1024, 3x3x1024 stride 2, 3x3x1024, 3x3x1024 (darknet's 2015 cfg/yolo.cfg the same).
 YOLOV1_CONVS = ["extraction", (1024, 3, 1), (1024, 3, 2), (1024, 3, 1), (1024, 3, 1)]
 
-# §2.1 Fast YOLO: "fewer convolutional layers (9 instead of 24) and fewer filters in those layers". The layout
-# is darknet's cfg/yolo-tiny.cfg as committed on 2015-11-09 ("Added tiny yolo model", eaf033c0): nine 3x3 convs,
-# six max-pools, no batch norm, then connected 256 (linear) -> connected 4096 (leaky) -> dropout -> output.
-# DARKNET, not in the paper: the linear 256-unit connected layer before the 4096 one (the paper says Fast YOLO
-# differs from YOLO only in its conv layers).
+# §2.1 Fast YOLO: "fewer convolutional layers (9 instead of 24) and fewer filters in those layers": nine 3x3
+# convs, six max-pools, no batch norm (darknet's 2015 yolo-tiny.cfg), then connected 256 (linear) -> 4096 (leaky)
+# -> dropout -> output. DARKNET, not in the paper: the linear 256-unit connected layer before the 4096 one (the
+# paper says Fast YOLO differs from YOLO only in its conv layers).
 FAST_YOLO_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M",
                    (256, 3, 1), "M", (512, 3, 1), "M", (1024, 3, 1), (1024, 3, 1), (1024, 3, 1)]
-
-# DARKNET yolov1-tiny.cfg (tiny-yolo.cfg of 6b38dcdc, 2016-09-07 "adding new tiny-yolo"; renamed yolov1-tiny.cfg
-# in e84933bf, 2018-03-25): 8 convs with batch norm, six max-pools, then one connected layer to the output.
-TINY_YOLOV1_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M",
-                     (256, 3, 1), "M", (512, 3, 1), "M", (1024, 3, 1), (256, 3, 1)]
-
-# DARKNET cfg/yolo-small.cfg before ea451100 (2015-11-09 "changed yolo-small"; = history/yolo-small.2015-11.cfg):
-# 24 convs with stride-2 convs instead of max-pools, activation "ramp" (darknet.act), connected 2048 (ramp),
-# dropout, connected 7·7·(1·5 + 20) = 1225 with a logistic activation, [detection] num=1 and sqrt=0 (parser.c's
-# defaults: the section sets neither), so w, h are predicted directly.
-SMALL_2015_CONVS = [(64, 7, 2), (192, 3, 2), (128, 1, 1), (256, 3, 2), (128, 1, 1), (256, 3, 1), (128, 1, 1),
-                    (512, 3, 2), *[(256, 1, 1), (512, 3, 1)] * 4, (256, 1, 1), (1024, 3, 2), (512, 1, 1),
-                    (1024, 3, 1), (1024, 3, 1), (1024, 3, 2), (1024, 3, 1), (512, 3, 1)]
-
-# OUR CHOICE, for the synthetic default of train.py on 2 CPU cores: Fast YOLO's pattern (3x3 conv + 2x2
-# max-pool, filters doubling) cut to 6 convs, max 256 filters, 4 max-pools, at 112 x 112 (stride 16 -> a 7 x 7
-# map = the S x S grid), with batch norm (to train from scratch, without ImageNet pre-training).
-# Its batch norm keeps running statistics with torch's momentum 0.1, not darknet's 0.01: after a few hundred
-# steps darknet's average still holds 0.99^200 = 13% of its initial values, far from the data (README, departures).
-SHAPES_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M",
-                (256, 3, 1), (256, 3, 1)]
 
 # A preset, in darknet cfg order after the convs:
 #   head "fc": [bottleneck: linear connected] -> [local: 3x3 locally connected, leaky] -> [hidden: connected,
@@ -90,59 +73,22 @@ SHAPES_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), 
 #   head "conv": a 1x1 convolution on the S x S map (below). act: the convs' activation; batch_norm: in every conv;
 #   sqrt: the net outputs sqrt(w), sqrt(h) ([detection] sqrt=1); input_range: RANGE_01 or RANGE_CROP_2015;
 #   bn_momentum: None = darknet's (darknet.BN_MOMENTUM).
-# The official files (weights_bytes: the exact size of darknet's file, 16-byte header; header_2015: its header is
-# 2015's, connected weights transposed, weights.py) and the test path of darknet's yolo.c of their revision:
-#   test_nms .5 in test_yolo up to 6b38dcdc (2016-09), .4 from c6afc7ff (2016-11) to f6afaab; -thresh .2 in all.
-# The 2016 and later files are run with today's yolo.c (f6afaab: .4); the 2015 ones with 6103ecc4's (.5).
+# A preset with an official darknet file also has: cfg (the darknet cfg and commit it follows: the README's
+# revision table tells the history), weights_bytes (the file's exact size with a 16-byte header), header_2015
+# (2015's header: connected weights stored transposed), test_nms (its yolo.c's NMS: .5 up to 6b38dcdc, .4 from
+# c6afc7ff).
 FC = dict(head="fc", bottleneck=None, local=None, hidden=4096, hidden_act="leaky", dropout=True, out_act="linear",
           act="leaky", sqrt=True, input_range=RANGE_01, img_size=IMG_SIZE, S=S, B=B, C=C)
 PRESETS = {
-    # the paper's network: darknet cfg/yolo.cfg of 6103ecc4 (2015-11-09) = history/yolo.2015-11.cfg
+    # the paper's network, Fig. 3
     "yolov1": dict(FC, convs=YOLOV1_CONVS, batch_norm=False, input_range=RANGE_CROP_2015,
                    cfg="yolo.cfg, 6103ecc4 (2015-11-09)", weights_bytes=1_086_814_216, header_2015=True,
                    test_nms=0.5),
-    # darknet's yolov1-tiny.cfg and tiny-yolov1.weights (see TINY_YOLOV1_CONVS)
-    "yolov1-tiny": dict(FC, convs=TINY_YOLOV1_CONVS, batch_norm=True, hidden=None, dropout=False,
-                        cfg="yolov1-tiny.cfg, 6b38dcdc (2016-09-07)", weights_bytes=108_399_816, header_2015=False,
-                        test_nms=0.4),
-    # Fast YOLO of 2015 (see FAST_YOLO_CONVS) and yolo-tiny.weights
+    # Fast YOLO, §2.1
     "yolo-tiny.2015-11": dict(FC, convs=FAST_YOLO_CONVS, batch_norm=False, bottleneck=256,
                               input_range=RANGE_CROP_2015, cfg="yolo-tiny.cfg, eaf033c0 (2015-11-09)",
                               weights_bytes=180_357_512, header_2015=True, test_nms=0.5),
-    # yolo-small.weights of 2015 (see SMALL_2015_CONVS)
-    "yolo-small.2015-11": dict(FC, convs=SMALL_2015_CONVS, batch_norm=False, act="ramp", hidden=2048,
-                               hidden_act="ramp", out_act="logistic", sqrt=False, B=1, input_range=RANGE_CROP_2015,
-                               cfg="yolo-small.cfg, 6103ecc4 (2015-11-09)", weights_bytes=405_197_876,
-                               header_2015=True, test_nms=0.5),
-    # darknet's yolov1.cfg (cfg/yolo.cfg of aebe9377, 2016-08-11; cfg/yolov1/yolo.cfg from c6afc7ff; yolov1.cfg
-    # from e84933bf): the 24 convs with batch norm, then [local] 3x3x256 leaky, dropout .5, connected 7·7·(3·5 +
-    # 20) = 1715: B = 3, no 4096-unit layer. yolov1.weights as served today.
-    "yolov1-local": dict(FC, convs=YOLOV1_CONVS, batch_norm=True, local=256, hidden=None, B=3,
-                         cfg="yolov1.cfg, aebe9377 (2016-08-11) to f6afaab", weights_bytes=789_312_988,
-                         header_2015=False, test_nms=0.4),
-    # the yolov1.weights served in 2017: the same network with output=1470, num=2 (B = 2). No darknet commit
-    # holds that cfg: the file's users edited yolov1.cfg to fit it; its size is the cfg's arithmetic.
-    "yolov1-local.2017": dict(FC, convs=YOLOV1_CONVS, batch_norm=True, local=256, hidden=None,
-                              cfg="yolov1.cfg with output=1470, num=2", weights_bytes=777_018_888,
-                              header_2015=False, test_nms=0.4),
-    # OUR CHOICE, not the paper (§2.1 uses two FC layers): "yolov1-shapes" has a convolutional head, a linear 1x1
-    # conv from the 7 x 7 x 256 map to B*5+C values per cell, as YOLOv2 does (without anchors). The FC head must
-    # learn each cell's predictors separately from the others: too sample-hungry for a 10-minute CPU run.
-    "yolov1-shapes": dict(convs=SHAPES_CONVS, head="conv", act="leaky", sqrt=True, input_range=RANGE_01,
-                          batch_norm=True, bn_momentum=0.1, img_size=112, S=S, B=B, C=3),  # C: data.ShapesDataset
-    # the same trunk with a 5th max-pool before the last conv (128 px -> 4 x 4 x 256) and the paper's FC head
-    # (512 units, not 4096), to compare the two heads (README, Results)
-    "yolov1-shapes-fc": dict(FC, convs=SHAPES_CONVS[:-1] + ["M", (256, 3, 1)], hidden=512, batch_norm=True,
-                             bn_momentum=0.1, img_size=128, S=S, B=B, C=3),
 }
-# Names this file no longer builds, and what replaced them
-RENAMED = {"yolov1-bn": "the paper's network with batch norm is `--model yolov1 --batch-norm` (it matches no "
-                        "darknet file); darknet's yolov1.cfg, with batch norm, is yolov1-local"}
-# The backbone files of YOLOv1 training (not detectors): 16-byte 2015 header + the 20 convs of
-# history/extraction.2015-11.cfg (extraction.conv.weights: `--model yolov1 --weights`, loaded as a prefix), or the
-# whole classifier (20 convs, connected 1024 -> 1000).
-BACKBONE_FILES = {"extraction.conv.weights": 89_612_560, "extraction.weights": 93_712_560}
-
 
 def conv_stride(spec):
     """Total stride of a spec list (see YOLOV1_CONVS): 64 for the paper's net and Fast YOLO, 16 for yolov1-shapes."""
@@ -180,7 +126,7 @@ class YOLOv1(nn.Module):
     connected layer to S*S*(B*5+C). It is sized for one input size: the conv map is (img_size / stride)^2 cells
     (stride 64: 448 -> 7 x 7), and the first connected layer takes all of it. S does not depend on the input size.
     head "conv" (ours, yolov1-shapes): a linear 1x1 conv on the conv map, whose side must then be S.
-    Layers are registered in darknet cfg order, so weights.darknet_layers() lists them as a .weights file stores
+    Layers are registered in darknet cfg order, so darknet.darknet_layers() lists them as a .weights file stores
     them: each official preset loads its darknet file (PRESETS' weights_bytes), and extraction.conv.weights loads
     with prefix_ok=True into the first 20 convs of "yolov1".
     """
@@ -308,7 +254,7 @@ def darknet_output_permutation(S=S, B=B, C=C):
         confidence of box j:      S*S*C + i*B + j
         coordinate k of box j:    S*S*(C+B) + (i*B + j)*4 + k
     with cell i = row*S + column, as ours. YOLOv1 sets it as fc2.darknet_permutation, so that
-    weights.load_darknet_weights takes rows perm of the last connected layer's weights and biases, and
+    darknet.load_darknet_weights takes rows perm of the last connected layer's weights and biases, and
     save_darknet_weights writes them back in darknet's order.
     """
     arange = functools.partial(torch.arange, device="cpu")   # an index of the file layout, never on a device
@@ -371,6 +317,66 @@ def postprocess(pred, image_sizes, conf_threshold=0.2, nms_threshold=0.5, B=B, s
 
 
 # -----------------------------------------------------------------------------
+# Darknet's later YOLOv1 networks: the same builder, other layer lists (one line of provenance each; the README's
+# revision table has their history and file sizes)
+
+# yolov1-tiny.cfg (tiny-yolo.cfg of 6b38dcdc, 2016-09-07): 8 convs with batch norm, six max-pools, one connected.
+TINY_YOLOV1_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M",
+                     (256, 3, 1), "M", (512, 3, 1), "M", (1024, 3, 1), (256, 3, 1)]
+
+# yolo-small.cfg before ea451100 (history/yolo-small.2015-11.cfg): stride-2 convs, "ramp" (darknet.act), connected
+# 2048 (ramp), dropout, connected 7·7·(1·5 + 20) = 1225 logistic, [detection] num=1, sqrt=0 (parser.c defaults).
+SMALL_2015_CONVS = [(64, 7, 2), (192, 3, 2), (128, 1, 1), (256, 3, 2), (128, 1, 1), (256, 3, 1), (128, 1, 1),
+                    (512, 3, 2), *[(256, 1, 1), (512, 3, 1)] * 4, (256, 1, 1), (1024, 3, 2), (512, 1, 1),
+                    (1024, 3, 1), (1024, 3, 1), (1024, 3, 2), (1024, 3, 1), (512, 3, 1)]
+
+# OUR CHOICE, for the synthetic default of train.py on 2 CPU cores: Fast YOLO's pattern (3x3 conv + 2x2
+# max-pool, filters doubling) cut to 6 convs, max 256 filters, 4 max-pools, at 112 x 112 (stride 16 -> a 7 x 7
+# map = the S x S grid), with batch norm (to train from scratch, without ImageNet pre-training).
+# Its batch norm keeps running statistics with torch's momentum 0.1, not darknet's 0.01: after a few hundred
+# steps darknet's average still holds 0.99^200 = 13% of its initial values, far from the data (README, departures).
+SHAPES_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M",
+                (256, 3, 1), (256, 3, 1)]
+
+PRESETS.update({
+    # darknet's tiny-yolov1.weights (yolov1-tiny.cfg)
+    "yolov1-tiny": dict(FC, convs=TINY_YOLOV1_CONVS, batch_norm=True, hidden=None, dropout=False,
+                        cfg="yolov1-tiny.cfg, 6b38dcdc (2016-09-07)", weights_bytes=108_399_816, header_2015=False,
+                        test_nms=0.4),
+    # yolo-small.weights of 2015
+    "yolo-small.2015-11": dict(FC, convs=SMALL_2015_CONVS, batch_norm=False, act="ramp", hidden=2048,
+                               hidden_act="ramp", out_act="logistic", sqrt=False, B=1, input_range=RANGE_CROP_2015,
+                               cfg="yolo-small.cfg, 6103ecc4 (2015-11-09)", weights_bytes=405_197_876,
+                               header_2015=True, test_nms=0.5),
+    # yolov1.weights as served today (yolov1.cfg): the 24 convs with batch norm, [local] 3x3x256, dropout,
+    # connected 7·7·(3·5 + 20) = 1715: B = 3, no 4096-unit layer
+    "yolov1-local": dict(FC, convs=YOLOV1_CONVS, batch_norm=True, local=256, hidden=None, B=3,
+                         cfg="yolov1.cfg, aebe9377 (2016-08-11) to f6afaab", weights_bytes=789_312_988,
+                         header_2015=False, test_nms=0.4),
+    # yolov1.weights as served in 2017: the same with output=1470, num=2 (in no darknet commit; the cfg's arithmetic)
+    "yolov1-local.2017": dict(FC, convs=YOLOV1_CONVS, batch_norm=True, local=256, hidden=None,
+                              cfg="yolov1.cfg with output=1470, num=2", weights_bytes=777_018_888,
+                              header_2015=False, test_nms=0.4),
+    # OUR CHOICE, not the paper (§2.1 uses two FC layers): "yolov1-shapes" has a convolutional head, a linear 1x1
+    # conv from the 7 x 7 x 256 map to B*5+C values per cell, as YOLOv2 does (without anchors). The FC head must
+    # learn each cell's predictors separately from the others: too sample-hungry for a 10-minute CPU run.
+    "yolov1-shapes": dict(convs=SHAPES_CONVS, head="conv", act="leaky", sqrt=True, input_range=RANGE_01,
+                          batch_norm=True, bn_momentum=0.1, img_size=112, S=S, B=B, C=3),  # C: data.ShapesDataset
+    # the same trunk with a 5th max-pool before the last conv (128 px -> 4 x 4 x 256) and the paper's FC head
+    # (512 units, not 4096), to compare the two heads (README, Results)
+    "yolov1-shapes-fc": dict(FC, convs=SHAPES_CONVS[:-1] + ["M", (256, 3, 1)], hidden=512, batch_norm=True,
+                             bn_momentum=0.1, img_size=128, S=S, B=B, C=3),
+})
+# Names this file no longer builds, and what replaced them
+RENAMED = {"yolov1-bn": "the paper's network with batch norm is `--model yolov1 --batch-norm` (it matches no "
+                        "darknet file); darknet's yolov1.cfg, with batch norm, is yolov1-local"}
+# The backbone files of YOLOv1 training (not detectors): 16-byte 2015 header + the 20 convs of
+# history/extraction.2015-11.cfg (extraction.conv.weights: `--model yolov1 --weights`, loaded as a prefix), or the
+# whole classifier (20 convs, connected 1024 -> 1000).
+BACKBONE_FILES = {"extraction.conv.weights": 89_612_560, "extraction.weights": 93_712_560}
+
+
+# -----------------------------------------------------------------------------
 # The family interface: yolov2.py has the same names, so train.py and detect.py never branch on the family
 
 # YOLOv1 §2.2 "Training", PASCAL VOC 2007+2012; train.py turns the names into an optimizer and a schedule.
@@ -383,10 +389,12 @@ RECIPE = dict(model="yolov1", optimizer="sgd", epochs=135, batch_size=64, moment
               lr_steps=[75, 105],          # 1e-2 until 75, 1e-3 for 30 epochs, 1e-4 for the last 30
               img_size=IMG_SIZE, augment="yolov1", multiscale=False,
               eval_every=5)                # ours: evaluate every 5 epochs
+PRESET_RECIPES = {}                # no YOLOv1 preset trains otherwise than RECIPE
 # Darknet's thresholds (yolo.c, c6afc7ff 2016-11 to f6afaab): `yolo test` -thresh .2, nms .4 (the 2015 yolo.c,
 # 6103ecc4, to 6b38dcdc: nms .5, PRESETS' test_nms); `yolo valid` writes its results files after NMS .5 (at
 # .001; metrics.EVAL_CONF says why we keep .005).
 TEST_THRESHOLDS = dict(conf=0.2, nms=0.4)
+DATA = "detection"             # train.py: trains on images with boxes (VOC, COCO, the synthetic shapes)
 EVAL_NMS = 0.5
 
 

@@ -2,7 +2,7 @@
 YOLOv2 detector (Redmon & Farhadi, "YOLO9000: Better, Faster, Stronger", arXiv:1612.08242), read as a
 commentary on §2 "Better": each row of the paper's Table 2 is a named piece of this file (or of the file
 named next to it). The network is built exactly as darknet's cfg files build it, so the official
-.weights files load with weights.load_darknet_weights.
+.weights files load with darknet.load_darknet_weights.
 
 Two revisions of darknet, both presets (PRESETS names each one's cfg and region layer by commit):
   c6afc7ff (2016-11-17, the release the paper describes; darknet keeps its cfgs as yolo-voc.2.0.cfg and
@@ -35,14 +35,14 @@ Table 2 ("The path from YOLO to YOLOv2") -> code
 Output of forward: raw (N, A*(5+C), H, W), H = input height / 32; channel a*(5+C) + k, k = tx, ty, tw,
 th, to, then C class logits (darknet's order). Legend: N images, A anchors, C classes, H x W grid,
 P = A*H*W predictions per image, listed anchor-major (index a*H*W + row*W + col, darknet's order).
-Run: python detect.py --weights yolov2-voc.weights photo.jpg   (no --model: models.preset_of_file tells the preset
+Run: python detect.py --weights yolov2-voc.weights photo.jpg   (no --model: detect.preset_of_file tells the preset
      from the file's exact size)
 """
 import torch
 from torch import nn
 
 from darknet import ConvBlock, darknet19_trunk, reorg, tiny_yolov2_trunk
-from images import boxes_to_original
+from data import boxes_to_original
 from loss import REGION_2017, REGION_RELEASE, yolov2_loss
 from metrics import batched_nms, shape_iou
 
@@ -69,8 +69,8 @@ MULTI_SCALE_SIZES = tuple(range(320, 608 + 1, STRIDE))
 # route -1,-4). "rescore" is the cfg's [region] rescore flag (yolov2-tiny.cfg has rescore=0: its objectness
 # target is 1, not the IoU); "region" the revision of region_layer.c whose loss it trains with
 # (loss.yolov2_loss). "weights_bytes" is the size of the official .weights file with darknet's 16-byte
-# header (version 0.1; 4 more with the 20-byte header of 0.2, see weights.py), checked from the cfgs in
-# tests/test_official_files.py; models.load_model recognises a file by it.
+# header (version 0.1; 4 more with the 20-byte header of 0.2, see darknet.read_header), checked from the cfgs in
+# tests/test_official_files.py; detect.load_model recognises a file by it.
 PRESETS = {
     "yolo-voc.2.0":    dict(tiny=None,   num_classes=20, img_size=416, anchors=ANCHORS_VOC_RELEASE,
                             passthrough="reorg", rescore=True, region=REGION_RELEASE, weights_bytes=268_632_452,
@@ -94,7 +94,7 @@ PRESETS = {
 
 
 # -----------------------------------------------------------------------------
-# The networks, module by module in cfg order (weights.darknet_layers reads the weight file in
+# The networks, module by module in cfg order (darknet.darknet_layers reads the weight file in
 # model.modules() order, so the order of the assignments in __init__ IS the file format).
 
 class YOLOv2(nn.Module):
@@ -302,7 +302,7 @@ RECIPE = dict(  # YOLOv2 §3 "Training for detection"; train.py turns the names 
     burn_in=1000,                       # DARKNET yolov2-voc.cfg burn_in=1000 (power 4, parser.c default)
     img_size=416, augment="yolov2", multiscale=True,
     eval_every=5)                       # ours: evaluate every 5 epochs
-# The release's presets train with their own cfgs' values where RECIPE takes 60e952ba's (recipes.RECIPES holds
+# The release's presets train with their own cfgs' values where RECIPE takes 60e952ba's (train.RECIPES holds
 # them by preset name, so `train.py --model yolo-voc.2.0` picks its own): DARKNET yolo-voc.2.0.cfg (c6afc7ff) has
 # no burn_in (60e952ba added it) but policy=steps from learning_rate=.0001, times 10 at batch 100: 1e-4 for the
 # first 100 batches; jitter=.2 (60e952ba: .3). The paper's 160 epochs, 1e-3, /10 at 60 and 90 stay: the cfg's
@@ -314,6 +314,7 @@ PRESET_RECIPES = {"yolo-voc.2.0": RELEASE_RECIPE, "yolo.2.0": dict(RELEASE_RECIP
 # nms .4 (the later letterboxed test_detector of 2018 uses .5 and .45: pass them with --letterbox to reproduce it);
 # validate_detector writes its results after NMS .45 (metrics.EVAL_CONF: at .005).
 TEST_THRESHOLDS = dict(conf=0.24, nms=0.4)
+DATA = "detection"             # train.py: trains on images with boxes (VOC, COCO, the synthetic shapes)
 EVAL_NMS = 0.45
 
 

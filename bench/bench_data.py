@@ -20,7 +20,6 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data  # noqa: E402
-import images  # noqa: E402
 
 
 def write_voc_folder(root, num_images, size=(500, 375), seed=0):
@@ -33,7 +32,7 @@ def write_voc_folder(root, num_images, size=(500, 375), seed=0):
     for image_id in ids:
         # smooth noise plus grain: JPEG-decoding cost close to a photo's
         coarse = torch.from_numpy(rng.random((3, 12, 16), dtype=np.float32))
-        pixels = images.resize_darknet(coarse, (W, H)).permute(1, 2, 0).numpy() * 200
+        pixels = data.resize_darknet(coarse, (W, H)).permute(1, 2, 0).numpy() * 200
         pixels += rng.random((H, W, 1), dtype=np.float32) * 55
         img = Image.fromarray(pixels.astype(np.uint8), "RGB")
         draw = ImageDraw.Draw(img)
@@ -77,22 +76,22 @@ def main():
               for a in (None, "yolov1", "yolov2")}
         ds[None][0]                                              # warm up
         path = ds[None].record(0)["path"]
-        img = images.load_image(path)
-        tensor = images.image_to_tensor(img)
-        resized = images.resize_darknet(tensor, (S, S))
+        img = data.load_image(path)
+        tensor = data.image_to_tensor(img)
+        resized = data.resize_darknet(tensor, (S, S))
         rng = np.random.default_rng(0)
         print(f"{n} JPEGs of 500x375 -> {S}x{S}, 1 process, 1 torch thread, "
               f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f} "
               f"on {os.cpu_count()} cores")
         print("stage                                   wall /s   cpu /s  cpu ms")
-        stages = [("load_image (JPEG decode + RGB)", lambda i: images.load_image(path)),
-                  ("image_to_tensor", lambda i: images.image_to_tensor(img)),
-                  ("resize_darknet 500x375 -> S", lambda i: images.resize_darknet(tensor, (S, S))),
-                  ("letterbox_darknet", lambda i: images.letterbox_darknet(tensor, (S, S))),
-                  ("distort_hsv at S", lambda i: images.distort_hsv(resized, 0.05, 1.2, 0.9)),
-                  ("augment_yolov1 (tensor in)", lambda i: images.augment_yolov1(
+        stages = [("load_image (JPEG decode + RGB)", lambda i: data.load_image(path)),
+                  ("image_to_tensor", lambda i: data.image_to_tensor(img)),
+                  ("resize_darknet 500x375 -> S", lambda i: data.resize_darknet(tensor, (S, S))),
+                  ("letterbox_darknet", lambda i: data.letterbox_darknet(tensor, (S, S))),
+                  ("distort_hsv at S", lambda i: data.distort_hsv(resized, 0.05, 1.2, 0.9)),
+                  ("augment_yolov1 (tensor in)", lambda i: data.augment_yolov1(
                       tensor, torch.tensor([[10., 10, 100, 100]]), rng, (S, S))),
-                  ("augment_yolov2 (tensor in)", lambda i: images.augment_yolov2(
+                  ("augment_yolov2 (tensor in)", lambda i: data.augment_yolov2(
                       tensor, torch.tensor([[10., 10, 100, 100]]), rng, (S, S)))]
         for name, fn in stages:
             wall, cpu = per_second(fn, 30)

@@ -1,6 +1,6 @@
 """
 ONNX export (tools/export.py) measured against PyTorch, on CPU:
-  1. for every preset of every family (models.preset_names), at its native size, with seeded random weights and
+  1. for every preset of every family (detect.preset_names), at its native size, with seeded random weights and
      batch-norm statistics far from (0, 1): the largest |onnxruntime - PyTorch| over a batch of 2 random images,
      and that difference as a fraction of the output's largest |value| (tests/test_export.py requires < 1e-4);
   2. yolov2-voc at 416, batch 1 and 8: images/s of PyTorch eager (detect.py's forward), PyTorch with batch norm
@@ -22,7 +22,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 import darknet  # noqa: E402
-import models  # noqa: E402
+import detect  # noqa: E402
 from conftest import randomized  # noqa: E402  (tests/conftest.py: batch-norm statistics far from (0, 1))
 from tools.export import export_onnx  # noqa: E402
 
@@ -35,7 +35,7 @@ TREE_9418 = dict(ids=[str(k) for k in range(9418)], parents=[-1] * 18 + [(k - 18
 def build(preset, img_size=None):
     options = {"tree": TREE_9418} if preset == "yolo9000" else {}
     torch.manual_seed(0)
-    return randomized(models.family_of(preset).build(preset, img_size=img_size, **options))
+    return randomized(detect.family_of(preset).build(preset, img_size=img_size, **options))
 
 
 def session(path, threads):
@@ -99,7 +99,7 @@ def speed(preset, img_size, batch_sizes, min_time, folder):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", nargs="*", default=models.preset_names(), help="default: every preset")
+    p.add_argument("--presets", nargs="*", default=detect.preset_names(), help="default: every preset")
     p.add_argument("--no-speed", action="store_true", help="only the differences")
     p.add_argument("--speed-preset", default="yolov2-voc")
     p.add_argument("--img-size", type=int, default=416)

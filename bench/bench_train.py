@@ -32,8 +32,8 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "bench"))
 import bench_data  # noqa: E402
 import data  # noqa: E402
-import devices  # noqa: E402
-import models  # noqa: E402
+from tools import devices  # noqa: E402
+import detect  # noqa: E402
 import train  # noqa: E402
 
 # Dense (no sparsity) tensor-core peaks from the vendor's data sheets, FLOP/s, for AMP's dtype (bfloat16, or
@@ -141,7 +141,7 @@ def fixed_batches(args, device, size, num_classes):
 
 def measure(args, device, root, world, rank, processes):
     """All (AMP, memory format) cases with `processes` processes (1: rank 0 alone, no DDP). -> list of dicts"""
-    family = models.family_of(args.model)
+    family = detect.family_of(args.model)
     size = args.img_size or family.PRESETS[args.model]["img_size"]
     runs = []
     for amp in {"off": [False], "on": [True], "both": [False, True]}[args.amp]:
@@ -205,7 +205,7 @@ def device_peak(device, amp_dtype):
 def main(args):
     world, rank, device = devices.setup_distributed(args.device)
     args.workers = devices.default_workers() if args.workers is None else args.workers
-    family = models.family_of(args.model)
+    family = detect.family_of(args.model)
     size = args.img_size or family.PRESETS[args.model]["img_size"]
     log = print if rank == 0 else (lambda *a, **k: None)
     amp_dtype = devices.amp_dtype(device.type)
@@ -266,7 +266,7 @@ def main(args):
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="yolov2-voc", help="a preset (models.family_of)")
+    p.add_argument("--model", default="yolov2-voc", help="a preset (detect.family_of)")
     p.add_argument("--img-size", type=int, help="default: the preset's")
     p.add_argument("--batch", type=int, default=64, help="images per step per process (default 64)")
     p.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")

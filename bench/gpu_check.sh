@@ -25,61 +25,63 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+# The interpreter: $PYTHON (the tests pass the one that runs them), else the first python3 / python on PATH
+PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-GPUS=$(python -c "import torch; print(torch.cuda.device_count())")
+GPUS=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
 DEVICE=$([ "$GPUS" -gt 0 ] && echo cuda || echo cpu)
 echo "gpu_check: $GPUS CUDA device(s), quick=$QUICK, summary -> $OUT"
 
-now() { python -c "import time; print(time.time())"; }
+now() { "$PYTHON" -c "import time; print(time.time())"; }
 step() {   # step NAME COMMAND...: run it, keep its output, exit code and seconds under $WORK/NAME.*
   local name=$1; shift
   echo "== $name: $*"
   local start; start=$(now)
   "$@" 2>&1 | tee "$WORK/$name.log"
   echo "${PIPESTATUS[0]}" > "$WORK/$name.rc"
-  python -c "import sys, time; print(round(time.time() - float(sys.argv[1]), 1))" "$start" > "$WORK/$name.seconds"
+  "$PYTHON" -c "import sys, time; print(round(time.time() - float(sys.argv[1]), 1))" "$start" > "$WORK/$name.seconds"
 }
 
 # 1. Tests
 if [ "$QUICK" = 0 ]; then TESTS=tests; else TESTS=tests/test_distributed.py; fi
-step tests_cuda python -m pytest -q -m cuda "$TESTS"
+step tests_cuda "$PYTHON" -m pytest -q -m cuda "$TESTS"
 if [ "$QUICK" = 0 ]; then
-  CUDA_VISIBLE_DEVICES="" step tests_cpu python -m pytest -q -m "not cuda" tests
+  CUDA_VISIBLE_DEVICES="" step tests_cpu "$PYTHON" -m pytest -q -m "not cuda" tests
 fi
 
 # 2. Training throughput
 if [ "$QUICK" = 0 ]; then
-  step bench_train python bench/bench_train.py --model yolov2-voc --batch 64 --amp both --channels-last both \
+  step bench_train "$PYTHON" bench/bench_train.py --model yolov2-voc --batch 64 --amp both --channels-last both \
     --steps 20 --json "$WORK/bench_train.json"
   if [ "$GPUS" -ge 2 ]; then
-    step bench_train_ddp python -m torch.distributed.run --standalone --nproc_per_node=2 bench/bench_train.py \
+    step bench_train_ddp "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node=2 bench/bench_train.py \
       --model yolov2-voc --batch 64 --amp on --data tensors --steps 20 --data-images 0 --json "$WORK/bench_train_ddp.json"
   fi
 else
-  step bench_train python bench/bench_train.py --model yolov2-tiny-voc --img-size 96 --batch 2 --steps 1 --warmup 1 \
+  step bench_train "$PYTHON" bench/bench_train.py --model yolov2-tiny-voc --img-size 96 --batch 2 --steps 1 --warmup 1 \
     --amp off --images 4 --workers 0 --data-images 0 --json "$WORK/bench_train.json"
 fi
 
 # 3. Forward of every preset
 if [ "$QUICK" = 0 ]; then
   # 14 presets x 2 modes, one process each (~5 s apiece with CUDA's start-up): batch 16 only, to stay in time
-  step bench_model python bench/bench_model.py --device "$DEVICE" --batch-sizes 16 --modes eager fused+cl \
+  step bench_model "$PYTHON" bench/bench_model.py --device "$DEVICE" --batch-sizes 16 --modes eager fused+cl \
     --min-time 0.3 --json "$WORK/bench_model.json"
 else
-  step bench_model python bench/bench_model.py --device "$DEVICE" --presets yolov2-tiny-voc --batch-sizes 1 \
+  step bench_model "$PYTHON" bench/bench_model.py --device "$DEVICE" --presets yolov2-tiny-voc --batch-sizes 1 \
     --modes eager --min-time 0.05 --json "$WORK/bench_model.json"
 fi
 
 # 4. The synthetic default, timed
 if [ "$QUICK" = 0 ]; then
-  step train python train.py --out "$WORK/run" --no-plots
+  step train "$PYTHON" train.py --out "$WORK/run" --no-plots
 else
-  step train python train.py --out "$WORK/run" --no-plots --img-size 64 --train-images 16 --val-images 8 \
+  step train "$PYTHON" train.py --out "$WORK/run" --no-plots --img-size 64 --train-images 16 --val-images 8 \
     --batch-size 8 --workers 0
 fi
 
-python - "$WORK" "$OUT" "$QUICK" "$GPUS" <<'EOF'
+"$PYTHON" - "$WORK" "$OUT" "$QUICK" "$GPUS" <<'EOF'
 import datetime, json, os, sys
 import torch
 work, out, quick, gpus = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4])

@@ -1,4 +1,4 @@
-"""Tests for darknet.py (blocks, backbones, reorg, max-pool padding, the locally connected layer) and weights.py
+"""Tests for darknet.py (blocks, backbones, reorg, max-pool padding, the locally connected layer) and its .weights files
 (.weights I/O and file sizes)."""
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from darknet import (fuse, BN_EPS, BN_MOMENTUM, ConvBlock, Darknet19, Extraction, darknet19_trunk, extraction_trunk,
                      maxpool, reorg, tiny_yolov2_trunk)
-from weights import darknet_file_bytes, darknet_layers, load_darknet_weights, save_darknet_weights
+from darknet import darknet_file_bytes, darknet_layers, load_darknet_weights, save_darknet_weights
 
 
 # -----------------------------------------------------------------------------

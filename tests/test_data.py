@@ -10,7 +10,7 @@ import data
 from conftest import pixel_box, save_jpeg, voc_xml, write_voc
 from data import (COCO_CLASSES, VOC_CLASSES, COCODataset, ShapesDataset, VOCDataset, check_annotations, collate,
                   parse_voc_xml)
-from images import augment_yolov2, image_to_tensor
+from data import augment_yolov2, image_to_tensor
 
 
 # -----------------------------------------------------------------------------

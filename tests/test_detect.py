@@ -10,10 +10,9 @@ from PIL import Image
 
 import data
 import detect
-import models
 import yolov1
 import yolov2
-from weights import save_darknet_weights
+from darknet import save_darknet_weights
 
 CLASS_NAMES = ["circle", "square", "triangle"]
 # A small YOLOv1 with the paper's FC head, whose last layer can be set by hand per cell ("yolov1-shapes" itself
@@ -200,10 +199,10 @@ def test_darknet_weights_of_80_classes_take_cocos_names(tmp_path):
     # yolov2-tiny.cfg is darknet's COCO model: its 80 classes are named by data.COCO_CLASSES, no --names needed
     model = yolov2.build("yolov2-tiny", img_size=64)
     save_darknet_weights(model, tmp_path / "tiny-coco.weights")
-    _, names, _ = models.load_model(str(tmp_path / "tiny-coco.weights"), "yolov2-tiny", 64)
+    _, names, _ = detect.load_model(str(tmp_path / "tiny-coco.weights"), "yolov2-tiny", 64)
     assert names == data.COCO_CLASSES and len(names) == 80
     (tmp_path / "mine.names").write_text("".join(f"thing{k}\n" for k in range(80)))      # --names still overrides
-    _, names, _ = models.load_model(str(tmp_path / "tiny-coco.weights"), "yolov2-tiny", 64,
+    _, names, _ = detect.load_model(str(tmp_path / "tiny-coco.weights"), "yolov2-tiny", 64,
                                     str(tmp_path / "mine.names"))
     assert names[0] == "thing0" and names[79] == "thing79"
 
@@ -377,4 +376,4 @@ def test_checkpoint_of_a_resnet_backbone_needs_torchvision(tmp_path, monkeypatch
                   backbone="resnet18")
     torch.save({"model_config": config, "class_names": CLASS_NAMES, "model": {}}, path)
     with pytest.raises(ValueError, match="resnet18 needs torchvision"):
-        models.load_model(str(path))
+        detect.load_model(str(path))

@@ -1,4 +1,4 @@
-"""devices.py and what train.py does with it: each process on its device, AMP and its resume, the loader's
+"""tools/devices.py and what train.py does with it: each process on its device, AMP and its resume, the loader's
 options, evaluation spread over processes, stops agreed by all processes; bench/gpu_check.sh's plumbing.
 
 The device decisions are plain functions, checked here with the environment torchrun sets and what torch would
@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import devices
+from tools import devices
 import train
 import yolov1
 
@@ -323,7 +323,8 @@ def test_cuda_nonfinite_loss_stops_both_gpu_processes(tmp_path):
 def test_gpu_check_quick_writes_its_summary(tmp_path):
     summary = tmp_path / "summary.json"
     done = subprocess.run(["bash", "bench/gpu_check.sh", "--quick", "--out", str(summary)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable))  # this interpreter
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     s = json.loads(summary.read_text())
     assert s["quick"] is True and s["device"]

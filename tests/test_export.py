@@ -7,9 +7,8 @@ import torch
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import darknet                                                           # noqa: E402 (after the skips)
+import darknet                                                             # noqa: E402 (after the skips)
 import detect                                                            # noqa: E402
-import models                                                            # noqa: E402
 from tools.export import export_onnx                                     # noqa: E402
 from conftest import randomized
 
@@ -21,7 +20,7 @@ CASES = {"yolov1": [("yolov1-shapes", None), ("yolov1-shapes-fc", None)],       
 
 
 def presets_to_test():
-    return [case for name, family in models.FAMILIES.items()
+    return [case for name, family in detect.FAMILIES.items()
             for case in CASES.get(name, [(sorted(family.PRESETS)[0], None)]) if case[0] in family.PRESETS]
 
 
@@ -68,7 +67,7 @@ def test_darknet_local_layer_and_ramp_activation_export(tmp_path):
 
 @pytest.mark.parametrize("preset, img_size", presets_to_test())
 def test_onnx_equals_pytorch_and_gives_the_same_detections(tmp_path, preset, img_size):
-    family = models.family_of(preset)
+    family = detect.family_of(preset)
     torch.manual_seed(0)
     model = randomized(family.build(preset, img_size=img_size))
     print(export_onnx(model, tmp_path / "model.onnx"))
@@ -93,7 +92,7 @@ def test_onnx_equals_pytorch_and_gives_the_same_detections(tmp_path, preset, img
 
 def test_detect_export_option_writes_a_dynamic_batch_graph(tmp_path, capsys):
     torch.manual_seed(0)
-    model = randomized(models.family_of("yolov1-shapes").build("yolov1-shapes"))
+    model = randomized(detect.family_of("yolov1-shapes").build("yolov1-shapes"))
     checkpoint = tmp_path / "shapes.pt"
     torch.save({"model_config": model.config, "class_names": ["circle", "rectangle", "triangle"],
                 "model": model.state_dict()}, checkpoint)

@@ -13,10 +13,9 @@ from PIL import Image
 
 import data
 import detect
-import models
 import yolov1
 import yolov2
-from weights import save_darknet_weights
+from darknet import save_darknet_weights
 from conftest import randomized
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the folder holding hubconf.py
@@ -24,7 +23,7 @@ SHAPE_NAMES = ["circle", "rectangle", "triangle"]
 
 
 def save_checkpoint(model, class_names, path):
-    """The keys of train.py's checkpoints that models.load_model reads."""
+    """The keys of train.py's checkpoints that detect.load_model reads."""
     torch.save({"model_config": model.config, "class_names": list(class_names), "model": model.state_dict()}, path)
     return str(path)
 
@@ -46,7 +45,7 @@ def test_hub_lists_one_entry_per_preset_with_its_docstring(monkeypatch, no_netwo
     # torch.hub.list / help read only GitHub repositories; pointed at this folder, they run as for a GitHub clone
     monkeypatch.setattr(torch.hub, "_get_cache_or_reload", lambda *args, **kwargs: REPO)
     entries = torch.hub.list("owner/repository")
-    assert entries == sorted(re.sub(r"\W", "_", name) for name in models.preset_names())    # yolo.2.0 -> yolo_2_0
+    assert entries == sorted(re.sub(r"\W", "_", name) for name in detect.preset_names())    # yolo.2.0 -> yolo_2_0
     assert {"yolov1", "yolov2_voc", "yolov2_tiny_voc"} <= set(entries)
     doc = torch.hub.help("owner/repository", "yolov2_voc")
     assert doc.startswith("yolov2-voc: YOLOv2 detector") and "20 classes, 416 x 416 input" in doc
@@ -161,7 +160,7 @@ def test_library_call_equals_the_command_line(tmp_path):
                                                 *paths])
     assert detect.main(args)["exit_code"] == 0
     records = json.loads((tmp_path / "d.json").read_text())
-    loaded, names, _ = models.load_model(checkpoint)
+    loaded, names, _ = detect.load_model(checkpoint)
     found = detect.detect_objects(loaded, [Image.open(p) for p in paths], names, conf=0.03)
     mine = [(path, name, box, score) for path, d in zip(paths, found)
             for name, box, score in zip(d["names"], d["boxes"].tolist(), d["scores"].tolist())]

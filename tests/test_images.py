@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-import images
+import data
 from conftest import pixel_box, save_jpeg
-from images import (ImageError, augment_yolov1, augment_yolov2, boxes_to_original, decode_image, distort_hsv,
+from data import (ImageError, augment_yolov1, augment_yolov2, boxes_to_original, decode_image, distort_hsv,
                     letterbox_darknet, load_image, resize_darknet)
 
 
@@ -137,9 +137,9 @@ def test_augmentation_drops_boxes_cropped_away():
     im = torch.zeros(3, 100, 100)
     # the crop window keeps x in [pleft, ...); a 0.2-pixel sliver at x = 0 leaves < .005 of the output
     boxes = torch.tensor([[0.0, 0.0, 0.2, 50.0], [10.0, 10.0, 90.0, 90.0]])
-    _, new, keep = images._crop_resize(im, boxes, (0, 0, 100, 100), (50, 50))
+    _, new, keep = data._crop_resize(im, boxes, (0, 0, 100, 100), (50, 50))
     assert keep.tolist() == [1]                                # 0.2 / 100 = .002 < MIN_BOX_SIDE = .005
-    _, new, keep = images._crop_resize(im, boxes, (0, 0, 100, 100), (50, 50), flip=True)
+    _, new, keep = data._crop_resize(im, boxes, (0, 0, 100, 100), (50, 50), flip=True)
     assert torch.allclose(new, torch.tensor([[1 - 0.9, 0.1, 1 - 0.1, 0.9]]))
 
 

@@ -1,6 +1,6 @@
 """Every official darknet weight file of both papers: its size by arithmetic from its cfg (each cfg's layers written
 out below from ../shared/reference/darknet-cfg and its history/ folder; nothing is read from there), the preset that
-builds exactly that network, and models.preset_of_file / load_model telling the network from a file's exact size
+builds exactly that network, and detect.preset_of_file / load_model telling the network from a file's exact size
 (on small files the tests write, and on sparse files of the official sizes, which cost no disk)."""
 import os
 from types import SimpleNamespace
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import darknet
-import models
-import weights
+import detect
+from tools import presets
 import yolov1
 import yolov2
 
@@ -96,13 +96,13 @@ OFFICIAL = {
 @pytest.mark.parametrize("file", list(OFFICIAL))
 def test_official_file_size_from_its_cfg(file):
     preset, floats, size = OFFICIAL[file]
-    family = models.family_of(preset)
+    family = detect.family_of(preset)
     assert 16 + 4 * floats == size == family.PRESETS[preset]["weights_bytes"]
     with torch.device("meta"):                      # shapes only: the network the preset builds has those floats
         model = family.build(preset)
-    assert weights.darknet_file_bytes(model, version=(0, 1, 0)) == size
-    assert models.official_sizes()[size] == (preset, 16)
-    assert models.official_sizes()[size + 4] == (preset, 20)       # darknet 0.2's header: uint64 seen
+    assert darknet.darknet_file_bytes(model, version=(0, 1, 0)) == size
+    assert presets.official_sizes(detect.FAMILIES.values())[size] == (preset, 16)
+    assert presets.official_sizes(detect.FAMILIES.values())[size + 4] == (preset, 20)       # darknet 0.2's header: uint64 seen
 
 
 def test_extraction_files_are_the_first_convs_of_the_paper_network():
@@ -112,19 +112,19 @@ def test_extraction_files_are_the_first_convs_of_the_paper_network():
     assert 16 + 4 * conv_floats == 89_612_560
     assert 16 + 4 * (conv_floats + connected(1024, 1000)) == 93_712_560
     with torch.device("meta"):
-        assert weights.darknet_file_bytes(yolov1.build("yolov1"), version=(0, 1, 0), num_layers=20) == 89_612_560
+        assert darknet.darknet_file_bytes(yolov1.build("yolov1"), version=(0, 1, 0), num_layers=20) == 89_612_560
 
 
 def test_every_official_size_is_recognised_and_no_two_collide(tmp_path):
-    sizes = models.official_sizes()
-    with_file = [(name, p["weights_bytes"]) for family in models.FAMILIES.values()
+    sizes = presets.official_sizes(detect.FAMILIES.values())
+    with_file = [(name, p["weights_bytes"]) for family in detect.FAMILIES.values()
                  for name, p in family.PRESETS.items() if "weights_bytes" in p]
     assert len(sizes) == 2 * len(with_file)         # a 16- and a 20-byte form each, all different
     for name, size in with_file:
         path = tmp_path / f"{name}.weights"
         with open(path, "wb") as f:
             f.truncate(size)                        # sparse: the size without the bytes
-        assert models.preset_of_file(str(path)) == (name, 16)
+        assert presets.preset_of_file(str(path), detect.FAMILIES.values()) == (name, 16)
 
 
 # -----------------------------------------------------------------------------
@@ -141,7 +141,7 @@ class Toy(torch.nn.Module):
 def toy_family(monkeypatch):
     family = SimpleNamespace(PRESETS={"toy": dict(weights_bytes=16 + 4 * (125 + 125 * 3))},   # 2,016 bytes
                              build=lambda preset, img_size=None, **kw: Toy())
-    monkeypatch.setitem(models.FAMILIES, "toy", family)
+    monkeypatch.setitem(detect.FAMILIES, "toy", family)
     return family
 
 
@@ -150,9 +150,9 @@ def test_load_model_tells_the_network_by_the_file_size(toy_family, tmp_path, cap
     torch.manual_seed(0)
     saved = Toy()
     path = tmp_path / "toy.weights"
-    weights.save_darknet_weights(saved, path, seen=640, version=version)
+    darknet.save_darknet_weights(saved, path, seen=640, version=version)
     assert os.path.getsize(path) == 2_016 - 16 + header
-    model, names, _ = models.load_model(str(path))
+    model, names, _ = detect.load_model(str(path))
     assert model.preset == "toy" and len(names) == 20
     assert torch.equal(model.detect.conv.weight, saved.detect.conv.weight)
     out = capsys.readouterr().out
@@ -161,29 +161,29 @@ def test_load_model_tells_the_network_by_the_file_size(toy_family, tmp_path, cap
 
 def test_unknown_size_is_refused_with_the_known_sizes(toy_family, tmp_path):
     path = tmp_path / "odd.weights"
-    weights.save_darknet_weights(Toy(), path, version=(0, 1, 0))
+    darknet.save_darknet_weights(Toy(), path, version=(0, 1, 0))
     with open(path, "ab") as f:
         f.write(b"\0" * 8)                          # 2,024 bytes: no official file has that size
     with pytest.raises(ValueError, match=r"2,024 bytes with a 16-byte header is the size of no official darknet "
                                          r"file.*--model.*"
                                          r"toy 2,016, yolov2-tiny 44,948,596, .*yolo-voc.2.0 268,632,452"):
-        models.load_model(str(path))
+        detect.load_model(str(path))
     # the header decides too: toy's 16-byte size, but with version 0.2's 20-byte header (4 bytes of values short)
-    weights.save_darknet_weights(Toy(), path, version=(0, 2, 0))
+    darknet.save_darknet_weights(Toy(), path, version=(0, 2, 0))
     with open(path, "r+b") as f:
         f.truncate(2_016)
     with pytest.raises(ValueError, match=r"2,016 bytes with a 20-byte header is the size of no official"):
-        models.load_model(str(path))
+        detect.load_model(str(path))
 
 
 def test_size_is_checked_exactly_when_model_is_given(tmp_path):
     # yolov2-tiny's file one float short: both sizes in the message, nothing loaded
     path = tmp_path / "short.weights"
-    weights.save_darknet_weights(yolov2.build("yolov2-tiny"), path, version=(0, 1, 0))
+    darknet.save_darknet_weights(yolov2.build("yolov2-tiny"), path, version=(0, 1, 0))
     with open(path, "r+b") as f:
         f.truncate(44_948_596 - 4)
     with pytest.raises(ValueError, match="44,948,592 bytes.*needs 44,948,596 bytes"):
-        models.load_model(str(path), "yolov2-tiny")
+        detect.load_model(str(path), "yolov2-tiny")
 
 
 def test_detect_without_model_refuses_an_unknown_size(tmp_path):

@@ -11,11 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-import checkpoints
+from tools import checkpoints
 import detect
-import drawing
-import models
-import recipes
+from tools import drawing
 import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +28,7 @@ def run_script(*argv, cwd=REPO, timeout=300):
 
 def parse(*argv):
     args = train.get_args_parser().parse_args(list(argv))
-    recipes.resolve(args)
+    train.resolve(args)
     return args
 
 
@@ -142,9 +140,9 @@ def test_last_pt_never_records_a_best_that_best_pt_does_not_hold(tmp_path, monke
 # Divergence, and checkpoints that hold it
 
 def test_an_exploding_loss_is_reported_when_it_happens(capsys):
-    run = {"log": print}
+    watch = {}
     for i, total in enumerate([50.0, 30.0] + [10.0] * 20 + [12.0, 150.0, 200.0]):
-        checkpoints.warn_if_diverging(run, total, 0, i)
+        checkpoints.warn_if_diverging(watch, print, total, 0, i)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning")]
     # the average of 50, 30 and twenty 10s is 12.5, then 12 moves it to (12.5·22 + 12) / 23 = 12.478...:
     # 150 is 12x that, above DIVERGENCE_FACTOR 10; reported once, at step 24
@@ -159,7 +157,7 @@ def test_a_checkpoint_with_non_finite_weights_is_refused(tmp_path):
     tensor[(0,) * tensor.dim()] = float("nan")
     torch.save(checkpoint, tmp_path / "nan.pt")
     with pytest.raises(ValueError, match=f"nan.pt: non-finite weights \\(NaN or inf\\) in {re.escape(name)}"):
-        models.load_model(str(tmp_path / "nan.pt"))
+        detect.load_model(str(tmp_path / "nan.pt"))
 
 
 # -----------------------------------------------------------------------------

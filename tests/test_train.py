@@ -14,13 +14,12 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-import checkpoints
+from tools import checkpoints
 import darknet
-import recipes
 import train
 import yolov1
 import yolov2
-from weights import save_darknet_weights
+from darknet import save_darknet_weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,34 +45,34 @@ def run_script(*argv, timeout=240):
 
 def test_yolov1_lr_follows_section_2_2():
     # warm-up 1e-3 -> 1e-2 over WARMUP_EPOCHS (our choice), then 1e-2 to epoch 75, 1e-3 for 30, 1e-4 for 30
-    assert recipes.yolov1_lr(0) == pytest.approx(1e-3)
-    assert recipes.yolov1_lr(yolov1.WARMUP_EPOCHS / 2) == pytest.approx(1e-3 + (1e-2 - 1e-3) / 2)
-    assert recipes.yolov1_lr(yolov1.WARMUP_EPOCHS) == pytest.approx(1e-2)
-    assert recipes.yolov1_lr(74.99) == pytest.approx(1e-2)
-    assert recipes.yolov1_lr(75) == pytest.approx(1e-3)
-    assert recipes.yolov1_lr(104.99) == pytest.approx(1e-3)
-    assert recipes.yolov1_lr(105) == pytest.approx(1e-4)
-    assert recipes.yolov1_lr(134.99) == pytest.approx(1e-4)
+    assert train.yolov1_lr(0) == pytest.approx(1e-3)
+    assert train.yolov1_lr(yolov1.WARMUP_EPOCHS / 2) == pytest.approx(1e-3 + (1e-2 - 1e-3) / 2)
+    assert train.yolov1_lr(yolov1.WARMUP_EPOCHS) == pytest.approx(1e-2)
+    assert train.yolov1_lr(74.99) == pytest.approx(1e-2)
+    assert train.yolov1_lr(75) == pytest.approx(1e-3)
+    assert train.yolov1_lr(104.99) == pytest.approx(1e-3)
+    assert train.yolov1_lr(105) == pytest.approx(1e-4)
+    assert train.yolov1_lr(134.99) == pytest.approx(1e-4)
 
 
 def test_yolov2_lr_burn_in_then_steps_at_60_and_90():
     per_epoch = 100                                  # batches per epoch
-    assert recipes.yolov2_lr(0, per_epoch) == 0.0      # darknet: (0 / 1000)^4
-    assert recipes.yolov2_lr(500, per_epoch) == pytest.approx(1e-3 * 0.5 ** 4)
-    assert recipes.yolov2_lr(1000, per_epoch) == pytest.approx(1e-3)
-    assert recipes.yolov2_lr(60 * per_epoch - 1, per_epoch) == pytest.approx(1e-3)
-    assert recipes.yolov2_lr(60 * per_epoch, per_epoch) == pytest.approx(1e-4)
-    assert recipes.yolov2_lr(90 * per_epoch, per_epoch) == pytest.approx(1e-5)
-    assert recipes.yolov2_lr(160 * per_epoch - 1, per_epoch) == pytest.approx(1e-5)
+    assert train.yolov2_lr(0, per_epoch) == 0.0      # darknet: (0 / 1000)^4
+    assert train.yolov2_lr(500, per_epoch) == pytest.approx(1e-3 * 0.5 ** 4)
+    assert train.yolov2_lr(1000, per_epoch) == pytest.approx(1e-3)
+    assert train.yolov2_lr(60 * per_epoch - 1, per_epoch) == pytest.approx(1e-3)
+    assert train.yolov2_lr(60 * per_epoch, per_epoch) == pytest.approx(1e-4)
+    assert train.yolov2_lr(90 * per_epoch, per_epoch) == pytest.approx(1e-5)
+    assert train.yolov2_lr(160 * per_epoch - 1, per_epoch) == pytest.approx(1e-5)
 
 
 def test_poly_lr_power_4():
-    assert recipes.poly_lr(0, 100, lr=0.1) == pytest.approx(0.1)
-    assert recipes.poly_lr(50, 100, lr=0.1) == pytest.approx(0.1 * 0.5 ** 4)
+    assert train.poly_lr(0, 100, lr=0.1) == pytest.approx(0.1)
+    assert train.poly_lr(50, 100, lr=0.1) == pytest.approx(0.1 * 0.5 ** 4)
 
 
 def test_recipes_hold_the_papers_values():
-    v1, v2 = recipes.RECIPES["yolov1"], recipes.RECIPES["yolov2"]
+    v1, v2 = train.RECIPES["yolov1"], train.RECIPES["yolov2"]
     # YOLOv1 §2.2: 135 epochs, batch 64, momentum .9, decay 5e-4, dropout .5, lr 1e-3 -> 1e-2, /10 at 75 and 105
     assert [v1[k] for k in ("epochs", "batch_size", "momentum", "weight_decay", "dropout")] == [135, 64, .9, 5e-4, .5]
     assert [v1[k] for k in ("lr", "warmup_lr", "lr_steps")] == [1e-2, 1e-3, [75, 105]]
@@ -83,12 +82,12 @@ def test_recipes_hold_the_papers_values():
 
 
 def test_multiscale_size_changes_every_10_batches_within_320_608():
-    sizes = [recipes.multiscale_size(0, step) for step in range(200)]
+    sizes = [train.multiscale_size(0, step) for step in range(200)]
     assert set(sizes) <= set(range(320, 608 + 1, 32))
     assert all(len(set(sizes[s:s + 10])) == 1 for s in range(0, 200, 10))   # constant over each 10 batches
     assert len(set(sizes)) > 3
     # another input size keeps the paper's offsets: 128 - 3*32 = 32 ... 128 + 6*32 = 320
-    assert {recipes.multiscale_size(0, step, img_size=128) for step in range(0, 2000, 10)} == set(range(32, 321, 32))
+    assert {train.multiscale_size(0, step, img_size=128) for step in range(0, 2000, 10)} == set(range(32, 321, 32))
 
 
 def test_help_names_the_paper_values(capsys):

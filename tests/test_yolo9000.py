@@ -1,4 +1,4 @@
-"""Tests of wordtree.py, yolo9000.py and jointdata.py: the tree file, the grouped softmax, the path probabilities and
+"""Tests of wordtree.py and yolo9000.py (its joint data too): the tree file, the grouped softmax, the path probabilities and
 the descent on the paper's Figure 5 example, the joint loss by hand on one detection and one classification image,
 the yolo9000 network's shapes and file size by arithmetic, the datasets, and detect.py's YOLO9000 options."""
 import math
@@ -8,10 +8,9 @@ import pytest
 import torch
 
 import detect
-import jointdata
-import weights
-import wordtree
 import yolo9000
+import darknet
+import wordtree
 
 # -----------------------------------------------------------------------------
 # The tree file
@@ -126,7 +125,7 @@ def test_path_nll_is_minus_log_pr_and_its_gradient_is_darknets_delta(figure5):
 # §4 joint training, by hand: one detection image, one classification image
 
 def test_joint_loss_one_detection_and_one_classification_image():
-    tree = wordtree.make_tree(jointdata.SHAPE_TREE["parents"], jointdata.SHAPE_TREE["ids"])  # 7 nodes
+    tree = wordtree.make_tree(yolo9000.SHAPE_TREE["parents"], yolo9000.SHAPE_TREE["ids"])  # 7 nodes
     # round 0, polygon 1 | circle 2, ellipse 3 (round's) | triangle 4, rectangle 5, pentagon 6 (polygon's)
     A, n, H, W = 1, 7, 1, 2
     raw = torch.zeros(2, A * (5 + n), H, W)                  # one anchor of 1 x 1 cells on a 1 x 2 grid
@@ -176,14 +175,14 @@ def test_yolo9000_shapes_and_file_size():
     trunk = sum(4 * c_out + c_in * c_out * k * k for c_in, c_out, k in convs)
     head = 28_269 + 1024 * 28_269                                  # biases + 1x1 weights, no batch norm
     assert 16 + 4 * (trunk + head) == 195_230_020 == yolo9000.PRESETS["yolo9000"]["weights_bytes"]
-    assert weights.darknet_file_bytes(model, version=(0, 1, 0)) == 195_230_020
-    assert len(weights.darknet_layers(model)) == 19
+    assert darknet.darknet_file_bytes(model, version=(0, 1, 0)) == 195_230_020
+    assert len(darknet.darknet_layers(model)) == 19
     with pytest.raises(ValueError, match="needs its WordTree"):
         yolo9000.build("yolo9000")
 
 
 def test_postprocess_lists_the_descents_node_with_the_objectness():
-    tree = wordtree.make_tree(jointdata.SHAPE_TREE["parents"], jointdata.SHAPE_TREE["ids"])
+    tree = wordtree.make_tree(yolo9000.SHAPE_TREE["parents"], yolo9000.SHAPE_TREE["ids"])
     raw = torch.full((1, 12, 1, 1), -10.0)                   # A = 1, n = 7, one cell; objectness σ(-10) ≈ 0
     raw[0, :4] = 0                                           # box: centre (.5, .5), anchor 1 x 1 -> the whole image
     raw[0, 4] = math.log(4)                                  # σ = .8
@@ -201,7 +200,7 @@ def test_postprocess_lists_the_descents_node_with_the_objectness():
 # Datasets
 
 def test_joint_dataset_mixes_at_the_share_and_maps_labels(tmp_path):
-    train, val = jointdata.shapes_datasets(8, 4, 64, seed=0, share=0.5)
+    train, val = yolo9000.shapes_datasets(8, 4, 64, seed=0, share=0.5)
     kinds = ["image_label" in train[i][1] for i in range(6)]
     assert kinds == [False, True] * 3                                   # floor((i+1)/2) > floor(i/2) at odd i
     image, target = train[1]
@@ -219,8 +218,8 @@ def test_joint_dataset_mixes_at_the_share_and_maps_labels(tmp_path):
     assert wordtree.node_of(tree, ["n003", "n001"]) == [2, 0]
     for wnid in ("n003", "n002"):
         os.makedirs(tmp_path / "inet" / wnid)
-        jointdata.ShapeTreeDataset(1, 32, 0, ["circle"]).load(0).save(tmp_path / "inet" / wnid / "a.png")
-    folder = jointdata.ClassificationFolder(str(tmp_path / "inet"), 64)
+        yolo9000.ShapeTreeDataset(1, 32, 0, ["circle"]).load(0).save(tmp_path / "inet" / wnid / "a.png")
+    folder = yolo9000.ClassificationFolder(str(tmp_path / "inet"), 64)
     assert folder.class_names == ["n002", "n003"] and wordtree.node_of(tree, folder.class_names) == [1, 2]
     assert folder[1][0].shape == (3, 64, 64) and folder[1][1]["labels"].tolist() == [1]
 
@@ -233,10 +232,10 @@ def test_detect_tree_hier_and_show_tree(tmp_path, capsys):
     model = yolo9000.build("yolo9000-shapes")
     with torch.no_grad():
         model.detect.conv.bias.view(3, 12)[:, 4] = 5.0       # every objectness ≈ σ(5) = .993: every box listed
-    weights.save_darknet_weights(model, tmp_path / "w.weights")
-    tree = write_tree(tmp_path / "shapes.tree", list(zip(jointdata.SHAPE_TREE["ids"], jointdata.SHAPE_TREE["parents"])))
-    (tmp_path / "shapes.names").write_text("\n".join(jointdata.SHAPE_TREE["ids"]) + "\n")
-    jointdata.ShapeTreeDataset(1, 112, 0, ["circle"]).load(0).save(tmp_path / "image.png")
+    darknet.save_darknet_weights(model, tmp_path / "w.weights")
+    tree = write_tree(tmp_path / "shapes.tree", list(zip(yolo9000.SHAPE_TREE["ids"], yolo9000.SHAPE_TREE["parents"])))
+    (tmp_path / "shapes.names").write_text("\n".join(yolo9000.SHAPE_TREE["ids"]) + "\n")
+    yolo9000.ShapeTreeDataset(1, 112, 0, ["circle"]).load(0).save(tmp_path / "image.png")
     args = detect.get_args_parser().parse_args(
         ["--model", "yolo9000-shapes", "--weights", str(tmp_path / "w.weights"), "--tree", tree, "--names",
          str(tmp_path / "shapes.names"), "--hier", "0.0", "--conf", "0.5", "--nms", "1.0", "--show-tree",
@@ -244,6 +243,6 @@ def test_detect_tree_hier_and_show_tree(tmp_path, capsys):
     result = detect.main(args)
     records = result["detections"]
     assert len(records) == 3 * 7 * 7                          # one entry per box (A·H·W), objectness > .5
-    assert all(r["label"] >= 2 and r["class"] == jointdata.SHAPE_TREE["ids"][r["label"]] for r in records)  # leaves
+    assert all(r["label"] >= 2 and r["class"] == yolo9000.SHAPE_TREE["ids"][r["label"]] for r in records)  # leaves
     assert all(0 <= r["bbox"][0] and r["bbox"][0] + r["bbox"][2] <= 112 for r in records)
     assert "Pr(node | parent)" in capsys.readouterr().out

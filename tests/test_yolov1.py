@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import darknet
-import weights
 import yolov1
 from loss import yolov1_loss
 
@@ -46,7 +45,7 @@ def test_paper_network_output_and_size(paper_model):
     head = 4 * conv(3, 1024, 1024) + (7 * 7 * 1024 * 4096 + 4096) + (4096 * 1470 + 1470)
     assert sum(p.numel() for p in paper_model.parameters()) == trunk + head
     # darknet file order: the 20 trunk convs come first, so extraction.conv.weights loads with prefix_ok
-    layers = weights.darknet_layers(paper_model)
+    layers = darknet.darknet_layers(paper_model)
     assert len(layers) == 24 + 2
     assert layers[:20] == [m for m in paper_model.features[0].modules() if isinstance(m, darknet.ConvBlock)]
 
@@ -57,7 +56,7 @@ def test_fast_yolo_shapes(img_size, side):
     assert model.feature_side == side
     assert model.bottleneck.in_features == 1024 * side * side
     # darknet yolo-tiny.cfg (2015): 9 convs, then connected 256, 4096, 1470
-    assert len(weights.darknet_layers(model)) == 9 + 3
+    assert len(darknet.darknet_layers(model)) == 9 + 3
     with torch.no_grad():
         assert model(torch.zeros(1, 3, img_size, img_size)).shape == (1, 7, 7, 30)
 
@@ -67,7 +66,7 @@ def test_shapes_preset_conv_head_and_overrides():
     assert (model.num_classes, model.img_size, model.S, model.B, model.head_type) == (3, 112, 7, 2, "conv")
     assert {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.1}   # not darknet's
     assert not hasattr(model, "fc1")                           # no connected layer: 6 convs + the 1x1 head
-    assert len(weights.darknet_layers(model)) == 6 + 1
+    assert len(darknet.darknet_layers(model)) == 6 + 1
     with torch.no_grad():
         assert model(torch.zeros(2, 3, 112, 112)).shape == (2, 7, 7, 2 * 5 + 3)   # (N, S, S, B*5+C), 112 / 16 = 7
     # the conv head's grid follows the input: S = 80 / 16 = 5
@@ -174,12 +173,12 @@ def test_weights_file_holds_darknet_order_and_reloads(tmp_path):
     with torch.no_grad():
         model.fc2.bias.copy_(torch.arange(52.0))           # S*S*(B*5+C) = 4 * 13 outputs
     path = tmp_path / "shapes.weights"
-    weights.save_darknet_weights(model, path)
-    offset = weights.darknet_file_bytes(model, num_layers=len(weights.darknet_layers(model)) - 1)
+    darknet.save_darknet_weights(model, path)
+    offset = darknet.darknet_file_bytes(model, num_layers=len(darknet.darknet_layers(model)) - 1)
     file_bias = torch.from_numpy(np.fromfile(path, "<f4", count=52, offset=offset))
     assert torch.equal(file_bias[yolov1.darknet_output_permutation(2, 2, 3)], torch.arange(52.0))
     again = yolov1.build("yolov1-shapes-fc", num_classes=3, S=2).eval()
-    weights.load_darknet_weights(again, path)
+    darknet.load_darknet_weights(again, path)
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
         assert torch.allclose(again(x), model(x))

@@ -10,8 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import darknet
-import models
-import weights
+import detect
 import yolov1
 from loss import yolov1_loss
 
@@ -68,7 +67,7 @@ def test_official_sizes_by_arithmetic(preset, size):
     assert OFFICIAL[preset] == size == yolov1.PRESETS[preset]["weights_bytes"]
     with torch.device("meta"):                              # shapes only: no memory for the 1 GB networks
         model = yolov1.build(preset)
-    assert weights.darknet_file_bytes(model, version=(0, 1, 0)) == size
+    assert darknet.darknet_file_bytes(model, version=(0, 1, 0)) == size
 
 
 def test_extraction_conv_weights_end_at_the_20th_conv_of_the_2015_range_network():
@@ -78,7 +77,7 @@ def test_extraction_conv_weights_end_at_the_20th_conv_of_the_2015_range_network(
     assert 16 + 4 * (sum(conv(*c) for c in EXTRACTION) + fc(1024, 1000)) == yolov1.BACKBONE_FILES["extraction.weights"]
     with torch.device("meta"):
         model = yolov1.build("yolov1")
-    assert weights.darknet_file_bytes(model, version=(0, 1, 0), num_layers=20) == size   # a prefix of yolov1
+    assert darknet.darknet_file_bytes(model, version=(0, 1, 0), num_layers=20) == size   # a prefix of yolov1
     # those weights were trained behind a [crop] (2x - 1): `--model yolov1 --weights extraction.conv.weights`
     # starts from features that see the same range, because the network itself maps its input
     assert model.input_range == yolov1.RANGE_CROP_2015 == (-1.0, 1.0)
@@ -139,15 +138,15 @@ def test_local_layer_reads_darknet_layout_and_equals_its_loop(tmp_path):
     path = tmp_path / "local.weights"
     path.write_bytes(np.array([0, 1, 0, 0], "<i4").tobytes() + bias.tobytes() + matrices.tobytes())
     layer = darknet.LocalLayer(c, n, size, h, w, activation="linear")
-    assert weights.darknet_file_bytes(layer, version=(0, 1, 0)) == 16 + 4 * (n * h * w + h * w * n * c * 9)
-    weights.load_darknet_weights(layer, path)
+    assert darknet.darknet_file_bytes(layer, version=(0, 1, 0)) == 16 + 4 * (n * h * w + h * w * n * c * 9)
+    darknet.load_darknet_weights(layer, path)
     x = rng.standard_normal((c, h, w)).astype(np.float32)
     with torch.no_grad():
         ours = layer(torch.from_numpy(x)[None])[0]                            # (n, h, w)
     assert torch.allclose(ours, torch.from_numpy(forward_local_layer(x, bias, matrices, n, size, True)).float(),
                           atol=1e-5)
     # unshared: the same 3x3 patch at two positions gives different outputs, unlike a convolution
-    weights.save_darknet_weights(layer, tmp_path / "again.weights", version=(0, 1, 0))
+    darknet.save_darknet_weights(layer, tmp_path / "again.weights", version=(0, 1, 0))
     assert (tmp_path / "again.weights").read_bytes() == path.read_bytes()
 
 
@@ -174,14 +173,14 @@ def test_2015_header_transposed_connected_weights(tmp_path):
     path.write_bytes(np.array([0.001, 0.9, 0.0005], "<f4").tobytes() + np.array([7], "<i4").tobytes()
                      + np.array([10, 11, 12], "<f4").tobytes() + stored.tobytes())
     layer = nn.Linear(2, 3)
-    info = weights.load_darknet_weights(layer, path)
+    info = darknet.load_darknet_weights(layer, path)
     assert (info["transposed"], info["seen"], info["bytes"]) == (True, 7, 16)
     assert info["floats"] == pytest.approx((0.001, 0.9, 0.0005))
     assert layer.weight.tolist() == [[1, 4], [2, 5], [3, 6]]                  # (outputs, inputs) = stored.T
     assert layer.bias.tolist() == [10, 11, 12]
-    assert "2015 header" in models.load_weights(layer, str(path)) and "transposed" in weights.header_text(info)
+    assert "2015 header" in detect.load_weights(layer, str(path)) and "transposed" in darknet.header_text(info)
     # written back by save_darknet_weights(header_2015=True): the same bytes
-    weights.save_darknet_weights(layer, tmp_path / "again.weights", seen=7, header_2015=True)
+    darknet.save_darknet_weights(layer, tmp_path / "again.weights", seen=7, header_2015=True)
     assert (tmp_path / "again.weights").read_bytes() == path.read_bytes()
 
 
@@ -189,10 +188,10 @@ def test_2015_file_of_a_detector_round_trip(tmp_path):
     torch.manual_seed(0)
     model = yolov1.build("yolov1-shapes-fc", S=2).eval()       # 6 convs, connected 4*4*256 -> 512 -> 2*2*13
     path = tmp_path / "old-layout.weights"
-    weights.save_darknet_weights(model, path, header_2015=True)
-    assert path.stat().st_size == weights.darknet_file_bytes(model, version=(0, 1, 0))     # 16-byte header
+    darknet.save_darknet_weights(model, path, header_2015=True)
+    assert path.stat().st_size == darknet.darknet_file_bytes(model, version=(0, 1, 0))     # 16-byte header
     # the first connected layer is stored transposed: bias (512), then (in, out) = (4*4*256, 512)
-    offset = weights.darknet_file_bytes(model, version=(0, 1, 0), num_layers=6)
+    offset = darknet.darknet_file_bytes(model, version=(0, 1, 0), num_layers=6)
     stored = np.fromfile(path, "<f4", count=512 + 4096 * 512, offset=offset)
     assert np.array_equal(stored[512:].reshape(4096, 512), model.fc1.weight.detach().numpy().T)
     # the detection layer: transposed, and its columns in darknet's output order
@@ -201,7 +200,7 @@ def test_2015_file_of_a_detector_round_trip(tmp_path):
     perm = yolov1.darknet_output_permutation(2, 2, 3)
     assert np.array_equal(stored[52:].reshape(512, 52)[:, perm.numpy()], model.fc2.weight.detach().numpy().T)
     again = yolov1.build("yolov1-shapes-fc", S=2).eval()
-    weights.load_darknet_weights(again, path)
+    darknet.load_darknet_weights(again, path)
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
         assert torch.equal(again(x), model(x))
@@ -211,7 +210,7 @@ def test_text_is_not_a_2015_header(tmp_path):
     garbage = tmp_path / "notes.weights"
     garbage.write_bytes(b"this is plain text, not weights\n" * 10)   # "this" as int32 is > 1000, as float 1.8e31
     with pytest.raises(ValueError, match="darknet header"):
-        weights.load_darknet_weights(nn.Linear(2, 3), garbage)
+        darknet.load_darknet_weights(nn.Linear(2, 3), garbage)
 
 
 # -----------------------------------------------------------------------------

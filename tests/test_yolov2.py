@@ -9,8 +9,7 @@ import pytest
 import torch
 
 import darknet
-import images
-import weights
+import data
 import yolov2
 from tools.darknet_order import darknet_order
 from loss import yolov2_loss
@@ -104,7 +103,7 @@ def test_preset_layers_parameters_and_weight_file_size(name, tmp_path):
     with torch.device("meta" if release else "cpu"):
         model = yolov2.build(name)
     convs = cfg_convs(name)
-    layers = weights.darknet_layers(model)
+    layers = darknet.darknet_layers(model)
     assert [(l.conv.in_channels, l.conv.out_channels, l.conv.kernel_size[0], l.bn is not None)
             for l in layers] == convs
     # learnable: weights + (γ, β) with batch norm, + bias without; the file adds running mean and variance
@@ -115,13 +114,13 @@ def test_preset_layers_parameters_and_weight_file_size(name, tmp_path):
                 "yolov2-tiny-voc": 63_471_556, "yolov2-tiny": 44_948_596,
                 "yolo-voc.2.0": 268_632_452, "yolo.2.0": 269_862_452}[name]
     assert 16 + 4 * floats == expected == yolov2.PRESETS[name]["weights_bytes"]
-    assert weights.darknet_file_bytes(model, version=(0, 1, 0)) == expected
+    assert darknet.darknet_file_bytes(model, version=(0, 1, 0)) == expected
     if release:
         return
     path = tmp_path / f"{name}.weights"
-    weights.save_darknet_weights(model, path, version=(0, 1, 0))              # 16-byte header (int32 seen)
+    darknet.save_darknet_weights(model, path, version=(0, 1, 0))              # 16-byte header (int32 seen)
     assert os.path.getsize(path) == expected
-    assert weights.darknet_file_bytes(model, version=(0, 2, 0)) == expected + 4   # 20-byte header
+    assert darknet.darknet_file_bytes(model, version=(0, 2, 0)) == expected + 4   # 20-byte header
 
 
 def test_weight_file_round_trip_gives_identical_outputs(voc_model, tmp_path):
@@ -129,7 +128,7 @@ def test_weight_file_round_trip_gives_identical_outputs(voc_model, tmp_path):
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         before = voc_model(x)
-        weights.save_darknet_weights(voc_model, path, seen=12345)
+        darknet.save_darknet_weights(voc_model, path, seen=12345)
         state = {k: v.clone() for k, v in voc_model.state_dict().items()}
         for p in voc_model.parameters():                 # forget every value the file holds
             p.zero_()
@@ -137,7 +136,7 @@ def test_weight_file_round_trip_gives_identical_outputs(voc_model, tmp_path):
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.zero_()
                 m.running_var.fill_(1)
-        info = weights.load_darknet_weights(voc_model, path)
+        info = darknet.load_darknet_weights(voc_model, path)
         after = voc_model(x)
     assert info["seen"] == 12345 and info["layers_loaded"] == info["layers_total"] == 23
     assert torch.equal(before, after)
@@ -147,12 +146,12 @@ def test_weight_file_round_trip_gives_identical_outputs(voc_model, tmp_path):
 def test_weight_file_one_float_short_is_refused(tmp_path):
     model = yolov2.build("yolov2-tiny")
     path = tmp_path / "short.weights"
-    weights.save_darknet_weights(model, path, version=(0, 1, 0))
+    darknet.save_darknet_weights(model, path, version=(0, 1, 0))
     with open(path, "r+b") as f:
         f.truncate(44_948_596 - 4)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(ValueError, match="44,948,592 bytes.*44,948,596"):
-        weights.load_darknet_weights(model, path)
+        darknet.load_darknet_weights(model, path)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -204,7 +203,7 @@ def test_postprocess_letterbox_maps_back_to_the_original_image():
                              nms_threshold=1.0, letterbox=True, net_size=(64, 64))[0]
     assert len(out["boxes"]) == 4                                          # 4 cells, 1 class
     assert torch.allclose(out["boxes"][0], torch.tensor([0.0, 0.0, 100.0, 50.0]))
-    boxes = images.boxes_to_original(torch.tensor([[0.25, 0.375, 0.75, 0.625]]), (200, 100), (64, 64), letterbox=True)
+    boxes = data.boxes_to_original(torch.tensor([[0.25, 0.375, 0.75, 0.625]]), (200, 100), (64, 64), letterbox=True)
     assert torch.allclose(boxes, torch.tensor([[50.0, 25.0, 150.0, 75.0]]))  # (.375-.25)/.5 = .25 -> 25 px
 
 
@@ -434,23 +433,23 @@ def test_loss_gradient_is_minus_darknet_delta_over_batch(seen, region):
 
 
 # -----------------------------------------------------------------------------
-# The release's recipe (recipes.RECIPES by preset name)
+# The release's recipe (train.RECIPES by preset name)
 
 def test_release_preset_trains_with_its_cfg_recipe(tmp_path):
-    import recipes
-    args = recipes.get_args_parser().parse_args(["--model", "yolo-voc.2.0", "--data", str(tmp_path),
+    import train
+    args = train.get_args_parser().parse_args(["--model", "yolo-voc.2.0", "--data", str(tmp_path),
                                                  "--out", str(tmp_path / "run")])
-    recipes.resolve(args)
+    train.resolve(args)
     # yolo-voc.2.0.cfg: no burn_in, 1e-4 for the first 100 batches (steps=100, scales=10), jitter .2; the paper's
     # 160 epochs at 1e-3, /10 at 60 and 90
     assert (args.recipe, args.burn_in, args.warmup_lr, args.augment) == ("yolo-voc.2.0", 100, 1e-4, "yolov2-jitter.2")
     assert (args.epochs, args.lr, args.lr_steps, args.img_size) == (160, 1e-3, [60, 90], 416)
-    assert [recipes.learning_rate(args, step, 100) for step in (0, 99, 100, 6000, 9000)] == \
+    assert [train.learning_rate(args, step, 100) for step in (0, 99, 100, 6000, 9000)] == \
         pytest.approx([1e-4, 1e-4, 1e-3, 1e-4, 1e-5])
-    later = recipes.get_args_parser().parse_args(["--model", "yolov2-voc", "--data", str(tmp_path),
+    later = train.get_args_parser().parse_args(["--model", "yolov2-voc", "--data", str(tmp_path),
                                                   "--out", str(tmp_path / "run2")])
-    recipes.resolve(later)
+    train.resolve(later)
     # yolov2-voc.cfg (60e952ba): burn_in=1000, lr·(batch/1000)^4: at batch 500, 1e-3 · .5^4
     assert (later.recipe, later.burn_in, later.warmup_lr, later.augment) == ("yolov2", 1000, None, "yolov2")
-    assert recipes.learning_rate(later, 500, 100) == pytest.approx(1e-3 * 0.5 ** 4)
-    assert images.AUGMENTATIONS["yolov2-jitter.2"].keywords == {"jitter": 0.2}
+    assert train.learning_rate(later, 500, 100) == pytest.approx(1e-3 * 0.5 ** 4)
+    assert data.AUGMENTATIONS["yolov2-jitter.2"].keywords == {"jitter": 0.2}

@@ -32,8 +32,6 @@ import torch.nn.functional as F
 
 import darknet
 import data
-import images
-import weights
 
 PRESETS = {"darknet19": darknet.Darknet19, "extraction": darknet.Extraction}
 
@@ -65,6 +63,8 @@ RECIPES = {
     "extraction.2015": dict(RECIPE, model="extraction", epochs=50, lr=0.5, power=6, img_size=224,
                             augment="extraction.2015"),
 }
+
+DATA = "classification"    # train.py: trains on images with one class each (datasets(), evaluate())
 
 
 def build(preset, num_classes=1000, img_size=None, batch_norm=None, width_divisor=1):
@@ -110,7 +110,7 @@ def rotate_crop(image, rad, scale, size, dx, dy, aspect):
 
 def rand_scale(rng, s):
     """darknet utils.c rand_scale for any s: a factor between 1 and s (rand_uniform swaps its bounds when s < 1, as
-    the cfgs' saturation=.75 needs), inverted with probability 1/2. (images.rand_scale asks s >= 1.)"""
+    the cfgs' saturation=.75 needs), inverted with probability 1/2. (data.rand_scale asks s >= 1.)"""
     scale = rng.uniform(min(1.0, s), max(1.0, s))
     return scale if rng.integers(2) else 1 / scale
 
@@ -122,7 +122,7 @@ def augment_darknet(image, rng, size, crop=(1.0, 2.0), angle=7.0, aspect=0.75, h
     counted times aspect) is scaled to r, an integer drawn from [min_crop, max_crop] = crop·size (the cfg's
     min_crop, max_crop); rotated by an angle in (-angle, angle) degrees; a size x size window at a random offset
     (at most the margin on each side, none where the image is smaller). random_distort_image: hue + U(-hue, hue),
-    saturation and exposure times rand_scale(saturation), rand_scale(exposure) (images.distort_hsv)."""
+    saturation and exposure times rand_scale(saturation), rand_scale(exposure) (data.distort_hsv)."""
     _, H, W = image.shape
     aspect = rand_scale(rng, aspect)
     r = int(rng.integers(round(crop[0] * size), round(crop[1] * size) + 1))     # rand_int(min, max), inclusive
@@ -134,7 +134,7 @@ def augment_darknet(image, rng, size, crop=(1.0, 2.0), angle=7.0, aspect=0.75, h
     out = rotate_crop(image, rad, scale, size, dx, dy, aspect)
     if rng.integers(2):
         out = out.flip(-1)
-    return images.distort_hsv(out, rng.uniform(-hue, hue), rand_scale(rng, saturation), rand_scale(rng, exposure))
+    return data.distort_hsv(out, rng.uniform(-hue, hue), rand_scale(rng, saturation), rand_scale(rng, exposure))
 
 
 # DARKNET extraction.cfg of 2015: [net] 256 x 256 (load_image_paths resizes every image to it, aspect not kept),
@@ -148,7 +148,7 @@ def augment_extraction_2015(image, rng, size):
     offset (dh = rand() % (256 - 224 + 1)), mirrored with probability 1/2, mapped to 2x - 1.
     DEPARTURE: crop_layer.c draws one offset and one flip per batch; we draw them per image."""
     load = round(size * EXTRACTION_2015_LOAD)
-    image = images.resize_darknet(image, (load, load))
+    image = data.resize_darknet(image, (load, load))
     top, left = (int(rng.integers(load - size + 1)) for _ in range(2))
     out = image[:, top:top + size, left:left + size]
     if rng.integers(2):
@@ -164,19 +164,19 @@ def test_transform(image, size, augment):
     _, H, W = image.shape
     if augment in ("darknet19", "darknet19_448"):
         w, h = (size, H * size // W) if W < H else (W * size // H, size)       # resize_min
-        image = images.resize_darknet(image, (w, h))
+        image = data.resize_darknet(image, (w, h))
         left, top = (w - size) // 2, (h - size) // 2
         return image[:, top:top + size, left:left + size]
     if augment == "extraction.2015":
         load = round(size * EXTRACTION_2015_LOAD)
-        image, offset = images.resize_darknet(image, (load, load)), (load - size) // 2
+        image, offset = data.resize_darknet(image, (load, load)), (load - size) // 2
         return image[:, offset:offset + size, offset:offset + size] * 2 - 1
-    return images.resize_darknet(image, (size, size))
+    return data.resize_darknet(image, (size, size))
 
 
 def augment_flip(image, rng, size):
     """OURS, the simplest: a plain resize, mirrored with probability 1/2."""
-    out = images.resize_darknet(image, (size, size))
+    out = data.resize_darknet(image, (size, size))
     return out.flip(-1) if rng.integers(2) else out
 
 
@@ -197,7 +197,7 @@ class FolderDataset(torch.utils.data.Dataset):
         self.class_names = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
         self.items = [(os.path.join(root, name, f), label) for label, name in enumerate(self.class_names)
                       for f in sorted(os.listdir(os.path.join(root, name)))
-                      if f.lower().endswith(images.IMAGE_EXTENSIONS)]             # [(path, class index)]
+                      if f.lower().endswith(data.IMAGE_EXTENSIONS)]             # [(path, class index)]
         self.img_size, self.augment, self.train = img_size, augment, train
 
     def __len__(self):
@@ -205,7 +205,7 @@ class FolderDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         path, label = self.items[i]
-        x = images.image_to_tensor(images.load_image(path))                # (3, H, W)
+        x = data.image_to_tensor(data.load_image(path))                # (3, H, W)
         if self.train and self.augment is not None:
             # the draws follow torch's generator, which train.py seeds per (seed, epoch) and DataLoader per worker
             rng = np.random.default_rng(int(torch.randint(2**62, ())))
@@ -252,7 +252,7 @@ def copy_trunk(checkpoint, model, path):
     extraction.conv.weights and darknet19_448.conv.23. -> a one-line message."""
     classifier = build(**{k: v for k, v in checkpoint["model_config"].items() if k != "family"})
     classifier.load_state_dict(checkpoint["model"])
-    source, target = weights.darknet_layers(classifier)[:-1], weights.darknet_layers(model)
+    source, target = darknet.darknet_layers(classifier)[:-1], darknet.darknet_layers(model)
     name = classifier.preset
     if len(target) < len(source):
         raise ValueError(f"{path}: the {name} trunk has {len(source)} darknet layers, more than all of "

@@ -16,9 +16,7 @@ import os
 
 from PIL import Image
 
-from data import DetectionDataset, _listdir
-from models import read_names
-from images import IMAGE_EXTENSIONS
+from data import IMAGE_EXTENSIONS, DetectionDataset, _listdir, read_names
 
 
 def label_path(image_path):

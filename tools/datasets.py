@@ -18,7 +18,7 @@ import urllib.request
 from collections import Counter
 
 from data import ERRORS, DetectionDataset, UnknownFormat, dataset_summary, open_dataset
-from images import ImageError, decode_image
+from data import ImageError, decode_image
 from tools.darknet_txt import open_txt_dataset
 from tools.progress import Progress
 

@@ -12,7 +12,7 @@ A training run's folder and its files: nothing here is in the papers. What a use
   every process stops at the same step when any asks (a signal, the time limit, a NaN loss) ... agree_stop()
   a loss that explodes is reported when it happens, not only once it is inf or NaN ........... warn_if_diverging()
 
-Imported by train.py and recipes.py; imports torch and numpy only.
+Imported by train.py and detect.py (load_state); imports torch and numpy only.
 """
 import contextlib
 import csv
@@ -178,11 +178,31 @@ DIVERGENCE_FACTOR = 10.0
 DIVERGENCE_WARMUP = 20          # steps before the average is trusted
 
 
-def warn_if_diverging(run, total, epoch, i):
-    """Report a loss that explodes, when it happens (the first time in a run), and keep a running average."""
-    average, n = run.setdefault("loss_average", [0.0, 0])
-    if n >= DIVERGENCE_WARMUP and total > DIVERGENCE_FACTOR * average and not run.get("warned"):
-        run["warned"] = True
-        run["log"](f"warning: loss {total:.4g} at epoch {epoch + 1} step {i + 1} is {total / average:.0f}x its "
+def warn_if_diverging(watch: dict, log, total, epoch, i):
+    """Report a loss that explodes, when it happens (the first time in a run), and keep a running average in
+    watch (a dict the run keeps; empty at its start). log: the run's print."""
+    average, n = watch.setdefault("loss_average", [0.0, 0])
+    if n >= DIVERGENCE_WARMUP and total > DIVERGENCE_FACTOR * average and not watch.get("warned"):
+        watch["warned"] = True
+        log(f"warning: loss {total:.4g} at epoch {epoch + 1} step {i + 1} is {total / average:.0f}x its "
                    f"average over the previous steps ({average:.4g}): the run may be diverging (lower --lr?)")
-    run["loss_average"] = [average + (total - average) / min(n + 1, 100), n + 1]   # mean, then a 100-step EMA
+    watch["loss_average"] = [average + (total - average) / min(n + 1, 100), n + 1]   # mean, then a 100-step EMA
+
+
+def load_state(model, checkpoint: dict, path: str):
+    """A checkpoint's weights into model, refused with what differs (never loaded in part)."""
+    found, expected = checkpoint["model_config"], model.config
+    if (found["preset"], found["num_classes"]) != (expected["preset"], expected["num_classes"]):
+        raise ValueError(f"{path}: checkpoint for preset {found['preset']!r} with {found['num_classes']} classes; "
+                         f"this run expects {expected['preset']!r} with {expected['num_classes']} classes")
+    state, mine = checkpoint["model"], model.state_dict()
+    problems = [f"missing {k}" for k in mine if k not in state] + [f"unexpected {k}" for k in state if k not in mine]
+    problems += [f"{k}: expected {tuple(v.shape)}, found {tuple(state[k].shape)}"
+                 for k, v in mine.items() if k in state and v.shape != state[k].shape]
+    if problems:
+        raise ValueError(f"{path} does not fit {model.preset}: " + "; ".join(problems[:8]))
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:                  # a run that diverged: its scores would be NaN, not probabilities
+        raise ValueError(f"{path}: non-finite weights (NaN or inf) in {', '.join(broken[:3])}"
+                         f"{' and more' if len(broken) > 3 else ''}: the run diverged; use an earlier checkpoint")
+    model.load_state_dict(state)

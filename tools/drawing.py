@@ -6,15 +6,14 @@ Paper / darknet -> code
   darknet image.c draw_detections / draw_label: boxes, "name score" labels ................... draw(), place_labels()
   YOLOv1 §2: the grid cell holding an object's centre "is responsible for detecting" it ...... draw(show_grid=True)
 
-Imported by detect.py; imports images.py (where the network input's corners land in the image).
+Imported by detect.py; imports data.py (where the network input's corners land in the image).
 """
 import math
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-import images
-
+import data
 # Darknet's colour ramp (image.c `colors`, stored there as b, g, r): magenta, red, yellow, green, cyan, blue.
 RAMP = [(1, 0, 1), (1, 0, 0), (1, 1, 0), (0, 1, 0), (0, 1, 1), (0, 0, 1)]
 
@@ -41,7 +40,7 @@ def draw(image: Image.Image, det: dict, class_names: list[str], show_grid: bool 
         rows, cols = det["grid"]
         # where the network input's corners land in the image (beyond it, in the grey bands, with --letterbox)
         corners = torch.tensor([0.0, 0.0, 1.0, 1.0])
-        x0, y0, x1, y1 = images.boxes_to_original(corners, image.size, (net_size, net_size), letterbox).tolist()
+        x0, y0, x1, y1 = data.boxes_to_original(corners, image.size, (net_size, net_size), letterbox).tolist()
         cell_w, cell_h = (x1 - x0) / cols, (y1 - y0) / rows                  # one cell in image pixels
         for c in range(cols + 1):
             pen.line([(x0 + c * cell_w, y0), (x0 + c * cell_w, y1)], fill=(255, 255, 255, 160), width=1)
