@@ -1,6 +1,7 @@
 """Tests of tools/classify.py: the classification recipes' augmentation (darknet's random_augment_image, the 2015
 [crop] layer) and evaluation crops, with values worked out by hand."""
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -96,3 +97,32 @@ def test_rand_scale_below_one_as_darknet_swaps_the_bounds():
     # the cfgs' values run through the whole augmentation: a (3, 6, 6) image in, (3, 4, 4) in [0, 1] out
     out = classify.AUGMENTATIONS["darknet19"](torch.rand(3, 6, 6), np.random.default_rng(0), 4)
     assert out.shape == (3, 4, 4) and 0 <= out.min() and out.max() <= 1
+
+
+def test_recipes_schedules_by_hand():
+    # poly: lr·(1 - batch / batches)^power, no burn-in (darknet19.cfg of 3bf2f342, extraction.cfg 2015). Halfway:
+    import train
+    for name, lr_halfway in (("darknet19", 0.1 * 0.5 ** 4), ("darknet19_448", 1e-3 * 0.5 ** 4),
+                             ("extraction.2015", 0.5 * 0.5 ** 6)):
+        args = SimpleNamespace(**classify.RECIPES[name])
+        steps_per_epoch = 10
+        total = args.epochs * steps_per_epoch
+        assert train.learning_rate(args, 0, steps_per_epoch) == pytest.approx(args.lr)
+        assert train.learning_rate(args, total // 2, steps_per_epoch) == pytest.approx(lr_halfway)
+        # three quarters of the way: (1/4)^power
+        assert train.learning_rate(args, 3 * total // 4, steps_per_epoch) == pytest.approx(args.lr * 0.25 ** args.power)
+
+
+def test_train_resolves_the_classification_recipes(tmp_path):
+    import train
+    parse = lambda *flags: train.get_args_parser().parse_args(["--task", "classify", "--out", str(tmp_path / "r"),
+                                                              *flags])
+    args = parse("--model", "extraction")                # the model's own recipe by default
+    train.resolve(args)
+    assert (args.recipe, args.lr, args.power, args.epochs, args.augment) == ("extraction.2015", 0.5, 6, 50,
+                                                                               "extraction.2015")
+    args = parse("--recipe", "darknet19_448", "--lr", "0.01")     # a flag given wins over the recipe
+    train.resolve(args)
+    assert (args.model, args.img_size, args.epochs, args.lr, args.power) == ("darknet19", 448, 10, 0.01, 4)
+    with pytest.raises(ValueError, match="add --task classify"):
+        train.resolve(train.get_args_parser().parse_args(["--recipe", "darknet19"]))
