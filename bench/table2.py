@@ -22,7 +22,7 @@ replace it, "almost 5% over the version with anchor boxes"):
 
 OUR CHOICES, to fit the CPU (none is the paper's): every network narrower by --width-divisor (16: Darknet-19's 32 ...
 1024 filters become 2 ... 64); the paper's sizes scaled by --size / 416 (YOLO 448 -> the next multiple of 64,
-classifiers 224 -> size·224/416, 448 -> the detector's size, 544 -> the next multiple of 32); Adam (lr 1e-3, 5%
+classifiers 224 -> size·224/416, 448 -> the detector's size, 544 -> the next multiple of 32); Adam (lr 2e-3, 5%
 warm-up, /10 for the last 10%) for every run instead of the papers' SGD recipes; the classifier's images are crops of
 one shape each, with darknet's augmentation (tools/classify.py: "darknet19" for Darknet-19, "extraction.2015", with
 its 2x - 1 input, for YOLO's trunk). One seed; no repeat, so a difference of a point or two may be noise.
@@ -298,15 +298,15 @@ def print_table(rows, seconds):
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", type=int, default=160, help="YOLOv2's input (the paper's 416), a multiple of 32")
+    p.add_argument("--size", type=int, default=96, help="YOLOv2's input (the paper's 416), a multiple of 32")
     p.add_argument("--width-divisor", type=int, default=16, help="every network's filters divided by this")
-    p.add_argument("--images", type=int, default=800, help="training images, the same for every detector column")
-    p.add_argument("--epochs", type=int, default=2, help="passes over them per detector column")
+    p.add_argument("--images", type=int, default=1000, help="training images, the same for every detector column")
+    p.add_argument("--epochs", type=int, default=3, help="passes over them per detector column")
     p.add_argument("--classifier-images", type=int, default=1600, help="crops per classifier pre-training, one pass "
                    "(a quarter of them for the hi-res fine-tune)")
     p.add_argument("--val-images", type=int, default=200, help="held-out images (and crops) each column is scored on")
-    p.add_argument("--batch", type=int, default=16, help="images per step (classifiers: twice as many at low res)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam's peak learning rate, every run")
+    p.add_argument("--batch", type=int, default=8, help="images per step (classifiers: twice as many at low res)")
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam's peak learning rate, every run")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--seed", type=int, default=0)
     return p
