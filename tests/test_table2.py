@@ -168,3 +168,20 @@ def test_multi_scale_and_hi_res_detector_sizes_scale_the_papers():
     bigger = table2.at_size(model, yolov2, 96)
     assert bigger.img_size == 96 and all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
                                                                            bigger.state_dict().values()))
+
+
+def test_convolutional_row_replaces_yolos_connected_layers_keeps_its_convs():
+    # §2 "Convolutional With Anchor Boxes": "We remove the fully connected layers from YOLO ... First we eliminate one
+    # pooling layer". yolov1.py's network and yolov2.py's trunk="yolov1" share the 24 convs' shapes (the 22nd at
+    # stride 1 instead of 2) and YOLO's 2x - 1 input; connected layers in the first only, a 1x1 conv head in the second.
+    import yolov1
+    yolo = yolov1.build("yolov1", num_classes=3, img_size=128, batch_norm=True, width_divisor=16)
+    conv_head = small(trunk="yolov1", passthrough="none")
+    a, b = convs(yolo), convs(conv_head)
+    assert len(a) == 24 and len(b) == 24 + 1
+    assert [c.weight.shape for c in a] == [c.weight.shape for c in b[:24]]
+    assert [c.stride for c in a][21] == (2, 2) and [c.stride for c in b][21] == (1, 1)
+    assert [c.stride for c in a[:21] + a[22:]] == [c.stride for c in b[:21] + b[22:24]]
+    assert any(isinstance(m, nn.Linear) for m in yolo.modules())
+    assert not any(isinstance(m, nn.Linear) for m in conv_head.modules()) and b[24].kernel_size == (1, 1)
+    assert yolo.input_range == (-1.0, 1.0) and conv_head.input_2015

@@ -126,3 +126,11 @@ def test_train_resolves_the_classification_recipes(tmp_path):
     assert (args.model, args.img_size, args.epochs, args.lr, args.power) == ("darknet19", 448, 10, 0.01, 4)
     with pytest.raises(ValueError, match="add --task classify"):
         train.resolve(train.get_args_parser().parse_args(["--recipe", "darknet19"]))
+
+
+def test_hi_res_classifier_recipe_changes_only_size_length_rate_and_crops():
+    # YOLOv2 §3: the 448 fine-tune trains "with the above parameters but for only 10 epochs and starting at a learning
+    # rate of 10^-3"; darknet19_448.cfg's max_crop 512 is the augmentation's only change
+    d19, d448 = classify.RECIPES["darknet19"], classify.RECIPES["darknet19_448"]
+    assert {k for k in d19 if d19[k] != d448[k]} == {"epochs", "lr", "img_size", "augment"}
+    assert classify.AUGMENTATIONS["darknet19_448"].keywords == {"crop": (1.0, 512 / 448)}
