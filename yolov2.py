@@ -117,7 +117,7 @@ PRESETS = {
 class YOLOv2(nn.Module):
     """yolo-voc.2.0.cfg / yolo.2.0.cfg (passthrough="reorg") and yolov2-voc.cfg / yolov2.cfg ("conv64"):
     Darknet-19 trunk, three 3x3x1024 convs, the passthrough, a 1x1 head. The other arguments are Table 2's
-    switches (TABLE2); their defaults are YOLOv2. width_divisor: every conv narrower (darknet._layers; OUR CHOICE,
+    switches (build(), SWITCH_DEFAULTS); their defaults are YOLOv2. width_divisor: every conv narrower (darknet._layers; OUR CHOICE,
     for CPU-sized runs)."""
 
     def __init__(self, num_classes, anchors, img_size, passthrough="conv64", batch_norm=True, trunk="darknet19",
