@@ -21,14 +21,16 @@ replace it, "almost 5% over the version with anchor boxes"):
   hi-res detector ..... the multi-scale network evaluated at 544 · size / 416 (the paper's 544 row: the same weights)
 
 OUR CHOICES, to fit the CPU (none is the paper's): every network narrower by --width-divisor (16: Darknet-19's 32 ...
-1024 filters become 2 ... 64); the paper's sizes scaled by --size / 416 (YOLO 448 -> the next multiple of 64,
-classifiers 224 -> size·224/416, 448 -> the detector's size, 544 -> the next multiple of 32); Adam (lr 2e-3, 5%
+1024 filters become 2 ... 64); the paper's sizes scaled by --size / 416, rounded to the nearest multiple of 32 (of
+64 for YOLO's 448; the hi-res classifier at the detector's size, sizes()); Adam (lr 2e-3, 5%
 warm-up, /10 for the last 10%) for every run instead of the papers' SGD recipes; the classifier's images are crops of
 one shape each, with darknet's augmentation (tools/classify.py: "darknet19" for Darknet-19, "extraction.2015", with
-its 2x - 1 input, for YOLO's trunk). One seed; no repeat, so a difference of a point or two may be noise.
+its 2x - 1 input, for YOLO's trunk); one torch thread. One seed; no repeat, so a difference of a point or two may be
+noise. At the default budget the whole table takes about 4 minutes of CPU time (README: measured).
 
-Run:  python bench/table2.py                      # the default budget: one CPU core, minutes (README: measured)
-      python bench/table2.py --images 200 --val-images 20 --classifier-images 200   # a smoke run, a minute
+Run:  python bench/table2.py                      # the default budget
+      python bench/table2.py --epochs 15 --classifier-images 9600               # 3x the training
+      python bench/table2.py --images 48 --epochs 1 --val-images 16 --classifier-images 64   # a smoke run, seconds
 """
 import argparse
 import itertools
