@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import data
 from tools import classify
 
 
@@ -91,7 +92,7 @@ def test_recipes_are_the_papers_and_darknets_numbers():
 
 def test_rand_scale_below_one_as_darknet_swaps_the_bounds():
     # saturation=.75: rand_uniform(1, .75) draws from [.75, 1]; inverted half the time: [1, 4/3]
-    draws = [classify.rand_scale(np.random.default_rng(seed), 0.75) for seed in range(40)]
+    draws = [data.rand_scale(np.random.default_rng(seed), 0.75) for seed in range(40)]
     assert all(0.75 <= d <= 1 or 1 <= d <= 1 / 0.75 for d in draws)
     assert any(d < 1 for d in draws) and any(d > 1 for d in draws)
     # the cfgs' values run through the whole augmentation: a (3, 6, 6) image in, (3, 4, 4) in [0, 1] out
