@@ -720,6 +720,12 @@ def positive(kind):
     return parse
 
 
+def size_or_path(text: str):
+    """--img-size's type: a size above 0 (positive), or, as argparse hands --img-size the image paths written after
+    it too, that path unchanged (main() gives it back to the inputs)."""
+    return positive(int)(text) if re.fullmatch(r"[+-]?\d+", text) else text
+
+
 def at_least_zero(text: str) -> int:
     """An argparse type: a count of 0 or more (--workers)."""
     value = int(text)
@@ -752,7 +758,7 @@ def get_args_parser():
                    "at the preset's revision: " + ", ".join(f"{r} {row['test_nms']}" for r, row in
                                                           darknet.REVISIONS.items()) + "; with --data " +
                    ", ".join(f"{name} {family.EVAL_NMS}" for name, family in FAMILIES.items()) + ")")
-    p.add_argument("--img-size", nargs="+", metavar="SIZE", help="network input size (default: the checkpoint's or "
+    p.add_argument("--img-size", nargs="+", type=size_or_path, metavar="SIZE", help="network input size (default: the checkpoint's or "
                    "the cfg's); with --data, several sizes evaluate the same YOLOv2 at each, with its speed (YOLOv2 "
                    "Table 3), e.g. 288 352 416 480 544")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error instead of its "
@@ -813,11 +819,8 @@ def main(args) -> dict:
     # --img-size takes one or several sizes; argparse also hands it the image paths written after it
     # (`--img-size 416 photo.jpg`): what is not a number goes back to the inputs.
     given = args.img_size or []
-    number = re.compile(r"[+-]?\d+")
-    sizes = [int(v) for v in given if number.fullmatch(v)]
-    args.inputs = list(args.inputs) + [v for v in given if not number.fullmatch(v)]
-    if any(size <= 0 for size in sizes):
-        raise ValueError(f"--img-size: expected sizes above 0, found {' '.join(given)}")
+    sizes = [v for v in given if isinstance(v, int)]                # size_or_path: sizes are ints, paths strings
+    args.inputs = list(args.inputs) + [v for v in given if not isinstance(v, int)]
     args.img_size = sizes or None
     if len(sizes) > 1 and not args.data:
         raise ValueError("several --img-size values are for --data: the same network evaluated at each size")
