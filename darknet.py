@@ -245,9 +245,11 @@ def reorg(x, stride=2):
     return x.reshape(N, C * s * s, H // s, W // s)  # same buffer, read as (N, C·s², H/s, W/s)
 
 
-def _layers(spec, c_in, batch_norm):
+def _layers(spec, c_in, batch_norm, width_divisor=1):
     """Build an nn.Sequential from a cfg-like list: (filters, size[, stride]) is a leaky ConvBlock,
-    "M" a 2x2/2 max-pool, "M1" darknet's 2x2/1 max-pool. The result has .out_channels."""
+    "M" a 2x2/2 max-pool, "M1" darknet's 2x2/1 max-pool. The result has .out_channels.
+    width_divisor: every conv gets filters // width_divisor (OUR CHOICE, not darknet's: the same network, narrower,
+    for runs that must fit a CPU, bench/table2.py); 1 is the cfg."""
     layers = []
     for item in spec:
         if item == "M":
@@ -256,6 +258,7 @@ def _layers(spec, c_in, batch_norm):
             layers.append(maxpool(2, 1))
         else:
             c_out, size, *stride = item
+            c_out //= width_divisor
             layers.append(ConvBlock(c_in, c_out, size, *stride, batch_norm=batch_norm))
             c_in = c_out
     seq = nn.Sequential(*layers)
@@ -300,12 +303,12 @@ EXTRACTION_LAYERS = [
 ]
 
 
-def extraction_trunk(batch_norm=False):
+def extraction_trunk(batch_norm=False, width_divisor=1):
     """YOLOv1's first 20 conv layers and 4 max-pools: (N, 3, 448, 448) -> (N, 1024, 14, 14).
 
     batch_norm=False is the paper (and extraction.conv.cfg); True is darknet's later extraction.cfg
-    and yolov1.cfg, which put batch norm in every conv."""
-    return _layers(EXTRACTION_LAYERS, 3, batch_norm)
+    and yolov1.cfg, which put batch norm in every conv. width_divisor: see _layers (1024 / d channels out)."""
+    return _layers(EXTRACTION_LAYERS, 3, batch_norm, width_divisor)
 
 
 class Extraction(nn.Module):
@@ -320,13 +323,13 @@ class Extraction(nn.Module):
         a 1x1 conv to 1000 (leaky), then the average pool.
     """
 
-    def __init__(self, num_classes=1000, batch_norm=False):
+    def __init__(self, num_classes=1000, batch_norm=False, width_divisor=1):
         super().__init__()
-        self.trunk = extraction_trunk(batch_norm)
-        self.fc = nn.Linear(1024, num_classes)
+        self.trunk = extraction_trunk(batch_norm, width_divisor)
+        self.fc = nn.Linear(self.trunk.out_channels, num_classes)
 
     def forward(self, x):
-        x = self.trunk(x)                           # (N, 1024, H/32, W/32)
+        x = self.trunk(x)                           # (N, 1024 / width_divisor, H/32, W/32)
         return self.fc(_global_avgpool(x))          # (N, num_classes)
 
 
@@ -347,27 +350,29 @@ DARKNET19_STAGE_B = [                               # max-pool + convs 14..18, s
 ]
 
 
-def darknet19_trunk(batch_norm=True):
+def darknet19_trunk(batch_norm=True, width_divisor=1):
     """Darknet-19 without its classifier, split where YOLOv2's passthrough branches off.
 
     stage_a: (N, 3, H, W) -> (N, 512, H/16, W/16)   convs 1..13 (yolov2-voc.cfg layer 16, `route -9`)
     stage_b: (N, 512, H/16, W/16) -> (N, 1024, H/32, W/32)   max-pool + convs 14..18
     The 18 convs are what darknet19_448.conv.23 holds (darknet `partial` cut-off 23 = cfg layers 0..22).
+    width_divisor: see _layers (512 / d and 1024 / d channels out).
     """
-    return _layers(DARKNET19_STAGE_A, 3, batch_norm), _layers(DARKNET19_STAGE_B, 512, batch_norm)
+    stage_a = _layers(DARKNET19_STAGE_A, 3, batch_norm, width_divisor)
+    return stage_a, _layers(DARKNET19_STAGE_B, stage_a.out_channels, batch_norm, width_divisor)
 
 
 class Darknet19(nn.Module):
     """Darknet-19 classifier (YOLOv2 Table 6): 18 convs, a 1x1 conv to num_classes (linear, no batch
     norm, as darknet19.cfg), global average pool. 224 or 448 input -> (N, num_classes) logits."""
 
-    def __init__(self, num_classes=1000, batch_norm=True):
+    def __init__(self, num_classes=1000, batch_norm=True, width_divisor=1):
         super().__init__()
-        self.stage_a, self.stage_b = darknet19_trunk(batch_norm)
-        self.classifier = ConvBlock(1024, num_classes, 1, batch_norm=False, activation="linear")
+        self.stage_a, self.stage_b = darknet19_trunk(batch_norm, width_divisor)
+        self.classifier = ConvBlock(self.stage_b.out_channels, num_classes, 1, batch_norm=False, activation="linear")
 
     def forward(self, x):
-        x = self.stage_b(self.stage_a(x))           # (N, 1024, H/32, W/32)
+        x = self.stage_b(self.stage_a(x))           # (N, 1024 / width_divisor, H/32, W/32)
         return _global_avgpool(self.classifier(x))  # (N, num_classes)
 
 

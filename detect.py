@@ -13,6 +13,7 @@ Paper / darknet -> code
   YOLO9000 §4: ImageNet's 200 detection classes through inet9k.map, the ILSVRC protocol .. evaluate_imagenet()
   which network, from which file: a train.py checkpoint or a darknet .weights file ........ load_model(), load_weights()
   not the papers: the command line's detections as a library call ......................... detect_objects()
+  not the papers: bfloat16 where the CPU computes in it, else float32 (--precision) ..... predict(), tools/devices.py
 
 FAMILIES names each detector family's file (yolov1.py, yolov2.py, yolo9000.py); every family file has the same
 names (PRESETS, build, detections, TEST_THRESHOLDS, EVAL_NMS), so nothing below branches on the family. Weights: a
@@ -54,7 +55,7 @@ import metrics
 import yolo9000
 import yolov1
 import yolov2
-from tools import checkpoints, drawing, presets
+from tools import checkpoints, devices, drawing, presets
 
 # -----------------------------------------------------------------------------
 # Which network, from which file: the detector families, a train.py checkpoint or an official darknet file
@@ -207,10 +208,18 @@ def preprocess(image: torch.Tensor, net_size: int, letterbox: bool) -> torch.Ten
 
 @torch.no_grad()
 def predict(model, x: torch.Tensor, sizes: list[tuple[int, int]], conf: float, nms: float, letterbox: bool = False,
-            order=None) -> list[dict]:
+            order=None, precision: str | None = None) -> list[dict]:
     """x (N, 3, H, W) preprocessed images -> one dict per image: "boxes" (K, 4) pixel xyxy of an image of
-    sizes[n] = (width, height), "scores" (K,), "labels" (K,), "grid" (rows, cols). order: see yolov2.postprocess."""
-    out = model(x.to(next(model.parameters()).device)).float()
+    sizes[n] = (width, height), "scores" (K,), "labels" (K,), "grid" (rows, cols). order: see yolov2.postprocess.
+    precision: "fp32", "bf16" (bfloat16 autocast), or None: the device's choice (devices.choose_precision: bf16 on a
+    CPU that computes in bfloat16 natively). Decoding and NMS run in float32 either way."""
+    device = next(model.parameters()).device
+    precision, x = devices.choose_precision(device.type, precision), x.to(device)
+    if precision == "bf16":     # oneDNN's bfloat16 convolutions work in NHWC: an NCHW input costs ~2x (bench_bf16.py)
+        x = x.contiguous(memory_format=torch.channels_last)
+    with devices.autocast(device.type, precision):
+        out = model(x)
+    out = out.float()
     if not torch.isfinite(out).all():       # never print NaN scores as detections
         raise ValueError(f"{model.preset}: the network's output holds NaN or inf: its weights are broken")
     found = FAMILIES[model.config["family"]].detections(model, out, sizes, conf, nms, letterbox,
@@ -219,10 +228,11 @@ def predict(model, x: torch.Tensor, sizes: list[tuple[int, int]], conf: float, n
 
 
 def detect(model, image_list: list[torch.Tensor], conf: float, nms: float, letterbox: bool = False,
-           order=None) -> list[dict]:
+           order=None, precision: str | None = None) -> list[dict]:
     """(3, h, w) RGB tensors in [0, 1] of any sizes -> predict()'s dicts, boxes in pixels of each image."""
     x = torch.stack([preprocess(image, model.img_size, letterbox) for image in image_list])   # (N, 3, H, W)
-    return predict(model, x, [(image.shape[2], image.shape[1]) for image in image_list], conf, nms, letterbox, order)
+    return predict(model, x, [(image.shape[2], image.shape[1]) for image in image_list], conf, nms, letterbox, order,
+                   precision)
 
 
 def any_to_tensor(x, name="input"):
@@ -243,12 +253,14 @@ def any_to_tensor(x, name="input"):
     return x.float().div(255) if x.dtype == torch.uint8 else x.float()
 
 
-def detect_objects(model, inputs, class_names=None, conf=None, nms=None, letterbox=None, batch_size=8) -> list[dict]:
+def detect_objects(model, inputs, class_names=None, conf=None, nms=None, letterbox=None, batch_size=8,
+                   precision=None) -> list[dict]:
     """The library call: the command line's detections from a script. model: load_model's or torch.hub's
     (hubconf.py). inputs: a list of (or one) paths, PIL images, numpy arrays, tensors (any_to_tensor).
     class_names: default model.class_names (hubconf.py), else VOC's or COCO's by count; conf, nms, letterbox: default
     the preset's revision's (test_thresholds, test_letterbox), as the command line's, which runs one image at a time
     (batches equal it to rounding).
+    precision: "fp32", "bf16", or None: bf16 on a CPU that computes in bfloat16 natively, else fp32 (predict).
     -> per input {"boxes": (K, 4) xyxy pixels of that image, "scores", "labels", "names": [K], "grid"}."""
     thresholds = test_thresholds(model)
     conf = thresholds["conf"] if conf is None else conf
@@ -264,7 +276,7 @@ def detect_objects(model, inputs, class_names=None, conf=None, nms=None, letterb
     for start in range(0, len(inputs), batch_size):         # converted batch by batch: photos are large
         chunk = inputs[start:start + batch_size]
         batch = [any_to_tensor(x, f"input {start + k}") for k, x in enumerate(chunk)]
-        found += detect(model, batch, conf, nms, letterbox)
+        found += detect(model, batch, conf, nms, letterbox, precision=precision)
     model.train(was_training)
     return [dict(d, names=[names[label] for label in d["labels"].tolist()]) for d in found]
 
@@ -281,12 +293,13 @@ def _load_batch(indices, dataset, net_size, letterbox):
 
 
 def evaluate(model, dataset, conf: float, nms: float, batch_size: int = 8, workers: int = 0,
-             letterbox: bool = False, progress=None, indices=None):
+             letterbox: bool = False, progress=None, indices=None, precision=None):
     """Detections on every image of dataset -> (detections, ground truths, [(path, error)] of unreadable images),
     the first two in dataset order, as metrics.evaluate takes them; an unreadable image has no detections (its
     objects count as missed). Boxes in pixels of the annotation's image size (a file resized since is mapped
     back to it). train.py evaluates with this too. progress: None (silent) or the scripts' tools.progress.Progress.
-    indices: only these images (train.py: each process its part, devices.shard); the others get no detections."""
+    indices: only these images (train.py: each process its part, devices.shard); the others get no detections.
+    precision: as predict's."""
     truths = [dataset.annotation(i) for i in range(len(dataset))]
     nothing = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}
     detections, failed, was_training = [nothing] * len(dataset), [], model.training
@@ -302,7 +315,7 @@ def evaluate(model, dataset, conf: float, nms: float, batch_size: int = 8, worke
         failed += bad
         if loaded:
             found = predict(model, torch.stack(list(loaded.values())), [truths[i]["size"] for i in loaded],
-                            conf, nms, letterbox)
+                            conf, nms, letterbox, precision=precision)
             for i, d in zip(loaded, found):
                 detections[i] = d
     model.train(was_training)
@@ -415,7 +428,8 @@ def run_images(args, model, class_names: list[str]) -> dict:
                 failed.append((str(path), str(error)))
                 continue
             start = time.perf_counter()
-            det = detect(model, [data.image_to_tensor(image)], args.conf, args.nms, args.letterbox, order)[0]
+            det = detect(model, [data.image_to_tensor(image)], args.conf, args.nms, args.letterbox, order,
+                         args.precision)[0]
             ms = (time.perf_counter() - start) * 1000
             out_path = out_dir / output_name(path, used)
             drawing.draw(image, det, class_names, args.show_grid, model.img_size, args.letterbox).save(out_path)
@@ -507,7 +521,8 @@ def evaluate_split(args, model, class_names: list[str], train_config: dict, spli
     from tools.progress import Progress     # not the paper: a progress line while the images are read
     start = time.perf_counter()
     detections, truths, failed = evaluate(model, dataset, args.conf, args.nms, args.batch_size, args.workers,
-                                          args.letterbox, functools.partial(Progress, quiet=args.quiet))
+                                          args.letterbox, functools.partial(Progress, quiet=args.quiet),
+                                          precision=args.precision)
     seconds = time.perf_counter() - start
     print(f"{len(dataset)} images in {seconds:.1f} s ({1000 * seconds / len(dataset):.0f} ms per image), "
           f"{sum(len(d['scores']) for d in detections)} detections")
@@ -597,7 +612,8 @@ def evaluate_imagenet(args, model, class_names: list[str]) -> dict:
     from tools.progress import Progress     # not the paper: a progress line while the images are read
     start = time.perf_counter()
     detections, truths, failed = evaluate(model, dataset, args.conf, args.nms, args.batch_size, args.workers,
-                                          args.letterbox, functools.partial(Progress, quiet=args.quiet))
+                                          args.letterbox, functools.partial(Progress, quiet=args.quiet),
+                                          precision=args.precision)
     seconds = time.perf_counter() - start
     print(f"{len(dataset)} images in {seconds:.1f} s ({1000 * seconds / len(dataset):.0f} ms per image), "
           f"{sum(len(d['scores']) for d in detections)} detections")
@@ -622,19 +638,19 @@ SPEED_SECONDS = 1.0         # of timed passes per size and batch, after the warm
 
 
 def images_per_second(model, x: torch.Tensor, conf: float, nms: float, letterbox: bool = False,
-                      min_seconds: float = SPEED_SECONDS) -> float:
+                      min_seconds: float = SPEED_SECONDS, precision=None) -> float:
     """The detector's speed on its device: predict() (forward, decoding, NMS) on the batch x (N, 3, H, W) of
     preprocessed images, once to warm up (allocations, cuDNN's choice of kernels), then again until min_seconds
     have passed, at least 3 times -> N / the median time of one pass. Reading and resizing images is not counted."""
     device = next(model.parameters()).device
     x, sizes = x.to(device), [(x.shape[3], x.shape[2])] * len(x)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    predict(model, x, sizes, conf, nms, letterbox)
+    predict(model, x, sizes, conf, nms, letterbox, precision=precision)
     times = []
     while len(times) < 3 or sum(times) < min_seconds:
         sync()
         start = time.perf_counter()
-        predict(model, x, sizes, conf, nms, letterbox)
+        predict(model, x, sizes, conf, nms, letterbox, precision=precision)
         sync()
         times.append(time.perf_counter() - start)
     return len(x) / statistics.median(times)
@@ -670,7 +686,7 @@ def evaluate_sizes(args, model, class_names: list[str], train_config: dict) -> d
                              "model")
         x = torch.stack(list(loaded.values()))                                    # (n <= 8, 3, size, size)
         speed = {b: images_per_second(model, x[torch.arange(b) % len(x)], timing["conf"], timing["nms"],
-                                      args.letterbox, SPEED_SECONDS) for b in SPEED_BATCHES}   # the n images repeated
+                                      args.letterbox, SPEED_SECONDS, args.precision) for b in SPEED_BATCHES}   # the n images repeated
         rows.append(dict(size=size, map=found["results"]["voc07"]["map"], images_per_s=speed))
     print(f"\nYOLOv2 Table 3 / Figure 4: {model.preset} on {args.data}, {where}; images/s of predict() "
           f"(forward, decoding, NMS at conf {timing['conf']}, nms {timing['nms']})")
@@ -702,6 +718,12 @@ def positive(kind):
         return value
     parse.__name__ = kind.__name__       # argparse names the type in its message
     return parse
+
+
+def size_or_path(text: str):
+    """--img-size's type: a size above 0 (positive), or, as argparse hands --img-size the image paths written after
+    it too, that path unchanged (main() gives it back to the inputs)."""
+    return positive(int)(text) if re.fullmatch(r"[+-]?\d+", text) else text
 
 
 def at_least_zero(text: str) -> int:
@@ -736,7 +758,7 @@ def get_args_parser():
                    "at the preset's revision: " + ", ".join(f"{r} {row['test_nms']}" for r, row in
                                                           darknet.REVISIONS.items()) + "; with --data " +
                    ", ".join(f"{name} {family.EVAL_NMS}" for name, family in FAMILIES.items()) + ")")
-    p.add_argument("--img-size", nargs="+", metavar="SIZE", help="network input size (default: the checkpoint's or "
+    p.add_argument("--img-size", nargs="+", type=size_or_path, metavar="SIZE", help="network input size (default: the checkpoint's or "
                    "the cfg's); with --data, several sizes evaluate the same YOLOv2 at each, with its speed (YOLOv2 "
                    "Table 3), e.g. 288 352 416 480 544")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error instead of its "
@@ -781,6 +803,10 @@ def get_args_parser():
                    "(default: 8)")
     p.add_argument("--workers", type=at_least_zero, default=0, help="with --data: image-loading processes (default: 0)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--precision", choices=devices.PRECISIONS, help="the network's arithmetic: fp32, or bf16 "
+                   "(bfloat16 autocast; decoding and NMS stay float32). Default: bf16 on a CPU that computes in "
+                   "bfloat16 natively (avx512_bf16 or amx_bf16, as torch reports them), else fp32; on this machine's "
+                   f"CPU: {devices.choose_precision('cpu')} (tools/devices.choose_precision)")
     p.add_argument("--quiet", action="store_true", help="no progress line (tools/progress.py)")
     p.add_argument("--export", metavar="FILE.onnx", help="write the network as ONNX instead, batch dimension "
                    "dynamic, at --img-size (tools/export.py)")
@@ -793,11 +819,8 @@ def main(args) -> dict:
     # --img-size takes one or several sizes; argparse also hands it the image paths written after it
     # (`--img-size 416 photo.jpg`): what is not a number goes back to the inputs.
     given = args.img_size or []
-    number = re.compile(r"[+-]?\d+")
-    sizes = [int(v) for v in given if number.fullmatch(v)]
-    args.inputs = list(args.inputs) + [v for v in given if not number.fullmatch(v)]
-    if any(size <= 0 for size in sizes):
-        raise ValueError(f"--img-size: expected sizes above 0, found {' '.join(given)}")
+    sizes = [v for v in given if isinstance(v, int)]                # size_or_path: sizes are ints, paths strings
+    args.inputs = list(args.inputs) + [v for v in given if not isinstance(v, int)]
     args.img_size = sizes or None
     if len(sizes) > 1 and not args.data:
         raise ValueError("several --img-size values are for --data: the same network evaluated at each size")
@@ -812,6 +835,10 @@ def main(args) -> dict:
 
 def run(args) -> dict:
     sizes = args.img_size or []
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if not args.export:                     # the first line: which arithmetic runs, and why
+        given, args.precision = args.precision, devices.choose_precision(device.type, args.precision)
+        print(devices.describe_precision(device, args.precision, given))
     model, class_names, train_config = load_model(args.weights, args.model, sizes[0] if len(sizes) == 1 else None,
                                                   args.names, getattr(args, "tree", None), args.partial)
     if hasattr(model, "tree"):              # YOLO9000 (yolo9000.py): the descent's threshold, the path to print
@@ -821,14 +848,14 @@ def run(args) -> dict:
         from tools.export import export_onnx
         print(export_onnx(model, args.export))
         return dict(exit_code=0, exported=args.export)
-    model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
     family = FAMILIES[model.config["family"]]
     defaults = dict(conf=metrics.EVAL_CONF, nms=family.EVAL_NMS) if args.data else test_thresholds(model)
     args.conf = defaults["conf"] if args.conf is None else args.conf
     args.nms = defaults["nms"] if args.nms is None else args.nms
     args.letterbox = test_letterbox(model) if args.letterbox is None else args.letterbox
     print(f"{model.preset} at {model.img_size}, {len(class_names)} classes, conf {args.conf}, nms {args.nms}"
-          f"{', letterbox' if args.letterbox else ''}")
+          f"{', letterbox' if args.letterbox else ''}, precision {args.precision} on {device}")
     args.split = args.split or ("val" if getattr(args, "inet_map", None) else "test")
     if args.data and getattr(args, "inet_map", None):
         return evaluate_imagenet(args, model, class_names)

@@ -5,6 +5,7 @@ named as the preset with "_" for "-" and "." (yolov2-voc -> yolov2_voc), so a ne
   model = torch.hub.load("path/to/this/repository", "yolov2_voc", source="local", weights="yolov2-voc.weights")
   model = torch.hub.load("OWNER/REPOSITORY", "yolov2_voc", weights="yolov2-voc.weights")     # from GitHub
   detections = detect.detect_objects(model, [Image.open("photo.jpg")])      # boxes in pixels, scores, names
+  (in bfloat16 on a CPU that computes in it, tools/devices.choose_precision; precision="fp32" for float32)
 
 Nothing is downloaded, at import or at load: weights is a file you have (darknet's official .weights, or a train.py
 checkpoint); without it the network has fresh random weights. torch.hub.list shows the entries, torch.hub.help

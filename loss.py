@@ -4,6 +4,7 @@ Training losses of YOLOv1 and YOLOv2, one plain function each.
 Paper -> code
   YOLOv1 §2.2, eq. (3): the sum-squared loss, row by row ................. yolov1_loss()
   YOLOv2 (paper silent; darknet region_layer.c, two revisions) ........... yolov2_loss(), REGION_*
+  YOLOv2 §2 "Direct location prediction" vs the RPN's offsets (Table 2) .. LOCATIONS, centre_in_cell()
 
 Both take the targets as data.collate yields them, batch tensors padded in the loader's workers
 (metrics.batch_targets: "boxes" (N, T, 4) normalized xyxy, "labels" (N, T), "valid" (N, T)), or a list with one
@@ -149,22 +150,41 @@ REGION_2017 = "60e952ba"       # 2017-03-26 (yolov2-voc.cfg): delta = coord_scal
 # gradient. (Between them, b3c4fc9f and d2dece3d changed only the YOLO9000 tree path.)
 REGION_REVISIONS = tuple(name for name, row in darknet.REVISIONS.items() if row["region"])
 
+# YOLOv2 Table 2, rows "anchor boxes" and "location prediction" (§2 "Direct location prediction"): what tx, ty mean.
+#   "direct" (YOLOv2, darknet): bx = σ(tx) + cx, the centre bound to its cell; the loss compares σ(tx) with the
+#     centre's offset in the cell.
+#   "offsets" (the region proposal network's, the row "anchor boxes"): x = x_a + tx·w_a, unconstrained, x_a the
+#     anchor's centre (OUR CHOICE: the cell's centre, cx + .5; the paper does not say where its intermediate model
+#     centred its anchors) and w_a its width; the loss compares tx itself, linear like tw, with (x - x_a) / w_a.
+#     The paper prints x = (tx * wa) - xa; its own example (tx = 1 shifts the box right by the anchor's width) and
+#     Faster R-CNN's eq. 2 (x = tx·wa + xa) give the plus sign, which we use.
+LOCATIONS = ("direct", "offsets")
+
+
+def centre_in_cell(t, anchor_side, location):
+    """tx (or ty) -> the box centre measured from its cell's top-left corner, in cells. anchor_side: the anchor's
+    width (or height) in cells, broadcastable to t. "direct": σ(t), in (0, 1); "offsets": .5 + t·anchor_side."""
+    return torch.sigmoid(t) if location == "direct" else 0.5 + t * anchor_side
+
 
 def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCALE, object_scale=OBJECT_SCALE,
                 noobject_scale=NOOBJECT_SCALE, class_scale=CLASS_SCALE, ignore_thresh=IGNORE_THRESH, class_loss=None,
-                region=REGION_2017, detection=None):
+                region=REGION_2017, detection=None, location="direct"):
     """Darknet's region layer as a loss. raw: (N, A*(5+C), H, W) (channel a*(5+C) + tx, ty, tw, th, to,
     class logits); targets: the batch as data.collate pads it (metrics.batch_targets: "boxes" (N, T, 4)
     normalized xyxy, "labels" (N, T), "valid" (N, T)), or a list of N dicts {"boxes": (M, 4), "labels": (M,)}
     padded here; anchors: (A, 2) in grid cells; seen: images seen including this batch (darknet's net.seen);
     region: a darknet revision with a region layer (REGION_REVISIONS; its row of darknet.REVISIONS gives the
     coordinate scale); detection: None, or (N,) bool, the images that get the no-object and warm-up errors
-    (YOLO9000's joint batches: not its classification images).
+    (YOLO9000's joint batches: not its classification images); location: "direct" or "offsets" (LOCATIONS,
+    YOLOv2 Table 2's rows "location prediction" and "anchor boxes").
     Returns the mean over images of xy, wh, obj, noobj, prior (anchor warm-up) and cls, and their sum "total".
     Every object slot of the batch is computed and weighted 0 or 1, never filtered: no shape depends on the
     data, so the host never waits for the device (tests/test_loss.py runs it under FakeTensorMode)."""
     if region not in REGION_REVISIONS:
         raise ValueError(f"yolov2_loss: region must be one of {REGION_REVISIONS}, got {region!r}")
+    if location not in LOCATIONS:
+        raise ValueError(f"yolov2_loss: location must be one of {LOCATIONS}, got {location!r}")
     targets = batch_targets(targets) if isinstance(targets, (list, tuple)) else targets
     N, _, H, W = raw.shape
     A, T = anchors.shape[0], targets["boxes"].shape[1]
@@ -175,7 +195,8 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
     # One split (not six slices): its backward writes the gradient of raw in one pass.
     tx, ty, tw, th, to, logits = raw.split([1, 1, 1, 1, 1, raw.shape[2] - 5], dim=2)
     tw, th = tw.squeeze(2), th.squeeze(2)                            # (N, A, H, W) log-space size
-    x, y = torch.sigmoid(tx.squeeze(2)), torch.sigmoid(ty.squeeze(2))  # (N, A, H, W) offsets in the cell
+    # (N, A, H, W) what the coordinate loss compares: σ(tx), σ(ty) (offsets in the cell), or tx, ty ("offsets")
+    x, y = (torch.sigmoid(t.squeeze(2)) if location == "direct" else t.squeeze(2) for t in (tx, ty))
     objectness = torch.sigmoid(to.squeeze(2))                        # (N, A, H, W)
     # logits: (N, A, C, H, W)
 
@@ -183,7 +204,9 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
     with torch.no_grad():
         col = torch.arange(W, device=raw.device, dtype=raw.dtype).view(1, 1, 1, W)
         row = torch.arange(H, device=raw.device, dtype=raw.dtype).view(1, 1, H, 1)
-        pred = xywh_to_xyxy(torch.stack([(col + x) / W, (row + y) / H,
+        in_cell_x = x if location == "direct" else centre_in_cell(x, anchors[:, 0].view(1, A, 1, 1), location)
+        in_cell_y = y if location == "direct" else centre_in_cell(y, anchors[:, 1].view(1, A, 1, 1), location)
+        pred = xywh_to_xyxy(torch.stack([(col + in_cell_x) / W, (row + in_cell_y) / H,
                                          anchors[:, 0].view(1, A, 1, 1) * torch.exp(tw) / W,
                                          anchors[:, 1].view(1, A, 1, 1) * torch.exp(th) / H], -1))  # (N, A, H, W, 4)
 
@@ -217,12 +240,15 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
     weight = kept.to(raw.dtype)
     responsible = raw.new_zeros(N * A * H * W).scatter_reduce(0, slot, weight, "amax").view(N, A, H, W)  # 0 or 1
 
-    # Coordinates: σ(tx), σ(ty) toward the offset of the centre in its cell; tw, th toward
+    # Coordinates: σ(tx), σ(ty) toward the offset of the centre in its cell ("offsets": tx, ty toward that offset
+    # less the anchor's centre .5, over the anchor's width and height); tw, th toward
     # log(w·W / anchor_w), log(h·H / anchor_h); 60e952ba's scale coord_scale·(2 - w·h) favours small boxes,
     # the release's is coord_scale for every box.
     small_boxes = darknet.REVISIONS[region]["region"] == darknet.COORD_SMALL_BOXES
     scale = coord_scale * ((2 - truth[:, 2] * truth[:, 3]) if small_boxes else torch.ones_like(truth[:, 2]))
     target_x, target_y = truth[:, 0] * W - i, truth[:, 1] * H - j
+    if location == "offsets":
+        target_x, target_y = (target_x - 0.5) / anchors[n, 0], (target_y - 0.5) / anchors[n, 1]
     target_w = torch.log(truth[:, 2] * W / anchors[n, 0])
     target_h = torch.log(truth[:, 3] * H / anchors[n, 1])
     xy = 0.5 * scale * ((target_x - x[image, n, j, i]) ** 2 + (target_y - y[image, n, j, i]) ** 2) * weight
@@ -235,9 +261,11 @@ def yolov2_loss(raw, targets, anchors, seen, rescore=True, coord_scale=COORD_SCA
     # Classes: softmax over the C logits of the slot, cross-entropy with the object's class.
     # class_loss(logits (K, C), labels (K,)) -> (K,) replaces it: YOLO9000's WordTree (yolo9000.py) passes its own.
     cls = class_scale * (class_loss or cross_entropy)(logits[image, n, :, j, i], label) * weight
-    # Anchor warm-up: σ(tx), σ(ty) -> .5 and tw, th -> 0 (the anchor itself) for all other predictions.
+    # Anchor warm-up: σ(tx), σ(ty) -> .5 ("offsets": tx, ty -> 0) and tw, th -> 0 (the anchor itself, centred in
+    # its cell) for all other predictions.
     if seen < PRIOR_WARMUP_IMAGES:
-        prior = 0.5 * PRIOR_WARMUP_SCALE * ((0.5 - x) ** 2 + (0.5 - y) ** 2 + tw ** 2 + th ** 2) * elsewhere
+        centre = 0.5 if location == "direct" else 0.0
+        prior = 0.5 * PRIOR_WARMUP_SCALE * ((centre - x) ** 2 + (centre - y) ** 2 + tw ** 2 + th ** 2) * elsewhere
     else:
         prior = raw.new_zeros(())
 

@@ -7,6 +7,7 @@ Paper -> code
   YOLOv2 §3    "Training for detection": 160 epochs, 1e-3, /10 at 60 and 90 ........ yolov2.RECIPE, yolov2_lr()
   darknet      burn-in: lr·(batch/1000)^4 for the first 1000 batches ................. yolov2_lr()
   YOLOv2 §3    "Training for classification": polynomial decay, power 4 .............. poly_lr()
+  YOLOv2 §3    the classification recipes (224, the 448 fine-tune), extraction.cfg 2015 . tools/classify.py RECIPES
   YOLOv2 §2    "Multi-Scale Training": a new size every 10 batches ................... multiscale_size(), train_one_epoch()
   YOLOv2 §2    "Dimension Clusters": k-means on the training boxes ................... --kmeans (yolov2.dimension_clusters)
   YOLOv2 §4    joint training on detection and classification images ................ yolo9000.joint_datasets()
@@ -28,7 +29,8 @@ Run:
   python train.py                                            # synthetic shapes, small YOLOv1, CPU or GPU
   python train.py --model yolov1 --data VOCdevkit --weights extraction.conv.weights    # YOLOv1 §2.2
   python train.py --model yolov2-voc --data VOCdevkit --weights darknet19_448.conv.23  # YOLOv2 §3
-  python train.py --task classify --model darknet19 --data imagenet_folder            # backbone
+  python train.py --task classify --recipe darknet19 --data imagenet_folder           # backbone, YOLOv2 §3
+  python train.py --task classify --recipe darknet19_448 --data imagenet_folder --weights runs/darknet19/best.pt
   python train.py --model yolo9000 --data coco/annotations/instances_train2014.json --val-data \\
       coco/annotations/instances_minival2014.json --imagenet imagenet9k --tree 9k.tree --coco-map coco9k.map \\
       --weights darknet19_448.conv.23                                                  # YOLOv2 §4, YOLO9000
@@ -72,10 +74,11 @@ FAMILIES = {"yolov1": yolov1, "yolov2": yolov2, "yolo9000": yolo9000}
 DEFAULTS = dict(task="detect", accumulate=1, cuda_defaults=True, sync_bn=False, log_interval=10, seed=0, plots=True,
                 save_minutes=5.0)   # OUR CHOICE: last.pt every 5 minutes of training as well as at each epoch's end
 
-SYNTHETIC = dict(  # OUR CHOICE: `python train.py`, data.ShapesDataset, ~8 minutes on 2 CPU cores (README, Results)
-    # one epoch of 57,600 fresh images (1,800 steps of 32; rendering one costs ~1 ms) rather than many epochs of
-    # a few: no image is seen twice. Adam (not the papers' SGD) at 2e-3, /10 at 90% and 97% of the steps (with
-    # --epochs E the drops move to 0.9·E and 0.97·E: resolve() scales every recipe's lr_steps with --epochs).
+SYNTHETIC = dict(  # OUR CHOICE: `python train.py`, data.ShapesDataset, minutes on 2 CPU cores (README, Results)
+    # one epoch of 57,600 fresh images (1,800 steps of 32; drawing a batch at once costs a small part of a step,
+    # bench/bench_synthetic.py) rather than many epochs of a few: no image is seen twice. Adam (not the papers'
+    # SGD) at 2e-3, /10 at 90% and 97% of the steps (with --epochs E the drops move to 0.9·E and 0.97·E: resolve()
+    # scales every recipe's lr_steps with --epochs).
     model="yolov1-shapes", optimizer="adam", epochs=1, batch_size=32, momentum=0.9, weight_decay=0.0,
     dropout=0.0, schedule="yolov1", lr=2e-3, warmup_lr=2e-4, warmup_epochs=0.05, lr_steps=[0.9, 0.97],
     img_size=112, augment="none", multiscale=False, eval_every=1, train_images=57_600, val_images=500)
@@ -131,7 +134,7 @@ def learning_rate(args, step, steps_per_epoch):
         return yolov1_lr(step / steps_per_epoch, args.lr, args.warmup_lr, args.warmup_epochs, args.lr_steps)
     if args.schedule == "yolov2":
         return yolov2_lr(step, steps_per_epoch, args.lr, args.burn_in, args.lr_steps, warmup_lr=args.warmup_lr)
-    return poly_lr(step, args.epochs * steps_per_epoch, args.lr, args.burn_in)
+    return poly_lr(step, args.epochs * steps_per_epoch, args.lr, args.burn_in, args.power)
 
 
 def multiscale_size(seed, step, img_size=416):
@@ -514,7 +517,7 @@ def evaluate(model, family, dataset, args, batch_size, world=1, rank=0, status=N
         result = family.evaluate(model, torch.utils.data.Subset(dataset, part), batch_size, args.workers, progress)
         return devices.gather_mean(result, len(part), world)
     detections, truths, _ = detect.evaluate(model, dataset, metrics.EVAL_CONF, family.EVAL_NMS, batch_size,
-                                            args.workers, indices=part, progress=progress)
+                                            args.workers, indices=part, progress=progress, precision=args.precision)
     found = devices.gather_to_first({i: detections[i] for i in part}, world)
     return None if found is None else metrics.evaluate([found[i] for i in range(len(dataset))], truths,
                                                        protocol="voc07", num_classes=model.num_classes)
@@ -611,9 +614,12 @@ def train(args, checkpoint):
         shared = [args.out]                                        # write nothing there, but name it
         dist.broadcast_object_list(shared, src=0)
         args.out = shared[0]
+    # bfloat16 where the CPU computes in it: the evaluation's arithmetic, and training's autocast unless --(no-)amp
+    args.precision = devices.choose_precision(device.type, args.precision)
     speed = devices.cuda_defaults(device.type if args.cuda_defaults else "cpu")
     devices.apply_cuda_defaults(speed)
-    args.amp = speed["amp"] if args.amp is None else args.amp
+    if args.amp is None:                        # CUDA's default (bfloat16 where native), else the CPU's bfloat16
+        args.amp = speed["amp"] or devices.default_amp(device.type, args.precision)
     if rank == 0:
         print(devices.describe(device, speed, args.amp, devices.amp_dtype(device.type)))
     args.workers = devices.default_workers() if args.workers is None else args.workers
@@ -646,8 +652,9 @@ def train(args, checkpoint):
                     len(sampler) // (micro * args.accumulate), getattr(train_set, "tree", None))
     run.log(f"{run.raw_model.preset}: {sum(p.numel() for p in run.raw_model.parameters()):,} parameters, "
             f"{len(train_set.class_names)} classes, {len(train_set)} training images, {run.steps_per_epoch} steps "
-            f"of {args.batch_size} per epoch ({world} x {args.accumulate} x {micro}), on {device}, recipe "
-            f"{args.recipe}, output {args.out}")
+            f"of {args.batch_size} per epoch ({world} x {args.accumulate} x {micro}), on {device}, training in "
+            f"{str(run.amp_dtype)[6:] + ' autocast' if args.amp else 'float32'}, evaluating in {args.precision}, "
+            f"recipe {args.recipe}, output {args.out}")
 
     if rank == 0:                               # log.csv with its header from the start (its rows on a resume)
         checkpoints.write_csv(run.pos.history, os.path.join(args.out, "log.csv"))
@@ -716,8 +723,12 @@ def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     d, add = recipe_help, p.add_argument
     positive = detect.positive          # the value checks detect.py makes of the same flags
-    add("--recipe", choices=sorted(RECIPES) + ["classify"], help="default: synthetic without --data, else the "
-        "model's family (yolov1 = YOLOv1 §2.2, yolov2 = YOLOv2 §3), classify with --task classify")
+    from tools import classify      # the classification recipes' names, for --help (YOLOv2 §3, extraction.cfg 2015)
+    add("--recipe", choices=sorted(RECIPES) + ["classify"] + sorted(classify.RECIPES), help="default: synthetic "
+        "without --data, else the model's family (yolov1 = YOLOv1 §2.2, yolov2 = YOLOv2 §3); with --task classify "
+        "one of " + ", ".join(sorted(classify.RECIPES)) + " (YOLOv2 §3 'Training for classification' at 224, its "
+        "fine-tune at 448, YOLOv1's backbone as darknet's extraction.cfg of 2015 trained it), by default the "
+        "model's (classify = that default)")
     add("--task", choices=["detect", "classify"], help="detect (default) or classify: ImageNet-style pre-training "
         "of the backbone (YOLOv1 §2.2, YOLOv2 §3 'Training for classification'; tools/classify.py)")
     add("--model", help=d("a yolov1 / yolov2 preset, or darknet19 / extraction with --task classify", "model"))
@@ -751,13 +762,16 @@ def get_args_parser():
     add("--lr-steps", type=float, nargs="*", help=d("epochs where the rate drops 10x (YOLOv1 §2.2: 75 105; "
         "YOLOv2 §3: 60 90); with another --epochs they move in proportion, e.g. 135 -> 27: 15 21", "lr_steps"))
     add("--burn-in", type=int, help=d("yolov2 schedule: batches of burn-in (darknet)", "burn_in"))
+    add("--power", type=positive(float), help="poly schedule: lr·(1 - batch / batches)^power (YOLOv2 §3: 4; "
+        "extraction.cfg 2015: 6; default: the classification recipe's, else 4)")
     add("--optimizer", choices=["sgd", "adam"], help=d("sgd with momentum (YOLOv1 §2.2, YOLOv2 §3) or adam (our "
                                                        "choice for the synthetic recipe)", "optimizer"))
     add("--momentum", type=float, help=d("SGD momentum, Adam's beta1 (§2.2 / §3: 0.9)", "momentum"))
     add("--weight-decay", type=float, help=d("on conv / connected weights (§2.2 / §3: 5e-4)", "weight_decay"))
     add("--dropout", type=float, help=d("after the first connected layer (YOLOv1 §2.2: .5)", "dropout"))
     add("--augment", help=d("data.py augmentation: yolov1 (§2.2 read literally), darknet's by revision ("
-                            + ", ".join(f"{n} {r}" for n, (r, _) in data.AUGMENTATION_REVISIONS.items()) + "), none",
+                            + ", ".join(f"{n} {r}" for n, (r, _) in data.AUGMENTATION_REVISIONS.items()) + "), none; "
+                            "with --task classify tools/classify.py's: darknet19, darknet19_448, extraction.2015, flip",
                             "augment"))
     add("--multiscale", action=argparse.BooleanOptionalAction, help=d("YOLOv2 §2: new input size every 10 "
                                                                       "batches", "multiscale"))
@@ -777,8 +791,12 @@ def get_args_parser():
     add("--time-limit", type=positive(float), help="stop after this many seconds of training, then evaluate and save (the "
         "run is then no longer a function of the seed)")
     add("--amp", action=argparse.BooleanOptionalAction, help="mixed precision: bfloat16 where the GPU has it (and "
-        "on CPU), else float16 + GradScaler (devices.amp_dtype; default: on with CUDA's defaults where the GPU has "
-        "bfloat16 units, else off)")
+        "on CPU), else float16 + GradScaler (devices.amp_dtype). Default: on with CUDA's defaults where the GPU has "
+        "bfloat16 units, on where --precision is bf16 on a CPU (devices.default_amp), else off")
+    add("--precision", choices=devices.PRECISIONS, help="the evaluation's arithmetic, fp32 or bf16 (bfloat16 "
+        "autocast), and with it --amp's default. Default: bf16 on a CPU that computes in bfloat16 natively "
+        f"(avx512_bf16 or amx_bf16; on this machine's CPU: {devices.choose_precision('cpu')}), else fp32 "
+        "(devices.choose_precision)")
     add("--cuda-defaults", action=argparse.BooleanOptionalAction, help="on CUDA: cudnn.benchmark, TF32 matmuls, "
         "bfloat16 AMP where native (devices.cuda_defaults; default: on; the CPU has none)")
     add("--sync-bn", action=argparse.BooleanOptionalAction, help="with several CUDA processes: batch norm over all "
@@ -819,18 +837,24 @@ def resolve(args):
     for key, value in DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.task == "classify" and args.recipe in (None, "classify"):   # the model's own (tools/classify.py)
+        args.recipe = "extraction.2015" if args.model == "extraction" else "darknet19"
     if args.recipe is None:
-        args.recipe = ("classify" if args.task == "classify"
-                       else args.model if "train_images" in RECIPES.get(args.model, {})   # a preset's synthetic demo
+        args.recipe = (args.model if "train_images" in RECIPES.get(args.model, {})   # a preset's synthetic demo
                        else "synthetic" if args.data is None
                        else args.model if args.model in RECIPES
                        else detect.family_of(args.model).__name__ if args.model else "yolov1")
-    recipe = family_for(args).RECIPE if args.recipe == "classify" else RECIPES[args.recipe]
+    if (args.task == "classify") != (args.recipe not in RECIPES):
+        raise ValueError(f"--recipe {args.recipe} is a {'detection' if args.recipe in RECIPES else 'classification'} "
+                         f"recipe: {'leave out' if args.recipe in RECIPES else 'add'} --task classify")
+    recipe = family_for(args).RECIPES[args.recipe] if args.task == "classify" else RECIPES[args.recipe]
     if args.lr_steps is None and args.epochs is not None and "lr_steps" in recipe and args.epochs != recipe["epochs"]:
         args.lr_steps = [step * args.epochs / recipe["epochs"] for step in recipe["lr_steps"]]
     for key, value in recipe.items():
         if getattr(args, key) is None and key != "img_size":
             setattr(args, key, value)
+    if args.power is None:                      # the poly schedule's power: YOLOv2 §3's 4 unless the recipe says
+        args.power = 4
     if args.img_size is None:                   # the preset's own size (its cfg's), else the recipe's
         preset = family_for(args).PRESETS.get(args.model)
         args.img_size = preset["img_size"] if isinstance(preset, dict) and "img_size" in preset else recipe.get("img_size")

@@ -97,18 +97,20 @@ def conv_stride(spec):
     return stride
 
 
-def make_conv_layers(spec, batch_norm):
-    """Layers of a spec list (see YOLOV1_CONVS) -> (nn.Sequential, output channels, total stride)."""
+def make_conv_layers(spec, batch_norm, width_divisor=1):
+    """Layers of a spec list (see YOLOV1_CONVS) -> (nn.Sequential, output channels, total stride).
+    width_divisor: filters // width_divisor in every conv (darknet._layers; OUR CHOICE, for CPU-sized runs)."""
     layers, channels, stride = [], 3, 1
     for item in spec:
         if item == "extraction":
-            layers.append(darknet.extraction_trunk(batch_norm=batch_norm))
-            channels, stride = EXTRACTION_CHANNELS, stride * EXTRACTION_STRIDE
+            layers.append(darknet.extraction_trunk(batch_norm, width_divisor))
+            channels, stride = EXTRACTION_CHANNELS // width_divisor, stride * EXTRACTION_STRIDE
         elif item == "M":
             layers.append(darknet.maxpool(2, 2))
             stride *= 2
         else:
             filters, size, conv_stride = item
+            filters //= width_divisor
             layers.append(darknet.ConvBlock(channels, filters, size, conv_stride, batch_norm=batch_norm))
             channels, stride = filters, stride * conv_stride
     return nn.Sequential(*layers), channels, stride
@@ -129,13 +131,13 @@ class YOLOv1(nn.Module):
     with prefix_ok=True into the first 20 convs of "yolov1".
     """
 
-    def __init__(self, preset, num_classes, batch_norm, img_size, S, B):
+    def __init__(self, preset, num_classes, batch_norm, img_size, S, B, width_divisor=1):
         super().__init__()
         cfg = PRESETS[preset]
         self.preset, self.num_classes, self.batch_norm = preset, num_classes, batch_norm
         self.img_size, self.S, self.B, self.head_type = img_size, S, B, cfg.get("head", "fc")
         self.input_range = cfg["input_range"]
-        self.features, channels, stride = make_conv_layers(cfg["convs"], batch_norm)
+        self.features, channels, stride = make_conv_layers(cfg["convs"], batch_norm, width_divisor)
         # batch norm at test time and its running averages as darknet had them at the file's revision
         self.revision = cfg.get("revision")
         if self.revision:
@@ -163,8 +165,8 @@ class YOLOv1(nn.Module):
             self.local = darknet.LocalLayer(channels, cfg["local"], 3, side, side, activation="leaky")
             in_features = cfg["local"] * self.local.out_h * self.local.out_w
         if cfg["hidden"]:                                               # the paper: connected 4096, leaky
-            self.fc1 = nn.Linear(in_features, cfg["hidden"])
-            in_features = cfg["hidden"]
+            self.fc1 = nn.Linear(in_features, cfg["hidden"] // width_divisor)
+            in_features = cfg["hidden"] // width_divisor
         self.dropout = nn.Dropout(DROPOUT) if cfg["dropout"] else nn.Identity()
         self.fc2 = nn.Linear(in_features, S * S * (B * 5 + num_classes))
         self.fc2.darknet_permutation = darknet_output_permutation(S, B, num_classes)   # for .weights files
@@ -408,10 +410,12 @@ TARGETS = {}                   # train.py's data.collate: every box (the cell's 
 
 
 def build(preset, num_classes=None, batch_norm=None, img_size=None, S=None, B=None, backbone=None,
-          pretrained=False):
+          pretrained=False, width_divisor=None):
     """The network of PRESETS[preset]; every other argument left None takes the preset's value, but for a conv head
     given only img_size: its grid then follows the input, S = img_size / stride (as in YOLOv2).
     backbone ("resnet18", "resnet50"): ResNetYOLOv1 instead (not the paper; pretrained: torchvision's weights).
+    width_divisor: every conv and the hidden connected layer narrower (OUR CHOICE, for CPU-sized runs such as
+    bench/table2.py's YOLO columns).
     model.config holds the arguments that rebuild it (checkpoints store it: detect.py needs nothing else)."""
     if preset in RENAMED:
         raise ValueError(f"YOLOv1 preset {preset!r} is gone: {RENAMED[preset]}")
@@ -424,6 +428,8 @@ def build(preset, num_classes=None, batch_norm=None, img_size=None, S=None, B=No
                   batch_norm=cfg["batch_norm"] if batch_norm is None else batch_norm,
                   img_size=cfg["img_size"] if img_size is None else img_size,
                   S=cfg["S"] if S is None else S, B=cfg["B"] if B is None else B, backbone=backbone)
+    if width_divisor is not None:
+        config["width_divisor"] = width_divisor
     if backbone:
         model = ResNetYOLOv1(backbone, config["num_classes"], config["img_size"], config["S"], config["B"],
                              pretrained=pretrained)

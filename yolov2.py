@@ -15,23 +15,25 @@ that revision did: batch norm, test resizing and thresholds, smallest box, regio
     region_layer.c (loss.REGION_2017). The tiny presets are that revision's cfgs, renamed in 2018 (yolov2-tiny's
     cfg is 897c346c's, 2018-03-28, whose test path is YOLOv3's darknet).
 
-Table 2 ("The path from YOLO to YOLOv2") -> code
-  batch norm (§2 "Batch Normalization") ........ darknet.ConvBlock(batch_norm=True), every conv but the last
-  hi-res classifier (§2 "High Resolution Classifier")  darknet19_448.conv.23, loaded by train.py --weights
+Table 2 ("The path from YOLO to YOLOv2") -> code. Each row is a switch of build() (SWITCH_DEFAULTS: YOLOv2's), or of
+training; bench/table2.py trains the columns one after another (the columns before "convolutional" are yolov1.py's).
+  batch norm (§2 "Batch Normalization") ........ build(batch_norm=): darknet.ConvBlock in every conv but the last
+  hi-res classifier (§2 "High Resolution Classifier")  the trunk train.py --weights starts from: darknet19_448.conv.23,
+                                                  or tools/classify.py RECIPES["darknet19_448"]
   convolutional (§2 "Convolutional With Anchor Boxes": no fully connected layers) .. YOLOv2.detect, a 1x1
                                                   conv on the 13x13 map of a 416 input (STRIDE 32)
-  anchor boxes (same paragraph) ................. what the final model keeps: A predictors per cell, each with
-                                                  its own objectness and class probabilities (decode); the
-                                                  row's offset parametrisation and its hand-picked priors are
-                                                  gone, replaced by the next two rows. (The paper prints that
-                                                  offset as x = (t_x·w_a) - x_a; we read it as Faster R-CNN's
-                                                  x = x_a + t_x·w_a, the sign the text's example implies.)
-  new network (§3 "Faster", Table 6) ............ darknet.darknet19_trunk, darknet.tiny_yolov2_trunk
-  dimension priors (§2 "Dimension Clusters") .... kmeans_anchors(), dimension_clusters() (Figure 2); ANCHORS_*
-  location prediction (§2 "Direct location prediction") .. decode()
+  anchor boxes (same paragraph) ................. A predictors per cell, each with its own objectness and class
+                                                  probabilities (decode); the row's own box parametrisation,
+                                                  x = x_a + tx·w_a, unconstrained, and its hand-picked priors:
+                                                  build(location="offsets", anchors="hand-picked")
+  new network (§3 "Faster", Table 6) ............ build(trunk=): "darknet19" (darknet.darknet19_trunk), or "yolov1",
+                                                  YOLO's 24 convs before it; darknet.tiny_yolov2_trunk
+  dimension priors (§2 "Dimension Clusters") .... kmeans_anchors(), dimension_clusters() (Figure 2); ANCHORS_*;
+                                                  build(anchors=[[w, h], ...]) (vs "hand-picked")
+  location prediction (§2 "Direct location prediction") .. decode(location="direct"), loss.centre_in_cell
   passthrough (§2 "Fine-Grained Features") ...... YOLOv2.forward: 26x26x512 -> reorg -> concat (c6afc7ff);
-                                                  60e952ba puts a 1x1 conv to 64 before the reorg
-  multi-scale (§2 "Multi-Scale Training") ....... MULTI_SCALE_SIZES; the schedule is train.py's
+                                                  60e952ba puts a 1x1 conv to 64 before the reorg; build(passthrough=)
+  multi-scale (§2 "Multi-Scale Training") ....... MULTI_SCALE_SIZES; the schedule is train.py's (--multiscale)
   hi-res detector ............................... build(name, img_size=544): the 544 x 544 row of Table 2
   not in the paper: darknet's inference ......... postprocess(): thresholds, letterbox, NMS
   §3 "Training for detection" ................... RECIPE; the family interface: build(), loss(), detections()
@@ -46,9 +48,9 @@ import torch
 from torch import nn
 
 import darknet
-from darknet import ConvBlock, darknet19_trunk, reorg, tiny_yolov2_trunk
+from darknet import ConvBlock, darknet19_trunk, extraction_trunk, reorg, tiny_yolov2_trunk
 from data import boxes_to_original
-from loss import MIN_BOX_SIZE, REGION_MAX_OBJECTS, yolov2_loss
+from loss import LOCATIONS, MIN_BOX_SIZE, REGION_MAX_OBJECTS, centre_in_cell, yolov2_loss
 from metrics import batched_nms, shape_iou
 
 # -----------------------------------------------------------------------------
@@ -63,8 +65,21 @@ ANCHORS_VOC = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892),       
 ANCHORS_COCO = ((0.57273, 0.677385), (1.87446, 2.06253), (3.33843, 5.47434),      # 60e952ba yolov2.cfg, yolov2-tiny.cfg
                 (7.88282, 3.52778), (9.77052, 9.16828))
 ANCHORS_TINY_VOC = ANCHORS_VOC_RELEASE           # yolov2-tiny-voc.cfg kept the release's VOC anchors
+# Table 2 "anchor boxes": "hand-picked priors" (§2 "Convolutional With Anchor Boxes", "Dimension Clusters"), as
+# Faster R-CNN picked them (§3.1.1 of its paper; the 9 "Anchor Boxes [15]" of YOLOv2's Table 1): areas 128², 256²,
+# 512² pixels at aspect ratios h/w = 1/2, 1, 2, on images whose shorter side is 600 pixels. Here as fractions of
+# the image side, (w, h) = (s/√r, s·√r) for s in 128/600, 256/600, 512/600; hand_picked_anchors() puts them in cells.
+HAND_PICKED_PRIORS = tuple((s / 600 / r ** 0.5, s / 600 * r ** 0.5) for s in (128, 256, 512) for r in (0.5, 1, 2))
+
+
+def hand_picked_anchors(img_size):
+    """HAND_PICKED_PRIORS in grid cells of an img_size input (img_size / STRIDE cells a side)."""
+    return tuple((w * img_size / STRIDE, h * img_size / STRIDE) for w, h in HAND_PICKED_PRIORS)
+
 
 STRIDE = 32                                      # input pixels per grid cell (five 2x2 max-pools)
+PASSTHROUGHS = ("reorg", "conv64", "none")       # YOLOv2.__init__; "none": Table 2's columns before "passthrough"
+TRUNKS = ("darknet19", "yolov1")                 # Table 2 "new network": Darknet-19, or YOLO's network before it
 # §2 "Multi-Scale Training": every 10 batches the network is given a new input size drawn from
 # {320, 352, ..., 608}; it is fully convolutional, so one set of weights serves every size.
 MULTI_SCALE_SIZES = tuple(range(320, 608 + 1, STRIDE))
@@ -105,39 +120,60 @@ PRESETS = {
 
 class YOLOv2(nn.Module):
     """yolo-voc.2.0.cfg / yolo.2.0.cfg (passthrough="reorg") and yolov2-voc.cfg / yolov2.cfg ("conv64"):
-    Darknet-19 trunk, three 3x3x1024 convs, the passthrough, a 1x1 head."""
+    Darknet-19 trunk, three 3x3x1024 convs, the passthrough, a 1x1 head. The other arguments are Table 2's
+    switches (build(), SWITCH_DEFAULTS); their defaults are YOLOv2. width_divisor: every conv narrower (darknet._layers; OUR CHOICE,
+    for CPU-sized runs)."""
 
-    def __init__(self, num_classes, anchors, img_size, passthrough="conv64"):
+    def __init__(self, num_classes, anchors, img_size, passthrough="conv64", batch_norm=True, trunk="darknet19",
+                 width_divisor=1):
         super().__init__()
-        A, C = len(anchors), num_classes
-        # Table 2 "new network": Darknet-19 (§3, Table 6) without its classifier. cfg layers 0..22.
-        self.stage_a, self.stage_b = darknet19_trunk(batch_norm=True)   # 512 ch at stride 16; 1024 at 32
-        # "adding on three 3 x 3 convolutional layers with 1024 filters each" (§3 "Training for
-        # detection"): the first two here (cfg layers 23, 24), the third after the passthrough joins.
-        self.extra = nn.Sequential(ConvBlock(1024, 1024, 3), ConvBlock(1024, 1024, 3))
-        # Table 2 "passthrough" (§2 "Fine-Grained Features"): layer 25, [route] layers=-9, takes the
-        # 26x26x512 map (layer 16). The release (c6afc7ff) reorganises it as the paper says, 26x26x512 ->
-        # 13x13x2048 (layer 26), then [route] -1,-3 (27). 60e952ba shrinks it first with a 1x1 conv to 64
-        # channels (layer 26), then reorg (27) to 13x13x256 and [route] -1,-4 (28).
-        if passthrough not in ("reorg", "conv64"):
-            raise ValueError(f"passthrough must be 'reorg' or 'conv64', got {passthrough!r}")
-        self.passthrough = ConvBlock(512, 64, 1) if passthrough == "conv64" else nn.Identity()
-        fine_channels = 4 * (64 if passthrough == "conv64" else 512)      # 256 or 2048 after the reorg
-        self.merge = ConvBlock(fine_channels + 1024, 1024, 3)            # layer 28 (c6afc7ff) or 29
+        A, C, d, bn = len(anchors), num_classes, width_divisor, batch_norm
+        if passthrough not in PASSTHROUGHS or trunk not in TRUNKS or (trunk == "yolov1" and passthrough != "none"):
+            raise ValueError(f"passthrough must be one of {PASSTHROUGHS} ('none' with trunk 'yolov1') and trunk one "
+                             f"of {TRUNKS}, got {passthrough!r}, {trunk!r}")
+        # Table 2 "batch norm" (§2 "Batch Normalization"): in every conv but the last (bn); the paper's YOLOv2 has it.
+        # Table 2 "new network": Darknet-19 (§3, Table 6) without its classifier, cfg layers 0..22
+        # (trunk "darknet19"), or YOLO's own 24 convs (trunk "yolov1", the columns before it): the 20 of
+        # darknet.extraction_trunk and YOLOv1's four 3x3x1024, the second at stride 1, not 2 ("First we eliminate
+        # one pooling layer", §2 "Convolutional With Anchor Boxes"), so that the output is at stride 32 as here.
+        self.trunk, self.input_2015 = trunk, trunk == "yolov1"
+        if trunk == "yolov1":
+            self.stage_a = extraction_trunk(bn, d)                       # 20 convs, 1024/d channels, stride 32
+            self.stage_b = nn.Sequential(*[ConvBlock(1024 // d, 1024 // d, 3, batch_norm=bn) for _ in range(4)])
+            self.extra, self.passthrough, self.merge = nn.Identity(), None, nn.Identity()   # no passthrough
+        else:
+            self.stage_a, self.stage_b = darknet19_trunk(bn, d)          # 512/d ch at stride 16; 1024/d at 32
+            # "adding on three 3 x 3 convolutional layers with 1024 filters each" (§3 "Training for
+            # detection"): the first two here (cfg layers 23, 24), the third after the passthrough joins.
+            self.extra = nn.Sequential(ConvBlock(1024 // d, 1024 // d, 3, batch_norm=bn),
+                                       ConvBlock(1024 // d, 1024 // d, 3, batch_norm=bn))
+            # Table 2 "passthrough" (§2 "Fine-Grained Features"): layer 25, [route] layers=-9, takes the
+            # 26x26x512 map (layer 16). The release (c6afc7ff) reorganises it as the paper says, 26x26x512 ->
+            # 13x13x2048 (layer 26), then [route] -1,-3 (27). 60e952ba shrinks it first with a 1x1 conv to 64
+            # channels (layer 26), then reorg (27) to 13x13x256 and [route] -1,-4 (28). "none": the column before
+            # the row "passthrough", whose third 3x3 conv takes the 13x13 map alone.
+            self.passthrough = (ConvBlock(512 // d, 64 // d, 1, batch_norm=bn) if passthrough == "conv64"
+                                else nn.Identity() if passthrough == "reorg" else None)
+            fine_channels = {"conv64": 4 * 64 // d, "reorg": 4 * 512 // d, "none": 0}[passthrough]  # after the reorg
+            self.merge = ConvBlock(fine_channels + 1024 // d, 1024 // d, 3, batch_norm=bn)   # layer 28 (c6afc7ff) or 29
         # Table 2 "convolutional" + "anchor boxes": a 1x1 conv (layer 30; 29 in c6afc7ff) predicts A x (5 + C)
-        # numbers per cell; the next is the [region] layer: decode() here, loss.yolov2_loss in training.
-        self.detect = ConvBlock(1024, A * (5 + C), 1, batch_norm=False, activation="linear")
+        # numbers per cell, every cell of the map (YOLOv1 predicts from connected layers, yolov1.py); the next is
+        # the [region] layer: decode() here, loss.yolov2_loss in training.
+        self.detect = ConvBlock(1024 // d, A * (5 + C), 1, batch_norm=False, activation="linear")
         self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32))  # (A, 2) grid cells
         self.num_classes, self.img_size = C, img_size
 
     def forward(self, images):                        # (N, 3, 32H, 32W), RGB in [0, 1]
         check_input_size(images)
-        fine = self.stage_a(images)                   # (N, 512, 2H, 2W)  stride 16 (26x26 at 416)
+        if self.input_2015:                           # DARKNET 2015 [crop] of YOLO's network: 2x - 1
+            images = images * 2 - 1
+        fine = self.stage_a(images)                   # (N, 512, 2H, 2W)  stride 16 (26x26 at 416); "yolov1": stride 32
         x = self.extra(self.stage_b(fine))            # (N, 1024, H, W)   stride 32 (13x13 at 416)
-        # darknet's reorg (stride 2) is not pixel_unshuffle: see darknet.reorg for the index order.
-        p = reorg(self.passthrough(fine))             # (N, 512, 2H, 2W) -> (N, 2048, H, W) (c6afc7ff), or
+        if self.passthrough is not None:
+            # darknet's reorg (stride 2) is not pixel_unshuffle: see darknet.reorg for the index order.
+            p = reorg(self.passthrough(fine))         # (N, 512, 2H, 2W) -> (N, 2048, H, W) (c6afc7ff), or
                                                       # (N, 64, 2H, 2W) -> (N, 256, H, W) (60e952ba)
-        x = torch.cat([p, x], dim=1)                  # (N, 3072 or 1280, H, W): [route] = [reorg, main]
+            x = torch.cat([p, x], dim=1)              # (N, 3072 or 1280, H, W): [route] = [reorg, main]
         x = self.merge(x)                             # (N, 1024, H, W)
         # raw: (N, A*(5+C), H, W); channel a*(5+C) + k, k = tx, ty, tw, th, to, class logits (darknet order)
         return self.detect(x)
@@ -169,10 +205,11 @@ def check_input_size(images):
 # -----------------------------------------------------------------------------
 # §2 "Direct location prediction": from the raw map to boxes, objectness and class probabilities
 
-def decode(raw, anchors):
+def decode(raw, anchors, location="direct"):
     """raw (N, A*(5+C), H, W), anchors (A, 2) in grid cells ->
     boxes (N, P, 4) normalized xyxy, objectness (N, P), class_prob (N, P, C), scores (N, P, C),
-    P = A*H*W in darknet's order (anchor, row, column). As region_layer.c get_region_box."""
+    P = A*H*W in darknet's order (anchor, row, column). As region_layer.c get_region_box.
+    location "offsets" (Table 2 "anchor boxes"): bx = cx + .5 + tx·pw instead of σ(tx) + cx (loss.centre_in_cell)."""
     N, _, H, W = raw.shape
     A = anchors.shape[0]
     raw = raw.view(N, A, -1, H, W)                    # (N, A, 5+C, H, W)
@@ -183,8 +220,8 @@ def decode(raw, anchors):
     ph = anchors[:, 1].to(raw).view(1, A, 1, 1)
     # bx = (cx + σ(tx)) / W   by = (cy + σ(ty)) / H   bw = pw·exp(tw) / W   bh = ph·exp(th) / H
     # (the paper's eq. in grid cells, divided by the grid size to get fractions of the image)
-    bx = (cx + torch.sigmoid(tx)) / W
-    by = (cy + torch.sigmoid(ty)) / H
+    bx = (cx + centre_in_cell(tx, pw, location)) / W
+    by = (cy + centre_in_cell(ty, ph, location)) / H
     bw = pw * torch.exp(tw) / W
     bh = ph * torch.exp(th) / H
     boxes = torch.stack([bx - bw / 2, by - bh / 2, bx + bw / 2, by + bh / 2], dim=-1)  # (N, A, H, W, 4)
@@ -202,7 +239,7 @@ def decode(raw, anchors):
 # box.c do_nms_sort, image.c draw_detections / detector.c print_cocos)
 
 def postprocess(raw, anchors, image_sizes, conf_threshold=0.24, nms_threshold=0.45, letterbox=False,
-                net_size=None, order=None):
+                net_size=None, order=None, location="direct"):
     """raw (N, A*(5+C), H, W) -> one dict per image {"boxes": (K, 4) xyxy pixels of the original image,
     "scores": (K,), "labels": (K,) int64}: one entry per (box, class) darknet would print.
 
@@ -215,8 +252,9 @@ def postprocess(raw, anchors, image_sizes, conf_threshold=0.24, nms_threshold=0.
     nms_threshold >= 1.0 suppresses nothing (darknet's test `IoU > thresh` cannot pass at 1).
     Detections are listed prediction by prediction (anchor, row, column), each with its classes in order, and
     NMS breaks ties in score in that order. order(keep (P,), prob (P, C)) -> indices of the kept predictions
-    lists them in another order instead: tools/darknet_order.py gives darknet's, for line-by-line comparisons."""
-    boxes, objectness, _, scores = decode(raw, anchors)
+    lists them in another order instead: tools/darknet_order.py gives darknet's, for line-by-line comparisons.
+    location: decode()'s."""
+    boxes, objectness, _, scores = decode(raw, anchors, location)
     H, W = raw.shape[-2:]
     net_w, net_h = net_size or (STRIDE * W, STRIDE * H)
     results = []
@@ -330,8 +368,19 @@ EVAL_NMS = 0.45
 TARGETS = dict(max_objects=REGION_MAX_OBJECTS, min_size=MIN_BOX_SIZE)
 
 
-def build(preset, num_classes=None, img_size=None):
-    """The preset (a darknet cfg name, see PRESETS); num_classes / img_size override the cfg's. model.config
+# Table 2's switches, the arguments of build() beyond the preset's, each acting where its row is named: batch_norm
+# (YOLOv2.__init__), trunk ("new network", YOLOv2.__init__), anchors ("hand-picked" = the row "anchor boxes",
+# hand_picked_anchors(); a k-means result = "dimension priors", kmeans_anchors()), location ("direct" = "location
+# prediction", or "offsets", loss.centre_in_cell), passthrough ("none" before the row "passthrough"). The rows
+# "multi-scale" (train.py --multiscale, MULTI_SCALE_SIZES) and "hi-res detector" (evaluating at 544, img_size) are
+# not the network's; "hi-res classifier" is the trunk it starts from (tools/classify.py, RECIPES["darknet19_448"]).
+SWITCH_DEFAULTS = dict(batch_norm=True, trunk="darknet19", width_divisor=1, anchors=None, location="direct")
+
+
+def build(preset, num_classes=None, img_size=None, batch_norm=None, trunk=None, width_divisor=None, anchors=None,
+          location=None, passthrough=None):
+    """The preset (a darknet cfg name, see PRESETS); num_classes / img_size override the cfg's, and so does each of
+    Table 2's switches given (SWITCH_DEFAULTS): anchors "hand-picked" or ((w, h), ...) in grid cells. model.config
     holds the arguments that rebuild it (checkpoints store it: detect.py needs nothing else)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown YOLOv2 preset {preset!r}; choose one of {sorted(PRESETS)}")
@@ -340,23 +389,37 @@ def build(preset, num_classes=None, img_size=None):
                   img_size=img_size or p["img_size"])
     if config["img_size"] % STRIDE:
         raise ValueError(f"img_size must be a multiple of {STRIDE}, got {config['img_size']}")
+    switches = {k: v for k, v in dict(batch_norm=batch_norm, trunk=trunk, width_divisor=width_divisor,
+                                      anchors=anchors, location=location, passthrough=passthrough).items()
+                if v is not None}
+    if p["tiny"] and switches:
+        raise ValueError(f"{preset} takes none of Table 2's switches, got {sorted(switches)}")
+    if anchors == "hand-picked":      # in cells of this input size; stored resolved, so that a rebuild keeps them
+        switches["anchors"] = hand_picked_anchors(config["img_size"])
+    if switches.get("location", "direct") not in LOCATIONS:
+        raise ValueError(f"location must be one of {LOCATIONS}, got {location!r}")
+    config.update({k: [list(a) for a in v] if k == "anchors" else v for k, v in switches.items()})
+    options = {**SWITCH_DEFAULTS, "passthrough": p.get("passthrough"), **switches}
     if p["tiny"]:
         model = TinyYOLOv2(config["num_classes"], p["anchors"], config["img_size"], p["tiny"])
     else:
-        model = YOLOv2(config["num_classes"], p["anchors"], config["img_size"], p["passthrough"])
+        model = YOLOv2(config["num_classes"], options.pop("anchors") or p["anchors"], config["img_size"],
+                       **{k: v for k, v in options.items() if k != "location"})
     model.preset, model.rescore, model.config = preset, p["rescore"], config
     model.region = model.revision = p["revision"]    # the region layer's revision is the file's
     darknet.use_revision(model, p["revision"])       # batch norm at test time and its running averages
+    model.location = options["location"]
     return model
 
 
 def loss(model, out, targets, seen):
-    """Darknet's region layer (loss.yolov2_loss) for the raw map out, with the model's anchors, rescore and
-    region-layer revision (the preset's)."""
-    return yolov2_loss(out, targets, model.anchors, seen, rescore=model.rescore, region=model.region)
+    """Darknet's region layer (loss.yolov2_loss) for the raw map out, with the model's anchors, rescore,
+    region-layer revision (the preset's) and location parametrisation (Table 2's switch)."""
+    return yolov2_loss(out, targets, model.anchors, seen, rescore=model.rescore, region=model.region,
+                       location=model.location)
 
 
 def detections(model, out, image_sizes, conf, nms, letterbox=False, net_size=None, order=None):
-    """postprocess() with the model's anchors, each dict with its "grid" (H, W)."""
-    found = postprocess(out, model.anchors, image_sizes, conf, nms, letterbox, net_size, order)
+    """postprocess() with the model's anchors and location parametrisation, each dict with its "grid" (H, W)."""
+    found = postprocess(out, model.anchors, image_sizes, conf, nms, letterbox, net_size, order, model.location)
     return [dict(d, grid=tuple(out.shape[2:])) for d in found]

@@ -437,3 +437,14 @@ def test_count_operations_counts_the_locally_connected_layer_and_restores_the_mo
     model = nn.Sequential(LocalLayer(3, 2, 3, 4, 4), nn.Flatten(), nn.Linear(2 * 4 * 4, 5)).train()
     assert count_operations(model, 4) == 2 * (4 * 4 * 2 * 3 * 3 * 3) + 2 * (32 * 5)
     assert model.training
+
+
+def test_width_divisor_narrows_every_conv_and_nothing_else():
+    # Darknet-19 with width_divisor 16: the same 19 convs, kernels and strides, each with filters // 16 (32 -> 2,
+    # ..., 1024 -> 64); the classifying conv still ends in num_classes. Extraction's connected layer takes 1024 // 16.
+    convs = lambda m: [c for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
+    full, narrow = Darknet19(10), Darknet19(10, width_divisor=16)
+    assert [(c.kernel_size, c.stride) for c in convs(narrow)] == [(c.kernel_size, c.stride) for c in convs(full)]
+    assert [c.out_channels for c in convs(narrow)] == [c.out_channels // 16 for c in convs(full)][:-1] + [10]
+    assert convs(narrow)[0].out_channels == 32 // 16 and convs(narrow)[-2].out_channels == 1024 // 16
+    assert Extraction(10, width_divisor=16).fc.in_features == 1024 // 16

@@ -151,6 +151,50 @@ def test_shapes_boxes_bound_their_pixels():
                               atol=1.0)
 
 
+def test_shapes_batch_draws_what_single_images_draw():
+    # the loader's batched fetch (__getitems__) and dataset[i] give the same image and target, in any batch
+    ds = ShapesDataset(12, img_size=48, seed=4)
+    batch = ds.__getitems__([7, 0, 11, 3])
+    for i, (image, target) in zip([7, 0, 11, 3], batch):
+        single, expected = ds[i]
+        assert torch.equal(image, single) and torch.equal(target["boxes"], expected["boxes"])
+        assert torch.equal(target["labels"], expected["labels"]) and target["image_id"] == f"{i:06d}"
+        assert torch.equal(image, image_to_tensor(ds.load(i)))           # = the PIL image detect.py reads
+    assert torch.equal(ds.render([3, 11])[1], ds.render([11])[0])        # image 11 alone or second: the same
+    with pytest.raises(IndexError):
+        ds.__getitems__([1, 12])
+
+
+def test_shape_spans_by_hand():
+    # one 5x5 box [0, 0, 5, 5) per shape in an 8-pixel image: pixels 0..4, centre 2, half-extent 2.5
+    colour = np.array([1.0, 0.5, 0.0])
+    layouts = [(None, [([0, 0, 5, 5], label, colour, orientation)]) for label, orientation in
+               [(1, 0), (0, 0), (2, 0), (2, 1)]]
+    first, last, colours = data._shape_spans(layouts, 8)
+    assert first.shape == last.shape == (4, 1, 8) and colours.shape == (4, 1, 3)        # (N, K, S), (N, K, 3)
+    assert colours[0, 0].tolist() == [255, 127, 0]                                     # int(c · 255)
+    rows = lambda n: [(int(a), int(b)) for a, b in zip(first[n, 0], last[n, 0])][:5]    # noqa: E731
+    assert rows(0) == [(0, 4)] * 5                                                     # rectangle: its box
+    assert (first[:, 0, 5:] == 8).all() and (last[:, 0, 5:] == -1).all()               # rows 5..7: nothing
+    # circle: half-width of row y = 2.5·sqrt(1 - ((y - 2) / 2.5)²): row 0: 2.5·0.6 = 1.5 -> columns 2 ± 1.5
+    # -> 1..3; row 1: 2.5·sqrt(0.84) = 2.29 -> 0..4; row 2: 2.5 -> 0..4 (the box)
+    assert rows(1) == [(1, 3), (0, 4), (0, 4), (0, 4), (1, 3)]
+    # triangle apex up: half-width of row y = (y / 4)·(4 / 2) + 0.5 = y/2 + 0.5 around column 2
+    assert rows(2) == [(2, 2), (1, 3), (1, 3), (0, 4), (0, 4)]
+    # apex right: base on column 0, length of row y = (1 - |y - 2| / 2)·4 + 0.5
+    assert rows(3) == [(0, 0), (0, 2), (0, 4), (0, 2), (0, 0)]
+
+
+def test_shapes_later_shape_covers_earlier():
+    # two rectangles: the later one's colour wherever they overlap (uint8 arithmetic mod 256 must not leak)
+    ds = ShapesDataset(1, img_size=16, seed=0)
+    background = ds._layout(0)[0]
+    red, blue = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0])
+    image = ds.render([0], [(background, [([2, 2, 10, 10], 1, red, 0), ([6, 6, 14, 14], 1, blue, 0)])])[0]
+    assert image[:, 4, 4].tolist() == [255, 0, 0] and image[:, 8, 8].tolist() == [0, 0, 255]
+    assert image[:, 13, 13].tolist() == [0, 0, 255] and image[:, 9, 5].tolist() == [255, 0, 0]
+
+
 def test_fuzz_xml_gives_clean_errors(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "f.xml"

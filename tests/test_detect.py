@@ -13,6 +13,7 @@ import detect
 import yolov1
 import yolov2
 from darknet import save_darknet_weights
+from tools import devices
 
 CLASS_NAMES = ["circle", "square", "triangle"]
 # A small YOLOv1 with the paper's FC head, whose last layer can be set by hand per cell ("yolov1-shapes" itself
@@ -47,7 +48,9 @@ def save_checkpoint(model, class_names, path):
 
 
 def run(tmp_path, *argv):
-    args = detect.get_args_parser().parse_args(["--out", str(tmp_path / "out"), *argv])
+    """detect.py in float32: these tests pin scores and boxes to the arithmetic (a CPU with native bfloat16 would
+    choose bf16, whose 8-bit mantissa moves them; tests/test_precision.py checks that path)."""
+    args = detect.get_args_parser().parse_args(["--out", str(tmp_path / "out"), "--precision", "fp32", *argv])
     return detect.main(args)
 
 
@@ -89,6 +92,38 @@ def test_nms_1_keeps_every_box(tmp_path):
     out = run(tmp_path, "--weights", weights, "--nms", "1.0", str(tmp_path / "photo.png"))
     assert [d["score"] for d in out["detections"]] == pytest.approx([0.9, 0.8])      # decreasing score
     assert [d["bbox"] for d in out["detections"]] == [pytest.approx(b, abs=1e-3) for b in (BOX_0, BOX_1)]
+
+
+def test_bf16_rounds_the_hand_set_scores_to_8_bits():
+    # hand_set_yolov1's last layer outputs its bias: confidences .9 and .8, class probability 1, boxes of
+    # quarters and halves (exact in bfloat16). bfloat16 keeps 8 significant bits: .9 = 1.8 · 2^-1 -> 1.8 · 128 =
+    # 230.4 -> 230/256; .8 = 1.6 · 2^-1 -> 204.8 -> 205/256. float32 keeps .9 and .8 to 24 bits.
+    model, image = hand_set_yolov1(), data.image_to_tensor(grey(70, 140))
+    exact = detect.detect(model, [image], conf=0.2, nms=1.0, precision="fp32")[0]
+    rounded = detect.detect(model, [image], conf=0.2, nms=1.0, precision="bf16")[0]
+    assert exact["scores"].tolist() == [torch.tensor(0.9).item(), torch.tensor(0.8).item()]
+    assert rounded["scores"].tolist() == [230 / 256, 205 / 256]
+    xywh = lambda b: [b[0], b[1], b[2] - b[0], b[3] - b[1]]     # noqa: E731
+    for found in (exact, rounded):                              # the boxes are exact in both
+        assert [xywh(b) for b in found["boxes"].tolist()] == [pytest.approx(b, abs=1e-3) for b in (BOX_0, BOX_1)]
+
+
+def test_detect_says_which_precision_ran(tmp_path, capsys):
+    assert "--precision {fp32,bf16}" in detect.get_args_parser().format_help()
+    weights = save_checkpoint(hand_set_yolov1(), CLASS_NAMES, tmp_path / "model.pt")
+    grey(70, 140).save(tmp_path / "photo.png")
+    for precision in ("fp32", "bf16"):
+        args = detect.get_args_parser().parse_args(["--weights", weights, "--out", str(tmp_path / precision),
+                                                    "--precision", precision, "--nms", "1.0",
+                                                    str(tmp_path / "photo.png")])
+        found = detect.main(args)["detections"]
+        assert capsys.readouterr().out.splitlines()[0] == f"precision {precision} on cpu: as --precision asks"
+        assert [d["score"] for d in found] == ([pytest.approx(0.9), pytest.approx(0.8)] if precision == "fp32"
+                                               else [float(f"{v:.4g}") for v in (230 / 256, 205 / 256)])   # printed to 4 digits
+    args = detect.get_args_parser().parse_args(["--weights", weights, str(tmp_path / "photo.png")])
+    detect.main(args)                                           # no --precision: the CPU's choice, and why
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"precision {devices.choose_precision('cpu')} on cpu: this CPU ")
 
 
 def test_conf_threshold_applies_to_the_class_score(tmp_path):

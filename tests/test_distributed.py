@@ -159,7 +159,7 @@ def test_shards_cover_the_set_once():
 def test_resume_with_amp_from_a_run_without_and_back(tmp_path, monkeypatch, capsys):
     # float16 + GradScaler, the path of GPUs without bfloat16, forced on CPU so that the scaler is enabled
     monkeypatch.setattr(devices, "amp_dtype", lambda device_type, bf16_supported=None: torch.float16)
-    train.main(train.get_args_parser().parse_args(tiny(tmp_path / "a")))                    # no AMP: scaler {}
+    train.main(train.get_args_parser().parse_args(tiny(tmp_path / "a", "--no-amp")))        # no AMP: scaler {}
     assert load(tmp_path / "a" / "last.pt")["scaler"] == {}
     train.main(train.get_args_parser().parse_args(["--resume", str(tmp_path / "a"), "--epochs", "2", "--amp"]))
     assert "holds no float16 loss scale; starting at 65536" in capsys.readouterr().out
@@ -184,7 +184,7 @@ def test_compile_trains_and_saves_the_bare_model(tmp_path):
 def eval_setup(out):
     """A fresh yolov1-shapes whose batch-norm statistics differ from the initial ones (the output depends on
     them), and 12 held-out synthetic images. -> (args, family, model, validation set)"""
-    args = train.get_args_parser().parse_args(tiny(out, "--val-images", "12"))
+    args = train.get_args_parser().parse_args(tiny(out, "--val-images", "12", "--precision", "fp32"))
     train.resolve(args)
     family = train.family_for(args)
     _, val_set = train.build_datasets(args, family)

@@ -588,7 +588,7 @@ def test_detect_imagenet_evaluation_by_hand(tmp_path, capsys):
     result = detect.main(detect.get_args_parser().parse_args(
         ["--model", "yolo9000-shapes", "--weights", str(tmp_path / "w.weights"), "--tree", tree, "--img-size", "16",
          "--data", root, "--split", "val", "--inet-map", str(tmp_path / "inet.map"), "--coco-map",
-         str(tmp_path / "coco.map")]))
+         str(tmp_path / "coco.map"), "--precision", "fp32"]))
     # each image: one box per class after NMS, [0, 0, 40, 30], IoU with the object 40·30 / (41·31) = .944; scores
     # .5·Pr(node), equal in both images (ties in image order). circle: TP then FP -> AP 1; ellipse: FP then TP ->
     # precision 0, 1/2 at recall 0, 1 -> AP .5; pentagon: no object, not scored. Disjoint from COCO: ellipse, pentagon

@@ -321,7 +321,8 @@ def test_loss_release_coordinate_scale_has_no_small_box_factor():
     assert later["xy"].item() == pytest.approx(1.76 * 0.05)
     assert all(release[k].item() == later[k].item() for k in ("obj", "noobj", "prior", "cls"))
     # the family's loss() takes the revision from the model (yolov2.build sets it from the preset)
-    model = SimpleNamespace(anchors=anchors, rescore=True, region=yolov2.PRESETS["yolo-voc.2.0"]["revision"])
+    model = SimpleNamespace(anchors=anchors, rescore=True, region=yolov2.PRESETS["yolo-voc.2.0"]["revision"],
+                            location="direct")
     assert yolov2.loss(model, raw, targets, 12800)["xy"].item() == pytest.approx(0.05)
     assert yolov2.PRESETS["yolov2-voc"]["revision"] == "60e952ba"
     # 897c346c (yolov2-tiny's) keeps 60e952ba's scale: darknet.REVISIONS says so, the loss reads it

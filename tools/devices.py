@@ -23,6 +23,8 @@ running statistics follow its own images; rank 0's are evaluated and saved (sync
   CUDA's defaults: cudnn.benchmark, TF32 matmuls, bfloat16 AMP where native; none on the CPU ... cuda_defaults(),
                                                                                                 describe()
   batch norm per process (darknet's per-GPU statistics) or synchronized (--sync-bn) ........... batch_norm_sync()
+  float32 or bfloat16: bfloat16 on a CPU that computes in it (avx512_bf16, amx_bf16), --precision  choose_precision(),
+    native_bf16(), describe_precision(), autocast(); training's autocast on such a CPU ......... default_amp()
   data-loading processes: the cores shared by the processes on the machine ..................... default_workers()
   the training process's own threads: few on CUDA, where the workers need the cores ........... training_threads()
   page-locked batches for asynchronous copies; why the workers are not kept between epochs ..... loader_options(),
@@ -32,7 +34,7 @@ running statistics follow its own images; rank 0's are evaluated and saved (sync
                                                                                 gather_to_first(), sync_buffers()
 
 Every decision is a plain function of its inputs (the environment, what torch reports), so that tests check it
-without the hardware; setup_distributed() and the others apply them. Imports torch only; train.py and
+without the hardware; setup_distributed() and the others apply them. Imports torch only; train.py, detect.py and
 bench/bench_train.py import it.
 """
 import os
@@ -122,6 +124,70 @@ def compile_model(model, backend=None):
     backward pass). The wrapper shares the parameters: checkpoints keep saving the bare model's state_dict.
     Multi-scale training compiles once per new size until torch marks the size dynamic (its second size)."""
     return torch.compile(model, backend=backend) if backend else model
+
+
+# -----------------------------------------------------------------------------
+# Arithmetic: float32, or bfloat16 where the CPU computes in it
+
+PRECISIONS = ("fp32", "bf16")
+# x86 flags of the instructions that compute in bfloat16: AVX512_BF16's dot products (Intel Cooper Lake, Sapphire
+# Rapids and later; AMD Zen 4 and later) and AMX's bfloat16 tiles (Intel Sapphire Rapids and later). oneDNN runs
+# bfloat16 convolutions and matmuls on them; without them torch converts to float32 and back around each
+# operation, which is slower than float32 (README, Performance: 4-10x on such a CPU).
+NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_capabilities():
+    """The CPU's instruction-set flags as torch reads them (torch.cpu.get_capabilities: cpuinfo, public in recent
+    torch, 2.13 here), {} on a torch without it (then no flag is known, and float32 is chosen)."""
+    get = getattr(torch.cpu, "get_capabilities", None)
+    return dict(get()) if get is not None else {}
+
+
+def native_bf16(capabilities=None):
+    """Whether the CPU computes in bfloat16 natively (NATIVE_BF16). capabilities: None asks torch."""
+    capabilities = cpu_capabilities() if capabilities is None else capabilities
+    return any(bool(capabilities.get(flag)) for flag in NATIVE_BF16)
+
+
+def choose_precision(device_type, requested=None, capabilities=None):
+    """--precision of inference (detect.py, train.py's evaluation, detect.detect_objects): requested ("fp32" or
+    "bf16") when given; else "bf16" on a CPU with native bfloat16 (README, Performance: yolov2-voc's forward
+    about 2x float32 there, outputs within the tolerance that bench/bench_bf16.py measures), "fp32" on every other
+    CPU and on CUDA (not measured here; --precision bf16 asks for it). capabilities: None asks torch."""
+    if requested is not None:
+        if requested not in PRECISIONS:
+            raise ValueError(f"--precision {requested}: expected one of {', '.join(PRECISIONS)}")
+        return requested
+    return "bf16" if device_type == "cpu" and native_bf16(capabilities) else "fp32"
+
+
+def describe_precision(device, precision, requested=None, capabilities=None):
+    """One line for the programs' output: the precision, the device, and why it was chosen."""
+    if requested is not None:
+        why = "as --precision asks"
+    elif device.type != "cpu":
+        why = "the default off the CPU; --precision bf16 for bfloat16"
+    elif precision == "bf16":
+        flags = [f for f in NATIVE_BF16 if (cpu_capabilities() if capabilities is None else capabilities).get(f)]
+        why = f"this CPU computes in bfloat16 ({', '.join(flags)}); --precision fp32 for float32"
+    else:
+        why = "this CPU has no native bfloat16 (avx512_bf16, amx_bf16); --precision bf16 emulates it, slowly"
+    return f"precision {precision} on {device}: {why}"
+
+
+def autocast(device_type, precision):
+    """The context in which a forward runs at `precision`: bfloat16 autocast (convolutions and matmuls in
+    bfloat16, float32 weights kept; the caller converts the output back to float32), or nothing for fp32."""
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def default_amp(device_type, precision):
+    """--amp when not given: on where the CPU runs bfloat16 natively (precision "bf16" on a CPU: there the synthetic
+    default's step runs about twice as fast, and runs of it shortened to 100 and 300 steps reached float32's mAP,
+    README, Results), off elsewhere (a GPU trains in float32 unless --amp; a CPU without native bfloat16 would only
+    get slower)."""
+    return device_type == "cpu" and precision == "bf16"
 
 
 # -----------------------------------------------------------------------------
