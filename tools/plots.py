@@ -80,7 +80,7 @@ def save_curves_png(steps, history, path, metric_name, use_matplotlib=True):
             ax.set_xlim(left=0)      # the right end: matplotlib's margin past the last point
             if panel["ylimits"]:
                 ax.set_ylim(*panel["ylimits"])
-            if len(panel["series"]) > 1:
+            if len(panel["series"]) > 1 and ax.get_legend_handles_labels()[0]:   # a series may have no point yet
                 ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
         figure.tight_layout()
