@@ -503,6 +503,20 @@ def open_any(path: str, **options):
         return open_txt_dataset(path, **options)
 
 
+def evaluate_timed(args, model, dataset):
+    """evaluate() with the command line's options and a progress line, then one line of its time and counts.
+    -> evaluate()'s (detections, truths, failed)"""
+    from tools.progress import Progress     # not the paper: a progress line while the images are read
+    start = time.perf_counter()
+    detections, truths, failed = evaluate(model, dataset, args.conf, args.nms, args.batch_size, args.workers,
+                                          args.letterbox, functools.partial(Progress, quiet=args.quiet),
+                                          precision=args.precision)
+    seconds = time.perf_counter() - start
+    print(f"{len(dataset)} images in {seconds:.1f} s ({1000 * seconds / len(dataset):.0f} ms per image), "
+          f"{sum(len(d['scores']) for d in detections)} detections")
+    return detections, truths, failed
+
+
 def evaluate_split(args, model, class_names: list[str], train_config: dict, split=None, tag: str = "") -> dict:
     """Detections on every image of the split at a low threshold, then AP under the three protocols; with
     --error-analysis, YOLOv1 §4.2's too. split: (dataset, category ids) already open (evaluate_sizes), tag: a
@@ -518,14 +532,7 @@ def evaluate_split(args, model, class_names: list[str], train_config: dict, spli
         print("note: class names differ, labels are matched by index: " + ", ".join(f"{a} = {b}" for a, b in renamed))
     if len(dataset) == 0:
         raise ValueError(f"{args.data} {args.split}: no images; " + "; ".join(dataset.problems[:5]))
-    from tools.progress import Progress     # not the paper: a progress line while the images are read
-    start = time.perf_counter()
-    detections, truths, failed = evaluate(model, dataset, args.conf, args.nms, args.batch_size, args.workers,
-                                          args.letterbox, functools.partial(Progress, quiet=args.quiet),
-                                          precision=args.precision)
-    seconds = time.perf_counter() - start
-    print(f"{len(dataset)} images in {seconds:.1f} s ({1000 * seconds / len(dataset):.0f} ms per image), "
-          f"{sum(len(d['scores']) for d in detections)} detections")
+    detections, truths, failed = evaluate_timed(args, model, dataset)
     results = {protocol: metrics.evaluate(detections, truths, protocol=protocol, num_classes=len(class_names))
                for protocol in ("voc07", "voc12", "coco")}
     print(metrics.format_ap_table(results, class_names))
@@ -609,14 +616,7 @@ def evaluate_imagenet(args, model, class_names: list[str]) -> dict:
     for problem in dataset.problems[:5]:
         print(f"warning: {problem}")
     model.nodes = nodes                     # yolo9000.detections: darknet's map path
-    from tools.progress import Progress     # not the paper: a progress line while the images are read
-    start = time.perf_counter()
-    detections, truths, failed = evaluate(model, dataset, args.conf, args.nms, args.batch_size, args.workers,
-                                          args.letterbox, functools.partial(Progress, quiet=args.quiet),
-                                          precision=args.precision)
-    seconds = time.perf_counter() - start
-    print(f"{len(dataset)} images in {seconds:.1f} s ({1000 * seconds / len(dataset):.0f} ms per image), "
-          f"{sum(len(d['scores']) for d in detections)} detections")
+    detections, truths, failed = evaluate_timed(args, model, dataset)
     result = metrics.evaluate(detections, truths, protocol="ilsvrc", num_classes=len(nodes))
     text, overall, unseen = yolo9000.imagenet_report(result, [class_names[k] for k in nodes], disjoint)
     print(text)
