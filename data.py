@@ -458,6 +458,8 @@ class DetectionDataset(torch.utils.data.Dataset):
     keep_difficult / keep_crowd: whether difficult / crowd objects appear in training targets; annotation()
     always has them, flagged, for evaluation."""
 
+    annotated = True    # records read from annotation files, which check_annotations checks (ShapesDataset: False)
+
     def __init__(self, img_size=448, augment=None, seed=0, keep_difficult=False, keep_crowd=False):
         if augment not in (None, *AUGMENTATIONS):
             raise ValueError(f"augment must be None or one of {sorted(AUGMENTATIONS)}, got {augment!r}")
@@ -712,6 +714,10 @@ class ShapesDataset(DetectionDataset):
     bfloat16 one, 2.3-3x less than Pillow's drawing image by image did (bench/bench_synthetic.py; README,
     Performance)."""
 
+    # Its records are drawn from (seed, i), not read from files: check_annotations has nothing to check, and counting
+    # their objects would lay out every image first (4 s for the synthetic default's 57,600, 2 cores).
+    annotated = False
+
     def __init__(self, num_images=1000, img_size=448, seed=0, augment=None, max_cover=0.3):
         super().__init__(img_size, augment, seed, keep_difficult=True, keep_crowd=True)
         self.num_images, self.max_cover, self.class_names = num_images, max_cover, list(SHAPE_CLASSES)
@@ -789,10 +795,17 @@ class ShapesDataset(DetectionDataset):
             raise IndexError(i)
         return Image.fromarray(self.render([i])[0].permute(1, 2, 0).numpy())                 # (S, S, 3)
 
+    @property
+    def draws_batches(self):
+        """Whether a batch is drawn at once by render's tensor operations, on torch's threads (train.py then loads
+        it in the training process on the CPU: devices.default_workers); not for a subclass that draws otherwise
+        (yolo9000.py's WordTree shapes, with Pillow, image by image)."""
+        return type(self).load is ShapesDataset.load
+
     def __getitems__(self, indices):
         """The DataLoader's fetch of a batch: its images drawn at once (render), then each as dataset[i] is."""
-        if type(self).load is not ShapesDataset.load:       # a subclass that draws otherwise (yolo9000.py's WordTree
-            return [self[i] for i in indices]               # shapes, with Pillow): image by image
+        if not self.draws_batches:
+            return [self[i] for i in indices]
         layouts = [self._layout(i) for i in indices]
         records = [self.record(i, layout) for i, layout in zip(indices, layouts)]     # IndexError before drawing
         images = self.render(indices, layouts)                          # (N, 3, S, S) uint8 = load(i)'s pixels
@@ -1046,7 +1059,10 @@ def dataset_summary(images, objects, counts):
 
 def check_annotations(dataset, strict=True):
     """train.py's start-up check, no image decoded: raise ValueError listing the problems when the dataset is
-    unusable (no image, no object, or, if strict, any problem of the ERRORS kinds). Else a one-line summary."""
+    unusable (no image, no object, or, if strict, any problem of the ERRORS kinds). Else a one-line summary.
+    A set drawn from a seed (not dataset.annotated) has no annotations to check: its images are counted only."""
+    if not getattr(dataset, "annotated", True) and len(dataset):     # yolo9000.py's sets: checked
+        return f"{len(dataset)} images drawn from seed {dataset.seed}"
     objects = sum(len(dataset.record(i)["labels"]) for i in range(len(dataset)))
     summary, problems = dataset_summary(len(dataset), objects, dataset.counts), dataset.problems
     if len(dataset) == 0 or objects == 0 or (strict and sum(dataset.counts[k] for k in ERRORS)):

@@ -622,9 +622,6 @@ def train(args, checkpoint):
         args.amp = speed["amp"] or devices.default_amp(device.type, args.precision)
     if rank == 0:
         print(devices.describe(device, speed, args.amp, devices.amp_dtype(device.type)))
-    args.workers = devices.default_workers() if args.workers is None else args.workers
-    if threads := devices.training_threads(device.type, devices.usable_cores(), args.workers):
-        torch.set_num_threads(threads)
     micro = args.batch_size // (world * args.accumulate)
     if micro * world * args.accumulate != args.batch_size:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by {world} processes x --accumulate "
@@ -641,6 +638,11 @@ def train(args, checkpoint):
         from tools.progress import Progress     # not the papers: how far the k-means is
         return yolov2.dimension_clusters(train_set, args.img_size, args.seed, None if args.quiet else Progress)
     check_datasets(args, train_set, val_set, rank)
+    if args.workers is None:                    # the synthetic shapes on the CPU: drawn in this process
+        args.workers = devices.default_workers(device_type=device.type,
+                                               draws_batches=getattr(train_set, "draws_batches", False))
+    if threads := devices.training_threads(device.type, devices.usable_cores(), args.workers):
+        torch.set_num_threads(threads)
     sampler = torch.utils.data.DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed, drop_last=True)
     order, loader_rng = [], torch.Generator()   # order: this epoch's indices, from the step the epoch resumes at
     if hasattr(train_set, "finish_on_device"):  # the workers crop uint8 pixels, the device finishes the batch
@@ -805,7 +807,8 @@ def get_args_parser():
         "backend inductor; aot_eager checks the graph capture without generating code)")
     add("--device", help="cuda, cpu, ... (default: cuda if available)")
     add("--workers", type=detect.at_least_zero, help="data-loading processes per training process (default: the "
-        "cores this process may use / processes on the machine: devices.default_workers)")
+        "cores this process may use / processes on the machine; 0 for the synthetic shapes on the CPU, drawn in the "
+        "training process: devices.default_workers)")
     add("--log-interval", type=positive(int), help="optimizer steps between progress lines (default: 10)")
     add("--quiet", action="store_true", help="no progress line while evaluating or during --kmeans "
         "(tools/progress.py); the training lines stay")

@@ -329,12 +329,16 @@ TINY_YOLOV1_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3,
                      (256, 3, 1), "M", (512, 3, 1), "M", (1024, 3, 1), (256, 3, 1)]
 
 # OUR CHOICE, for the synthetic default of train.py on 2 CPU cores: Fast YOLO's pattern (3x3 conv + 2x2
-# max-pool, filters doubling) cut to 6 convs, max 256 filters, 4 max-pools, at 112 x 112 (stride 16 -> a 7 x 7
-# map = the S x S grid), with batch norm (to train from scratch, without ImageNet pre-training).
+# max-pool, filters doubling) cut to 6 convs, max 256 filters, at 112 x 112 (stride 16 -> a 7 x 7 map = the S x S
+# grid), with batch norm (to train from scratch, without ImageNet pre-training). The first conv has stride 2, as
+# the paper's first layer does (Fig. 3: 7x7x64-s-2), instead of a conv at the full 112 x 112 then a max-pool:
+# the same weights, a quarter of that layer's pixels, and no batch norm, leaky ReLU and max-pool over
+# 32 x 16 x 112 x 112 values, which took a large part of the step. The training step is about 1.8x faster in
+# float32 and 1.2x in bfloat16 (2 cores), and the synthetic default reaches the same mAP (README, Results). Cutting
+# further (a max-pool after it, the 32-filter conv at 28 x 28) fell short of 0.9 (0.8999) with a third more images.
 # Its batch norm keeps running statistics with torch's momentum 0.1, not darknet's 0.01: after a few hundred
 # steps darknet's average still holds 0.99^200 = 13% of its initial values, far from the data (README, departures).
-SHAPES_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M",
-                (256, 3, 1), (256, 3, 1)]
+SHAPES_CONVS = [(16, 3, 2), (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M", (256, 3, 1), (256, 3, 1)]
 
 PRESETS.update({
     # darknet's tiny-yolov1.weights (yolov1-tiny.cfg)

@@ -13,6 +13,7 @@ Run: python bench/bench_synthetic.py [--rounds 3] [--steps 10]
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 import torch
@@ -25,9 +26,10 @@ from tools import devices  # noqa: E402
 
 
 def synthetic_args():
-    """train.py's resolved flags for `python train.py` (nothing is written)."""
-    args = train.get_args_parser().parse_args(["--out", os.devnull, "--exist-ok"])
-    train.resolve(args)
+    """train.py's resolved flags for `python train.py` (its folder claimed in a temporary directory, then removed)."""
+    with tempfile.TemporaryDirectory() as folder:
+        args = train.get_args_parser().parse_args(["--out", os.path.join(folder, "run"), "--exist-ok"])
+        train.resolve(args)
     return args
 
 

@@ -232,9 +232,9 @@ def test_check_annotations(broken_voc):
     summary = check_annotations(dataset, strict=False)           # problems counted, but there are objects
     assert summary.startswith(f"{len(dataset)} images, ") and ", 1 boxes clipped" in summary
     assert "unreadable images" not in summary                   # no image decoded
-    shapes = ShapesDataset(3, img_size=32)
-    objects = sum(len(shapes.record(i)["labels"]) for i in range(3))
-    assert check_annotations(shapes) == f"3 images, {objects} objects"        # no problem: no kind listed
+    assert check_annotations(ShapesDataset(3, img_size=32, seed=5)) == "3 images drawn from seed 5"   # no file read
+    with pytest.raises(ValueError, match="dataset unusable: 0 images, 0 objects"):
+        check_annotations(ShapesDataset(0, img_size=32))
     write_voc(root / "ghosts", {"a": ((40, 30), [("dog", 1, 1, 20, 20, 0)])},
               list_ids=["a"] + [f"g{k}" for k in range(25)])            # 25 problems: the first 20 listed
     with pytest.raises(ValueError, match=r"25 annotations missing\n(  .*\n){20}  \.\.\. and 5 more \(python -m tools"):

@@ -18,7 +18,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from tools import checkpoints, devices
+import data
 import train
+import yolo9000
 import yolov1
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,6 +118,18 @@ def test_default_workers_share_the_cores_among_the_processes():
     assert devices.default_workers(cpu_count=16, processes=4) == 4       # 16 // 4
     assert devices.default_workers(cpu_count=96, processes=8) == 12      # 96 // 8
     assert devices.default_workers(cpu_count=2, processes=4) == 0        # 2 // 4: load in the training process
+
+
+def test_default_workers_none_for_batches_drawn_on_the_cpu():
+    # the synthetic shapes drawn with tensor operations: on the CPU in the training process, whatever the cores
+    assert devices.default_workers(cpu_count=2, processes=1, device_type="cpu", draws_batches=True) == 0
+    assert devices.default_workers(cpu_count=16, processes=1, device_type="cpu", draws_batches=True) == 0
+    # a GPU computes meanwhile: the CPU's cores draw ahead of it; images read from files keep their workers
+    assert devices.default_workers(cpu_count=16, processes=1, device_type="cuda", draws_batches=True) == 16
+    assert devices.default_workers(cpu_count=2, processes=1, device_type="cpu", draws_batches=False) == 2
+    # which sets draw batches: the synthetic default's, not YOLO9000's WordTree shapes (Pillow, image by image)
+    assert data.ShapesDataset(4, 32, 0).draws_batches
+    assert not yolo9000.ShapeTreeDataset(4, 32, 0, ["circle"]).draws_batches
 
 
 def test_training_process_keeps_few_threads_on_cuda_only():
