@@ -77,10 +77,11 @@ DEFAULTS = dict(task="detect", accumulate=1, cuda_defaults=True, sync_bn=False, 
 SYNTHETIC = dict(  # OUR CHOICE: `python train.py`, data.ShapesDataset, minutes on 2 CPU cores (README, Results)
     # one epoch of 57,600 fresh images (1,800 steps of 32; drawing a batch at once costs a small part of a step,
     # bench/bench_synthetic.py) rather than many epochs of a few: no image is seen twice. Adam (not the papers'
-    # SGD) at 2e-3, /10 at 90% and 97% of the steps (with --epochs E the drops move to 0.9·E and 0.97·E: resolve()
-    # scales every recipe's lr_steps with --epochs).
+    # SGD) at 3e-3, /10 at 90% and 97% of the steps (with --epochs E the drops move to 0.9·E and 0.97·E: resolve()
+    # scales every recipe's lr_steps with --epochs). 3e-3 rather than the 2e-3 of before: seed 1 reached 0.8974 at
+    # 2e-3 and 0.9027 at 3e-3; a linear decay (--schedule poly --power 1) 0.8926 (README, Results).
     model="yolov1-shapes", optimizer="adam", epochs=1, batch_size=32, momentum=0.9, weight_decay=0.0,
-    dropout=0.0, schedule="yolov1", lr=2e-3, warmup_lr=2e-4, warmup_epochs=0.05, lr_steps=[0.9, 0.97],
+    dropout=0.0, schedule="yolov1", lr=3e-3, warmup_lr=3e-4, warmup_epochs=0.05, lr_steps=[0.9, 0.97],
     img_size=112, augment="none", multiscale=False, eval_every=1, train_images=57_600, val_images=500)
 
 RECIPES = {**{name: family.RECIPE for name, family in detect.FAMILIES.items()}, "synthetic": SYNTHETIC,

@@ -54,7 +54,9 @@ from metrics import batch_targets
 ANCHORS_9000 = ((0.77871, 1.14074), (3.00525, 4.31277), (9.22725, 9.61974))    # yolo9000.cfg, grid cells
 # OUR CHOICE: the synthetic demo's 3 priors, k-means (§2 "Dimension Clusters") on 2,000 synthetic images, 7x7 grid
 ANCHORS_SHAPES = ((0.94, 0.89), (1.70, 1.62), (2.64, 2.54))
-# OUR CHOICE, the demo's trunk: yolov1-shapes's (6 convs, 4 max-pools: 112 px -> a 7 x 7 grid), batch norm momentum .1
+# OUR CHOICE, the demo's trunk: yolov1-shapes's as it was when the demo was measured (6 convs, 4 max-pools: 112 px
+# -> a 7 x 7 grid; yolov1-shapes's first conv has since taken stride 2 in place of the first max-pool), batch norm
+# momentum .1
 SHAPES_CONVS = [(16, 3), "M", (32, 3), "M", (64, 3), "M", (128, 3), "M", (256, 3), (256, 3)]
 
 # §4 "Joint classification and detection"
@@ -256,9 +258,9 @@ RECIPE = dict(model="yolo9000", optimizer="sgd", epochs=10, momentum=0.9, weight
 # DARKNET detector.c test_detector from 60e952ba to 6731a355: -thresh .24, -hier .5, nms .4 (do_nms_obj: one NMS over
 # all classes by objectness; since 2018 do_nms_sort, per class, which we use), a letterboxed input: the preset's
 # revision row (darknet.REVISIONS) gives them. TEST_THRESHOLDS below are the demo's, which has no darknet revision.
-# OUR CHOICE: the demo, `python train.py --model yolo9000-shapes` (README, Results): train.SYNTHETIC's values (Adam
-# 2e-3 on fresh images, /10 at 90% and 97% of the steps), but 9,600 images (300 steps of 32; 9 min of CPU time) and
-# 300 held-out ones: box-less mAP 0.327. Twice as long gave 0.208: ellipses up, pentagons lost to their siblings.
+# OUR CHOICE: the demo, `python train.py --model yolo9000-shapes` (README, Results): train.SYNTHETIC's values as they
+# were then (Adam 2e-3 on fresh images, /10 at 90% and 97% of the steps), but 9,600 images (300 steps of 32; 9 min
+# of CPU time) and 300 held-out ones: box-less mAP 0.327. Twice as long gave 0.208: ellipses up, pentagons lost to their siblings.
 PRESET_RECIPES = {"yolo9000-shapes": dict(
     model="yolo9000-shapes", optimizer="adam", epochs=1, batch_size=32, momentum=0.9, weight_decay=0.0, dropout=0.0,
     schedule="yolov1", lr=2e-3, warmup_lr=2e-4, warmup_epochs=0.05, lr_steps=[0.9, 0.97], img_size=112,
