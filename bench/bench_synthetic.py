@@ -1,6 +1,6 @@
 """
 The synthetic default (`python train.py`) split into its parts: images/s of the data (drawing batches of shapes,
-data.ShapesDataset) and of the compute (yolov1-shapes at 112, batch 32: forward, loss, backward, Adam), float32
+data.ShapesDataset, collated and finished as train.py does: data.collate, train.network_input) and of the compute (yolov1-shapes at 112, batch 32: forward, loss, backward, Adam), float32
 and bfloat16 autocast, then the two together through train.py's DataLoader with 0, 1 and 2 loader processes.
 Everything is measured in this one process, in alternating rounds (best of them), so that the ratios hold on a
 shared machine even where the absolute figures move; the load average is printed with them. The CPU time of this
@@ -67,10 +67,17 @@ def main():
     family = train.family_for(args)
     B, S, n = args.batch_size, args.img_size, args_cli.steps
     dataset = data.shapes_split("train", args.train_images, S, args.seed)
+    dataset.finish_on_device = True                     # as train.py: uint8 batches, finished by network_input
+    finished = data.shapes_split("train", args.train_images, S, args.seed)     # dataset[i] finished image by image
     torch.manual_seed(0)
     model = train.build_model(args, 3).to(memory_format=torch.channels_last).train()
     optimizer = train.make_optimizer(args, model)
-    fixed = data.collate(dataset.__getitems__(list(range(B))))
+    def fetch(indices):
+        """train.py's data path for a batch: drawn at once, collated, finished (data.finish_batch)."""
+        images, targets = data.collate(dataset.__getitems__(indices))
+        return train.network_input(images, targets, S), targets
+
+    fixed = fetch(list(range(B)))
     steps = {name: step_fn(args, model, optimizer, family.loss, bf16) for name, bf16 in (("fp32", False),
                                                                                          ("bf16", True))}
     for step in steps.values():                         # warm up both paths (oneDNN primitives, allocations)
@@ -82,10 +89,10 @@ def main():
 
     for r in range(args_cli.rounds):
         # data alone, as the loader fetches it in-process: one batch drawn at once, then collated
-        keep("data: a batch drawn at once (__getitems__)", timed(
-            lambda i: data.collate(dataset.__getitems__(list(range((r * n + i) * B, (r * n + i + 1) * B)))), n))
+        keep("data: a batch drawn at once, collated, finished", timed(
+            lambda i: fetch(list(range((r * n + i) * B, (r * n + i + 1) * B))), n))
         keep("data: image by image (dataset[i])", timed(
-            lambda i: data.collate([dataset[j] for j in range((r * n + i) * B, (r * n + i + 1) * B)]), n))
+            lambda i: data.collate([finished[j] for j in range((r * n + i) * B, (r * n + i + 1) * B)]), n))
         for name, step in steps.items():                # compute alone, on one fixed batch
             keep(f"compute {name}", timed(lambda i: step(*fixed), n))
         for workers in args_cli.workers:                # together, through train.py's DataLoader
@@ -94,8 +101,11 @@ def main():
                                                      collate_fn=data.collate,
                                                      **devices.loader_options(torch.device("cpu"), workers))
                 batches = iter(loader)
-                step(*next(batches))                    # workers started, pipeline full
-                keep(f"train.py's loop, {workers} loader processes, {name}", timed(lambda i: step(*next(batches)), n))
+                def loop_step(i):
+                    images, targets = next(batches)
+                    step(train.network_input(images, targets, S), targets)
+                loop_step(0)                            # workers started, pipeline full
+                keep(f"train.py's loop, {workers} loader processes, {name}", timed(loop_step, n))
                 del batches
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -105,7 +115,7 @@ def main():
     print(f"{'':58s} {'images/s':>9s} {'ms/batch':>9s} {'CPU ms':>7s}")
     for key, (wall, cpu) in best.items():
         print(f"{key:58s} {B / wall:9.1f} {1000 * wall:9.1f} {1000 * cpu:7.1f}")
-    data_ms = 1000 * best["data: a batch drawn at once (__getitems__)"][0]
+    data_ms = 1000 * best["data: a batch drawn at once, collated, finished"][0]
     for name in steps:
         compute_ms = 1000 * best[f"compute {name}"][0]
         print(f"{name}: drawing a batch costs {data_ms / compute_ms:.0%} of the step it feeds ({data_ms:.1f} ms of "

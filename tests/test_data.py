@@ -273,6 +273,28 @@ def test_batch_finished_on_the_device_equals_the_per_image_functions(tmp_path, a
             assert torch.equal(targets["labels"][i][targets["valid"][i]], target["labels"])
 
 
+def test_whole_batch_at_its_size_is_only_scaled():
+    # the synthetic shapes without augmentation: every image whole at the output size, so collate marks the batch
+    # "whole" and finish_batch skips the placing, resizing and mirroring, which would leave it bit for bit as it is
+    shapes = ShapesDataset(4, img_size=32, seed=3)
+    shapes.finish_on_device = True
+    crops, targets = collate(shapes.__getitems__([0, 1, 2, 3]))
+    assert crops.dtype == torch.uint8 and targets["augment"]["whole"] is True
+    fast = data.finish_batch(crops, targets["augment"], (32, 32))
+    slow = data.finish_batch(crops, {**targets["augment"], "whole": False}, (32, 32))
+    assert torch.equal(fast, slow) and torch.equal(fast, crops.float() / 255)
+    reference = ShapesDataset(4, img_size=32, seed=3)                        # dataset[i] finished per image
+    assert all(torch.equal(fast[i], reference[i][0]) for i in range(4))
+    # at another size (multi-scale) the resize runs: the same as for a batch not marked whole
+    assert torch.equal(data.finish_batch(crops, targets["augment"], (24, 24)),
+                       data.finish_batch(crops, {**targets["augment"], "whole": False}, (24, 24)))
+    # a flipped, cropped or smaller image leaves the batch unmarked
+    for change in ({"flip": True}, {"inside": torch.tensor([1, 0, 32, 32])}, {"size": torch.tensor([31, 32])}):
+        samples = shapes.__getitems__([0, 1])
+        samples[1][1]["augment"] = {**samples[1][1]["augment"], **change}
+        assert collate(samples)[1]["augment"]["whole"] is False
+
+
 def test_place_image_augmentation_is_finished_in_the_workers(tmp_path):
     # "darknet-2017" (place_image on a canvas of the output size) has no plan for the device: with
     # finish_on_device the workers finish it as without, and the batch arrives as float images, no "augment"
