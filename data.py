@@ -719,9 +719,9 @@ class ShapesDataset(DetectionDataset):
     Occlusion rule: a new object, drawn on top, may cover at most max_cover = 30% of the box of each earlier object
     (else it is placed again, up to 20 tries, then left out), so every object stays mostly visible.
     A DataLoader fetches a batch with __getitems__, which draws all its images at once with tensor operations
-    (render): the synthetic default's batch of 32 at 112 px costs 7% of its float32 training step and 15% of its
-    bfloat16 one, 2.3-3x less than Pillow's drawing image by image did (bench/bench_synthetic.py; README,
-    Performance)."""
+    (render): the synthetic default's batch of 32 at 112 px, collated and finished, costs 12% of its float32
+    training step and 23% of its bfloat16 one on 2 cores, 2.3-3x less than Pillow's drawing image by image did
+    (bench/bench_synthetic.py; README, Performance)."""
 
     # Its records are drawn from (seed, i), not read from files: check_annotations has nothing to check, and counting
     # their objects would lay out every image first (4 s for the synthetic default's 57,600, 2 cores).

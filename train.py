@@ -621,8 +621,10 @@ def train(args, checkpoint):
     devices.apply_cuda_defaults(speed)
     if args.amp is None:                        # CUDA's default (bfloat16 where native), else the CPU's bfloat16
         args.amp = speed["amp"] or devices.default_amp(device.type, args.precision)
+    kept = devices.keep_freed_memory(device.type)      # glibc: no page faults for every step's activations
     if rank == 0:
-        print(devices.describe(device, speed, args.amp, devices.amp_dtype(device.type)))
+        print(devices.describe(device, speed, args.amp, devices.amp_dtype(device.type))
+              + ", freed memory kept by malloc" * kept)
     micro = args.batch_size // (world * args.accumulate)
     if micro * world * args.accumulate != args.batch_size:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by {world} processes x --accumulate "

@@ -60,7 +60,10 @@ def main():
     parser.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2], help="loader processes to try")
     parser.add_argument("--threads", type=int, help="torch threads (default torch's: the cores). On a shared "
                         "machine --threads 1 gives the steadiest CPU times: no thread waits for a descheduled one")
+    parser.add_argument("--malloc-defaults", action="store_true", help="leave glibc's malloc as it is (train.py "
+                        "sets devices.keep_freed_memory on the CPU): run both ways to see what it changes")
     args_cli = parser.parse_args()
+    kept = not args_cli.malloc_defaults and devices.keep_freed_memory("cpu")
     if args_cli.threads:
         torch.set_num_threads(args_cli.threads)
     args = synthetic_args()
@@ -111,7 +114,8 @@ def main():
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"synthetic default: {args.model} {S}x{S}, batch {B}; torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads, {cores} cores; best of {args_cli.rounds} rounds of {n} batches; "
-          f"load average {os.getloadavg()[0]:.2f} at the end ({time.strftime('%Y-%m-%d %H:%M')})")
+          f"load average {os.getloadavg()[0]:.2f} at the end ({time.strftime('%Y-%m-%d %H:%M')}); freed memory "
+          f"{'kept by malloc (devices.keep_freed_memory)' if kept else 'returned: glibc defaults'}")
     print(f"{'':58s} {'images/s':>9s} {'ms/batch':>9s} {'CPU ms':>7s}")
     for key, (wall, cpu) in best.items():
         print(f"{key:58s} {B / wall:9.1f} {1000 * wall:9.1f} {1000 * cpu:7.1f}")

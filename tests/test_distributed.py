@@ -8,6 +8,7 @@ runs them with -m cuda). The multi-process tests use gloo on CPU: 2 processes, t
 import inspect
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -130,6 +131,53 @@ def test_default_workers_none_for_batches_drawn_on_the_cpu():
     # which sets draw batches: the synthetic default's, not YOLO9000's WordTree shapes (Pillow, image by image)
     assert data.ShapesDataset(4, 32, 0).draws_batches
     assert not yolo9000.ShapeTreeDataset(4, 32, 0, ["circle"]).draws_batches
+
+
+def test_keep_freed_memory_sets_glibc_thresholds_on_the_cpu_only():
+    class Libc:                                         # records mallopt's calls, succeeds as glibc's (returns 1)
+        def __init__(self):
+            self.calls = []
+
+        def mallopt(self, param, value):
+            self.calls.append((param, value))
+            return 1
+    libc = Libc()
+    assert devices.keep_freed_memory("cpu", libc) is True
+    assert libc.calls == [(-3, 32 * 2**20), (-1, 2**30)]             # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    libc.calls.clear()
+    assert devices.keep_freed_memory("cuda", libc) is False and libc.calls == []
+
+
+KEEP_FREED = """
+import resource, sys, torch
+from tools import devices
+import yolov1
+print(devices.keep_freed_memory("cpu") if sys.argv[1] == "keep" else "default")
+torch.manual_seed(0)
+model = yolov1.build("yolov1-shapes").to(memory_format=torch.channels_last)
+optimizer = torch.optim.Adam(model.parameters())
+images = torch.rand(16, 3, 112, 112)
+for i in range(4):                      # training steps of the synthetic default's network, in float32
+    if i == 1:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    model(images).square().mean().backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_keep_freed_memory_stops_the_page_faults_of_each_step():
+    # three training steps after the first: with glibc's defaults each faults its activations' pages in again
+    # (about 40,000 faults here), with the thresholds set they come back from the heap (about 2,000)
+    def faults(mode):
+        out = subprocess.run([sys.executable, "-c", KEEP_FREED, mode], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), check=True)
+        first, count = out.stdout.split()
+        return first, int(count)
+    (applied, kept), (_, default) = faults("keep"), faults("default")
+    assert applied == "True" and kept < 10_000 and default > 5 * kept, (kept, default)
 
 
 def test_training_process_keeps_few_threads_on_cuda_only():

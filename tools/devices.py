@@ -28,6 +28,7 @@ running statistics follow its own images; rank 0's are evaluated and saved (sync
   data-loading processes: the cores shared by the processes on the machine; none for the CPU's    default_workers()
     synthetic default, drawn on torch's threads
   the training process's own threads: few on CUDA, where the workers need the cores ........... training_threads()
+  the CPU's memory: freed blocks kept by glibc's malloc instead of mapped again each step ....... keep_freed_memory()
   page-locked batches for asynchronous copies; why the workers are not kept between epochs ..... loader_options(),
                                                                                                 to_device()
   torch.compile as an option ................................................................... compile_model()
@@ -38,7 +39,9 @@ Every decision is a plain function of its inputs (the environment, what torch re
 without the hardware; setup_distributed() and the others apply them. Imports torch only; train.py, detect.py and
 bench/bench_train.py import it.
 """
+import ctypes
 import os
+import platform
 
 import torch
 import torch.distributed as dist
@@ -217,6 +220,28 @@ def describe(device, settings, amp, amp_dtype):
     why = " (CUDA's defaults; --no-cuda-defaults: none of them)" if device.type == "cuda" and any(settings.values()) \
         else ""
     return f"device {device}: " + ", ".join(chosen) + why
+
+
+# glibc's malloc.h: mallopt parameters
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 32 * 2**20     # glibc's largest (DEFAULT_MMAP_THRESHOLD_MAX on 64 bits): blocks up to it from the heap
+TRIM_THRESHOLD = 2**30          # free memory kept at the heap's top before it goes back to the system
+
+
+def keep_freed_memory(device_type, libc=None):
+    """train.py on the CPU, Linux with glibc: allocations up to 32 MB come from the heap, and freed memory stays with
+    the process (up to 1 GB at the heap's top) instead of going back to the system. glibc's defaults map each large
+    block fresh and unmap it when freed, so every step of a CPU training faults its activations' pages in again:
+    about 30,000 page faults a step of the synthetic default in float32, and its step 1.3x slower (README,
+    Performance; PyTorch's CPU tuning guides swap in jemalloc or tcmalloc for the same reason). The cost: the
+    process keeps its peak memory. Elsewhere (CUDA, whose activations live on the GPU; macOS, musl, Windows)
+    nothing is changed. libc: a ctypes library with mallopt (None: this process's C library).
+    -> whether it was applied."""
+    if device_type != "cpu" or (libc is None and platform.libc_ver()[0] != "glibc"):
+        return False
+    libc = libc or ctypes.CDLL(None)
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD,
+                                                                                     TRIM_THRESHOLD))
 
 
 def batch_norm_sync(sync_bn, world, device_type):
