@@ -333,8 +333,8 @@ TINY_YOLOV1_CONVS = [(16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3,
 # grid), with batch norm (to train from scratch, without ImageNet pre-training). The first conv has stride 2, as
 # the paper's first layer does (Fig. 3: 7x7x64-s-2), instead of a conv at the full 112 x 112 then a max-pool:
 # the same weights, a quarter of that layer's pixels, and no batch norm, leaky ReLU and max-pool over
-# 32 x 16 x 112 x 112 values, which took a large part of the step. The training step is about 1.8x faster in
-# float32 and 1.2x in bfloat16 (2 cores), and the synthetic default reaches the same mAP (README, Results). Cutting
+# 32 x 16 x 112 x 112 values, which took a large part of the step. The training step is about 1.2x faster in
+# float32 and in bfloat16 (2 cores), and the synthetic default reaches the same mAP (README, Results). Cutting
 # further (a max-pool after it, the 32-filter conv at 28 x 28) fell short of 0.9 (0.8999) with a third more images.
 # Its batch norm keeps running statistics with torch's momentum 0.1, not darknet's 0.01: after a few hundred
 # steps darknet's average still holds 0.99^200 = 13% of its initial values, far from the data (README, departures).

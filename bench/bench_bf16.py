@@ -51,18 +51,24 @@ def bf16(fn):
     return run
 
 
-def opencv_runner(path, threads):
-    """OpenCV DNN on the ONNX file, or None when cv2 is not installed (it is optional)."""
+def opencv_runner(path, threads, size):
+    """OpenCV DNN on the ONNX file, or None when cv2 is not installed (it is optional) or cannot run the file (one
+    forward of a one-image batch is tried first; the reason is printed in the table's header)."""
     try:
         import cv2
     except ImportError:
         return None, "OpenCV DNN: skipped, cv2 is not installed (pip install opencv-python-headless)"
     cv2.setNumThreads(threads)
-    net = cv2.dnn.readNetFromONNX(str(path))
 
     def run(x):
         net.setInput(x.numpy())
         return net.forward()
+    try:
+        net = cv2.dnn.readNetFromONNX(str(path))
+        run(torch.rand(1, 3, *size))
+    except cv2.error as error:
+        reason = str(error).strip().splitlines()[-1]
+        return None, f"OpenCV {cv2.__version__} DNN: cannot run this export ({reason})"
     return run, f"OpenCV {cv2.__version__}"
 
 
@@ -78,7 +84,7 @@ def speed(preset, img_size, batch_sizes, min_time, folder):
             "bf16": bf16(lambda x: model(nhwc(x))),               # detect.predict's bf16 path: NHWC input
             "bf16 NCHW": bf16(model), "bf16 fused+cl": bf16(lambda x: fused(nhwc(x))),
             "onnxruntime": lambda x: ort.run(["raw"], {"images": x.numpy()})}
-    cv_run, cv_note = opencv_runner(path, threads)
+    cv_run, cv_note = opencv_runner(path, threads, (img_size, img_size))
     if cv_run is not None:
         runs["OpenCV DNN"] = cv_run
     print(f"\n{preset} at {img_size}, random weights, {threads} threads, torch {torch.__version__}, onnxruntime "
@@ -89,10 +95,18 @@ def speed(preset, img_size, batch_sizes, min_time, folder):
     print("|---|" + "---|" * (len(runs) + 2 + bool(cv_run)))
     with torch.no_grad():
         for batch in batch_sizes:
-            r = images_per_second(runs, torch.rand(batch, 3, img_size, img_size), min_time)
-            print(f"| {batch} | " + " | ".join(f"{v:.2f}" for v in r.values()) + f" | {r['bf16'] / r['fp32']:.2f} | "
-                  f"{r['bf16'] / r['onnxruntime']:.2f} |" + (f" {r['bf16'] / r['OpenCV DNN']:.2f} |" if cv_run else ""),
-                  flush=True)
+            x, here = torch.rand(batch, 3, img_size, img_size), dict(runs)
+            if cv_run is not None:
+                try:
+                    cv_run(x)
+                except Exception as error:          # cv2.error: OpenCV refuses this batch size, printed beside it
+                    del here["OpenCV DNN"]
+                    print(f"(OpenCV DNN at batch {batch}: {str(error).strip().splitlines()[-1]})")
+            r = images_per_second(here, x, min_time)
+            cv = r.get("OpenCV DNN")
+            print(f"| {batch} | " + " | ".join(f"{r[n]:.2f}" if n in r else "—" for n in runs) +
+                  f" | {r['bf16'] / r['fp32']:.2f} | {r['bf16'] / r['onnxruntime']:.2f} |" +
+                  (f" {r['bf16'] / cv:.2f} |" if cv else " — |" if cv_run else ""), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
