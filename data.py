@@ -724,7 +724,7 @@ class ShapesDataset(DetectionDataset):
     (bench/bench_synthetic.py; README, Performance)."""
 
     # Its records are drawn from (seed, i), not read from files: check_annotations has nothing to check, and counting
-    # their objects would lay out every image first (4 s for the synthetic default's 57,600, 2 cores).
+    # their objects would lay out every image first (4 s for the synthetic default's 51,200, 2 cores).
     annotated = False
 
     def __init__(self, num_images=1000, img_size=448, seed=0, augment=None, max_cover=0.3):
