@@ -260,7 +260,8 @@ RECIPE = dict(model="yolo9000", optimizer="sgd", epochs=10, momentum=0.9, weight
 # revision row (darknet.REVISIONS) gives them. TEST_THRESHOLDS below are the demo's, which has no darknet revision.
 # OUR CHOICE: the demo, `python train.py --model yolo9000-shapes` (README, Results): train.SYNTHETIC's values as they
 # were then (Adam 2e-3 on fresh images, /10 at 90% and 97% of the steps), but 9,600 images (300 steps of 32; 9 min
-# of CPU time) and 300 held-out ones: box-less mAP 0.327. Twice as long gave 0.208: ellipses up, pentagons lost to their siblings.
+# of CPU time) and 300 held-out ones: box-less mAP 0.327. Twice as long gave 0.208: ellipses up, pentagons lost to
+# their siblings.
 PRESET_RECIPES = {"yolo9000-shapes": dict(
     model="yolo9000-shapes", optimizer="adam", epochs=1, batch_size=32, momentum=0.9, weight_decay=0.0, dropout=0.0,
     schedule="yolov1", lr=2e-3, warmup_lr=2e-4, warmup_epochs=0.05, lr_steps=[0.9, 0.97], img_size=112,

@@ -20,7 +20,6 @@ Run:  python bench/bench_bf16.py                                  (minutes on 2 
       python bench/bench_bf16.py --presets yolov2-voc yolov1-tiny --no-speed --weights runs/synthetic/best.pt
       python bench/bench_bf16.py --presets --threads 1          (the speed alone, one thread: a shared machine)
 """
-import argparse
 import os
 import sys
 import tempfile
@@ -32,7 +31,7 @@ sys.path[:0] = [REPO, os.path.join(REPO, "bench"), os.path.join(REPO, "tests")]
 import darknet  # noqa: E402
 import detect  # noqa: E402
 import metrics  # noqa: E402
-from bench_export import build, images_per_second, session  # noqa: E402
+from bench_export import build, images_per_second, session, speed_parser  # noqa: E402
 from tools import devices  # noqa: E402
 from tools.export import export_onnx  # noqa: E402
 
@@ -156,13 +155,7 @@ def synthetic_map(weights, val_images):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", nargs="*", default=detect.preset_names(), help="default: every preset")
-    p.add_argument("--no-speed", action="store_true", help="skip part 1")
-    p.add_argument("--speed-preset", default="yolov2-voc")
-    p.add_argument("--img-size", type=int, default=416)
-    p.add_argument("--batch-sizes", type=int, nargs="*", default=[1, 8])
-    p.add_argument("--min-time", type=float, default=5.0, help="seconds of timed runs per runner and batch size")
+    p = speed_parser(__doc__, "skip part 1")
     p.add_argument("--weights", default=os.path.join("runs", "synthetic", "best.pt"),
                    help="a synthetic-default checkpoint for part 3 (skipped when the file is missing)")
     p.add_argument("--val-images", type=int, help="held-out images for part 3 (default: the run's)")

@@ -97,15 +97,20 @@ def speed(preset, img_size, batch_sizes, min_time, folder):
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def speed_parser(description, no_speed_help):
+    """The flags this script and bench_bf16.py share: which presets, and the speed part's preset, size, batches."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", nargs="*", default=detect.preset_names(), help="default: every preset")
-    p.add_argument("--no-speed", action="store_true", help="only the differences")
+    p.add_argument("--no-speed", action="store_true", help=no_speed_help)
     p.add_argument("--speed-preset", default="yolov2-voc")
     p.add_argument("--img-size", type=int, default=416)
     p.add_argument("--batch-sizes", type=int, nargs="*", default=[1, 8])
-    p.add_argument("--min-time", type=float, default=5.0, help="seconds of timed runs per measurement")
-    args = p.parse_args()
+    p.add_argument("--min-time", type=float, default=5.0, help="seconds of timed runs per runner and batch size")
+    return p
+
+
+def main():
+    args = speed_parser(__doc__, "only the differences").parse_args()
     with tempfile.TemporaryDirectory() as folder:
         print("| preset | size | max abs diff | max abs output | diff / output | ONNX file | export time |")
         print("|---|---|---|---|---|---|---|")

@@ -1,6 +1,7 @@
 """
 The synthetic default (`python train.py`) split into its parts: images/s of the data (drawing batches of shapes,
-data.ShapesDataset, collated and finished as train.py does: data.collate, train.network_input) and of the compute (yolov1-shapes at 112, batch 32: forward, loss, backward, Adam), float32
+data.ShapesDataset, collated and finished as train.py does: data.collate, train.network_input) and of the compute
+(yolov1-shapes at 112, batch 32: forward, loss, backward, Adam), float32
 and bfloat16 autocast, then the two together through train.py's DataLoader with 0, 1 and 2 loader processes.
 Everything is measured in this one process, in alternating rounds (best of them), so that the ratios hold on a
 shared machine even where the absolute figures move; the load average is printed with them. The CPU time of this

@@ -270,15 +270,15 @@ def usable_cores():
 
 
 def default_workers(cpu_count=None, processes=None, device_type="cuda", draws_batches=False):
-    """--workers when not given: the cores this process may run on (usable_cores) divided among the training processes on this machine (torchrun's
-    LOCAL_WORLD_SIZE); 0 means loading in the training process. No cap: a worker decodes and crops (data.py's
-    crop_on_worker; the device resizes and distorts), and its prefetched batches are uint8, a quarter of float32's
-    memory; one decodes darknet's VOC-sized JPEGs at a few hundred images/s, and a modern GPU trains yolov2-voc on
-    thousands (README, GPU).
+    """--workers when not given: the cores this process may run on (usable_cores) divided among the training
+    processes on this machine (torchrun's LOCAL_WORLD_SIZE); 0 means loading in the training process. No cap: a
+    worker decodes and crops (data.py's crop_on_worker; the device resizes and distorts), and its prefetched batches
+    are uint8, a quarter of float32's memory; one decodes darknet's VOC-sized JPEGs at a few hundred images/s, and a
+    modern GPU trains yolov2-voc on thousands (README, GPU).
     0 on the CPU for a set that draws a batch at once with tensor operations (draws_batches: data.ShapesDataset,
     the synthetic default): that drawing already runs on torch's threads, so a loader process only takes cores
-    from the training step it feeds (bench/bench_synthetic.py, 2 idle cores: 382 images/s in the training process
-    against 282-302 with 1 or 2 loader processes in bfloat16, 207 against 163-174 in float32)."""
+    from the training step it feeds (bench/bench_synthetic.py, 2 idle cores: 390 images/s in the training process
+    against 272-292 with 1 or 2 loader processes in bfloat16, 264 against 197-204 in float32)."""
     if device_type == "cpu" and draws_batches:
         return 0
     cpu_count = cpu_count or usable_cores()

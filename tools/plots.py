@@ -29,6 +29,13 @@ def _matplotlib():
     return plt
 
 
+def save_figure(plt, figure, path):
+    """A matplotlib figure laid out, written to path, and closed (pyplot keeps every open figure otherwise)."""
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     """Round tick values covering [lo, hi]: steps of 1, 2 or 5 times a power of ten (as matplotlib picks)."""
     if not hi > lo:
@@ -83,9 +90,7 @@ def save_curves_png(steps, history, path, metric_name, use_matplotlib=True):
             if len(panel["series"]) > 1 and ax.get_legend_handles_labels()[0]:   # a series may have no point yet
                 ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
-        figure.tight_layout()
-        figure.savefig(path)
-        plt.close(figure)
+        save_figure(plt, figure, path)
         return
     width, height = 480, 320
     image = Image.new("RGB", (2 * width, height), "white")
@@ -197,9 +202,7 @@ def save_pr_curves_png(result: dict, class_names, path, columns: int = 5, use_ma
             ax.title.set_fontsize(9)
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
-        figure.tight_layout()
-        figure.savefig(path)
-        plt.close(figure)
+        save_figure(plt, figure, path)
         return
     pw, ph = 260, 220
     image = Image.new("RGB", (cols * pw, rows * ph), "white")
@@ -280,9 +283,7 @@ def save_speed_accuracy_png(panels: dict, path, metric_name="mAP", use_matplotli
             ax.title.set_fontsize(10)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-        figure.tight_layout()
-        figure.savefig(path)
-        plt.close(figure)
+        save_figure(plt, figure, path)
         return
     width, height = 550, 420
     image = Image.new("RGB", (width * len(drawn), height), "white")
